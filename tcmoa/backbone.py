@@ -1,0 +1,166 @@
+"""The ViT pieces of the backbone: window attention, blocks, positions, patch (un)embedding."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def relative_position_index(window: int) -> torch.Tensor:
+    """Swin's (w^2, w^2) index into a (2w-1)^2 relative-position table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
+    coords = coords.flatten(1)  # (2, w^2)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)  # (w^2, w^2, 2)
+    return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+
+
+class RelativePositionBias(nn.Module):
+    """A trainable per-head bias for each relative offset inside a window (one per block pair)."""
+
+    def __init__(self, window: int, num_heads: int):
+        super().__init__()
+        self.window = window
+        self.table = nn.Parameter(torch.empty((2 * window - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.table, std=0.02)
+        # Derived from the window size, so not saved; official checkpoints carry it and are checked.
+        self.register_buffer("index", relative_position_index(window), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        """The bias, shaped (heads, w^2, w^2)."""
+        n = self.window**2
+        return self.table[self.index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1)
+
+
+def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * nW, w^2, C)."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window, window, w // window, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, c)
+
+
+def window_reverse(windows: torch.Tensor, window: int, h: int, w: int) -> torch.Tensor:
+    """(B * nW, w^2, C) -> (B, H, W, C)."""
+    c = windows.shape[-1]
+    x = windows.view(-1, h // window, w // window, window, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
+
+
+def shifted_window_mask(h: int, w: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """Swin's additive mask (nW, w^2, w^2) that stops shifted windows attending across borders."""
+    region = torch.zeros(h, w, device=device)
+    label = 0
+    for rows in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+        for cols in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+            region[rows, cols] = label
+            label += 1
+    ids = window_partition(region[None, :, :, None], window).squeeze(-1)  # (nW, w^2)
+    different = ids[:, :, None] != ids[:, None, :]
+    return torch.zeros(different.shape, device=device).masked_fill(different, float("-inf"))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the tokens of each window, with an additive bias."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """x (Bw, n, C), bias broadcastable to (Bw, heads, n, n) -> (Bw, n, C)."""
+        bw, n, c = x.shape
+        qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        # Fused attention kernel; the bias (and mask) enter as an additive float mask.
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias.to(qkv.dtype))
+        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+
+
+class Mlp(nn.Module):
+    """The transformer feed-forward layer: fc1, exact GELU, fc2."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., C) -> (..., C)."""
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block whose attention runs in (optionally shifted) windows."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float, window: int, shift: int):
+        super().__init__()
+        self.window, self.shift = window, shift
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int], rel_bias: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, N, C) on an (H, W) token grid -> (B, N, C); mask is (nW, n, n) or None."""
+        b, n, c = x.shape
+        h, w = grid
+        y = self.norm1(x).view(b, h, w, c)
+        if self.shift:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        windows = window_partition(y, self.window)  # (B*nW, w^2, C)
+        bias = rel_bias[None]  # (1, heads, n, n)
+        if self.shift and mask is not None:
+            # Windows are laid out batch-major, so the per-window mask repeats once per sample.
+            bias = (bias + mask[:, None]).repeat(b, 1, 1, 1)  # (B*nW, heads, n, n)
+        y = window_reverse(self.attn(windows, bias), self.window, h, w)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = x + y.reshape(b, n, c)
+        return x + self.mlp(self.norm2(x))
+
+
+def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:
+    """MAE's fixed 2-D sin-cos table, (1 + grid^2, dim) with a zero row for the cls token."""
+    def one_axis(d: int, pos: torch.Tensor) -> torch.Tensor:
+        omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d / 2.0))
+        out = pos.reshape(-1, 1) * omega[None]
+        return torch.cat([out.sin(), out.cos()], dim=1)
+
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
+                            torch.arange(grid, dtype=torch.float64), indexing="ij")
+    # MAE embeds the width coordinate in the first half of the channels.
+    table = torch.cat([one_axis(dim // 2, xs), one_axis(dim // 2, ys)], dim=1)
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), table]).float()
+
+
+def interpolate_pos_embed(table: torch.Tensor, grid: tuple[int, int], swap_hw: bool) -> torch.Tensor:
+    """Resize a (1, 1 + g^2, C) table (cls row dropped) to a token grid -> (1, H*W, C).
+
+    The official code passes the target as (W, H); with swap_hw that quirk is reproduced, which
+    scrambles positions on non-square grids exactly as the released model saw them.
+    """
+    c = table.shape[-1]
+    g = math.isqrt(table.shape[1] - 1)
+    square = table[:, 1:].reshape(1, g, g, c).permute(0, 3, 1, 2)
+    size = (grid[1], grid[0]) if swap_hw else grid
+    if size != (g, g):
+        square = F.interpolate(square, size=size, mode="bilinear", align_corners=False)
+    return square.flatten(2).transpose(1, 2)
+
+
+def unpatchify(tokens: torch.Tensor, grid: tuple[int, int], patch: int, chans: int = 3) -> torch.Tensor:
+    """(B, H*W, p*p*C) in MAE's (p, q, c) order -> (B, C, H*p, W*p)."""
+    b = tokens.shape[0]
+    h, w = grid
+    x = tokens.reshape(b, h, w, patch, patch, chans)
+    return torch.einsum("nhwpqc->nchpwq", x).reshape(b, chans, h * patch, w * patch)
+
+
+def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H/p * W/p, p*p*C), the inverse of unpatchify."""
+    b, c, h, w = images.shape
+    x = images.reshape(b, c, h // patch, patch, w // patch, patch)
+    return torch.einsum("nchpwq->nhwpqc", x).reshape(b, (h // patch) * (w // patch), patch * patch * c)

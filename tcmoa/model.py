@@ -1,0 +1,254 @@
+"""TC-MoA: a frozen ViT autoencoder carrying two sources, mixed by TC-MoA modules.
+
+Shapes follow the official computation (../shared/reference/tcmoa_official.md, sections 1-3): both
+sources run through the same encoder and decoder (one batch, two streams); after the blocks the
+tau rule picks, a TC-MoA module mixes the streams; only stream A is decoded to pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import (Block, RelativePositionBias, interpolate_pos_embed, shifted_window_mask,
+                       sincos_pos_embed, unpatchify)
+from .config import ModelConfig
+from .moa import ModuleTrace, PromptControl, TCMoAModule
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# A route is one task index, a task name, or a weighting over the task routers.
+Route = Union[int, str, Sequence[float], torch.Tensor]
+
+
+@dataclass
+class FusionOutput:
+    """Everything one forward pass produces."""
+
+    fused: torch.Tensor  # (B, 3, H, W) in [0, 1]
+    pred: torch.Tensor  # (B, 3, H, W) the prediction in ImageNet-normalised space
+    token_grid: tuple[int, int]  # (h, w) of the token grid the prompts and gates live on
+    encoder_traces: list[ModuleTrace] = field(default_factory=list)
+    decoder_traces: list[ModuleTrace] = field(default_factory=list)
+
+    @property
+    def traces(self) -> list[ModuleTrace]:
+        """All module traces, encoder first."""
+        return self.encoder_traces + self.decoder_traces
+
+    @property
+    def aux_loss(self) -> torch.Tensor:
+        """The summed load-balancing losses of every module."""
+        return torch.stack([t.aux_loss for t in self.traces]).sum()
+
+    def prompts(self, part: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(p_A, p_B) per module of the 'encoder' or 'decoder'."""
+        traces = self.encoder_traces if part == "encoder" else self.decoder_traces
+        return [(t.prompt_a, t.prompt_b) for t in traces]
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB (B, 3, H, W) -> ImageNet-normalised."""
+    mean = images.new_tensor(IMAGENET_MEAN)[:, None, None]
+    std = images.new_tensor(IMAGENET_STD)[:, None, None]
+    return (images - mean) / std
+
+
+def denormalize(pred: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised -> [0, 1], clipped, computed as the official code does (via 0..255)."""
+    mean = pred.new_tensor(IMAGENET_MEAN)[:, None, None]
+    std = pred.new_tensor(IMAGENET_STD)[:, None, None]
+    return ((pred * std + mean) * 255).clamp(0, 255) / 255
+
+
+class TCMoA(nn.Module):
+    """The whole model; see the module docstring."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = self.config = config
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(c.in_chans, c.embed_dim, c.patch_size, stride=c.patch_size)
+        if c.absolute_pos:
+            # Kept with MAE's shapes (cls row included) so MAE/official weights load as they are.
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
+            self.pos_embed = nn.Parameter(sincos_pos_embed(c.embed_dim, c.pos_grid)[None], requires_grad=False)
+            self.decoder_pos_embed = nn.Parameter(
+                sincos_pos_embed(c.decoder_embed_dim, c.pos_grid)[None], requires_grad=False)
+        self.blocks = self._blocks(c.embed_dim, c.depth, c.num_heads)
+        self.encoder_rel_pos = self._rel_pos(c.depth, c.num_heads)
+        self.encoder_moa = self._moa(c.embed_dim, c.moa_blocks(c.depth), restandardize=False)
+        self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
+        self.decoder_embed = nn.Linear(c.embed_dim, c.decoder_embed_dim)
+        self.decoder_blocks = self._blocks(c.decoder_embed_dim, c.decoder_depth, c.decoder_num_heads)
+        self.decoder_rel_pos = self._rel_pos(c.decoder_depth, c.decoder_num_heads)
+        self.decoder_moa = self._moa(c.decoder_embed_dim, c.moa_blocks(c.decoder_depth),
+                                     restandardize=c.decoder_restandardize)
+        self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=c.norm_eps)
+        self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.patch_size**2 * c.in_chans)
+        self._init_backbone()
+        # Where the weights came from; checkpoint loaders fill it in, the app shows it.
+        self.info: dict[str, object] = {"name": config.name, "source": "random init", "trained": False}
+        self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    # ----------------------------------------------------------------------------- construction
+    def _blocks(self, dim: int, depth: int, heads: int) -> nn.ModuleList:
+        c = self.config
+        return nn.ModuleList(
+            Block(dim, heads, c.mlp_ratio, c.norm_eps, c.window_size, c.shift_size if i % 2 else 0)
+            for i in range(depth))
+
+    def _rel_pos(self, depth: int, heads: int) -> nn.ModuleList:
+        # One table per pair of consecutive blocks (block i uses table i // 2).
+        return nn.ModuleList(RelativePositionBias(self.config.window_size, heads) for _ in range((depth + 1) // 2))
+
+    def _moa(self, dim: int, after: tuple[int, ...], restandardize: bool) -> nn.ModuleList:
+        c = self.config
+        return nn.ModuleList(
+            TCMoAModule(dim, c.num_tasks, c.num_experts, c.top_k, c.reduce_ratio, c.adapter_ratio,
+                        c.router_noise_floor, c.gate_threshold, restandardize)
+            for _ in after)
+
+    def _init_backbone(self) -> None:
+        """MAE's initialisation for the backbone's linear layers, norms and patch embedding."""
+        moa = set(self.encoder_moa.modules()) | set(self.decoder_moa.modules())
+        for m in self.modules():
+            if m in moa:
+                continue
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        if self.config.absolute_pos:
+            nn.init.normal_(self.cls_token, std=0.02)
+
+    # ----------------------------------------------------------------------------- parameter groups
+    def tcmoa_parameters(self) -> list[nn.Parameter]:
+        """What TC-MoA training updates: modules, fusion layers, mixing scalars, rel-pos tables."""
+        groups = (self.encoder_moa, self.decoder_moa, self.encoder_rel_pos, self.decoder_rel_pos)
+        return [p for g in groups for p in g.parameters()]
+
+    def freeze_backbone(self) -> None:
+        """Freeze everything but the TC-MoA parameters (the official training setting)."""
+        trainable = {id(p) for p in self.tcmoa_parameters()}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in trainable)
+
+    # ----------------------------------------------------------------------------- forward
+    def route_weights(self, route: Route, device: torch.device | None = None) -> torch.Tensor:
+        """Turn a task index, task name or router weighting into normalised weights (T,)."""
+        c = self.config
+        if isinstance(route, str):
+            if route not in c.task_names:
+                raise ValueError(f"unknown task {route!r}; this model has routers for {', '.join(c.task_names)}")
+            route = c.task_names.index(route)
+        if isinstance(route, int):
+            if not 0 <= route < c.num_tasks:
+                raise ValueError(f"task index {route} out of range 0..{c.num_tasks - 1}")
+            return F.one_hot(torch.tensor(route, device=device), c.num_tasks).float()
+        w = torch.as_tensor(route, dtype=torch.float32, device=device).flatten()
+        if w.numel() != c.num_tasks or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"a router weighting needs {c.num_tasks} finite non-negative weights "
+                             f"with a positive sum, got {w.tolist()}")
+        return w / w.sum()
+
+    def token_grid(self, height: int, width: int) -> tuple[int, int]:
+        """The token grid for an input size, with a clear error for sizes the windows cannot tile."""
+        m = self.config.size_multiple
+        if height % m or width % m or height <= 0 or width <= 0:
+            raise ValueError(f"input size {height}x{width} must be a positive multiple of {m} px "
+                             "(one attention window); pad or resize first (tcmoa.pipeline does)")
+        p = self.config.pixel_patch
+        return int(height / p), int(width / p)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, route: Route = 0,
+                control: PromptControl = PromptControl()) -> FusionOutput:
+        """Fuse normalised sources a, b (B, 3, H, W) (A is the stream that is decoded)."""
+        if a.shape != b.shape or a.dim() != 4:
+            raise ValueError(f"sources must both be (B, 3, H, W) of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        batch = a.shape[0]
+        grid = self.token_grid(a.shape[2], a.shape[3])
+        weights = self.route_weights(route, a.device)
+        # Both streams share every backbone weight, so they run as one batch of 2B.
+        x = self._embed(torch.cat([a, b]), grid)
+        x, enc = self._run(x, grid, self.blocks, self.encoder_rel_pos, self.encoder_moa, weights, control)
+        x = self.decoder_embed(self.norm(x))
+        if self.config.absolute_pos:
+            x = x + interpolate_pos_embed(self.decoder_pos_embed, grid, self.config.pos_swap_hw)
+        x, dec = self._run(x, grid, self.decoder_blocks, self.decoder_rel_pos, self.decoder_moa, weights, control,
+                           decode_a_only=True)
+        pred = self._to_pixels(x[:batch], grid)
+        return FusionOutput(denormalize(pred), pred, grid, enc, dec)
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone alone as an autoencoder: normalised (B, 3, H, W) -> normalised prediction."""
+        grid = self.token_grid(images.shape[2], images.shape[3])
+        x = self._embed(images, grid)
+        x, _ = self._run(x, grid, self.blocks, self.encoder_rel_pos, None, None, None)
+        x = self.decoder_embed(self.norm(x))
+        if self.config.absolute_pos:
+            x = x + interpolate_pos_embed(self.decoder_pos_embed, grid, self.config.pos_swap_hw)
+        x, _ = self._run(x, grid, self.decoder_blocks, self.decoder_rel_pos, None, None, None)
+        return self._to_pixels(x, grid)
+
+    def encode(self, a: torch.Tensor, b: torch.Tensor, route: Route = 0,
+               control: PromptControl = PromptControl()) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder outputs (after the final norm) of both streams, (B, N, C) each."""
+        grid = self.token_grid(a.shape[2], a.shape[3])
+        x = self._embed(torch.cat([a, b]), grid)
+        x, _ = self._run(x, grid, self.blocks, self.encoder_rel_pos, self.encoder_moa,
+                         self.route_weights(route, a.device), control)
+        return self.norm(x).chunk(2)
+
+    def _embed(self, images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """(B, 3, H, W) -> tokens (B, N, C), with absolute positions when configured."""
+        if self.config.upsample:
+            images = F.interpolate(images, scale_factor=2, mode="bilinear", align_corners=False)
+        x = self.patch_embed.proj(images).flatten(2).transpose(1, 2)
+        if self.config.absolute_pos:
+            x = x + interpolate_pos_embed(self.pos_embed, grid, self.config.pos_swap_hw)
+        return x
+
+    def _to_pixels(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Decoded tokens (B, N, C) -> normalised pixels (B, 3, H, W) at the input size."""
+        c = self.config
+        pred = unpatchify(self.decoder_pred(self.decoder_norm(x)), grid, c.patch_size, c.in_chans)
+        if c.upsample:
+            pred = pred[:, :, ::2, ::2]  # = F.interpolate(..., scale_factor=0.5, mode="nearest")
+        return pred
+
+    def _mask(self, grid: tuple[int, int], device: torch.device) -> torch.Tensor | None:
+        c = self.config
+        if not c.shift_mask or c.shift_size == 0:
+            return None
+        key = (*grid, str(device))
+        if key not in self._masks:
+            self._masks[key] = shifted_window_mask(*grid, c.window_size, c.shift_size, device)
+        return self._masks[key]
+
+    def _run(self, x: torch.Tensor, grid: tuple[int, int], blocks: nn.ModuleList, rel_pos: nn.ModuleList,
+             modules: nn.ModuleList | None, route: torch.Tensor | None, control: PromptControl | None,
+             decode_a_only: bool = False) -> tuple[torch.Tensor, list[ModuleTrace]]:
+        """Blocks with TC-MoA modules after the configured ones; x holds [A; B] stacked on batch."""
+        mask = self._mask(grid, x.device)
+        after = self.config.moa_blocks(len(blocks)) if modules is not None else ()
+        traces: list[ModuleTrace] = []
+        for i, block in enumerate(blocks):
+            x = block(x, grid, rel_pos[i // 2](), mask)
+            if i in after:
+                a, b = x.chunk(2)
+                a, b, trace = modules[after.index(i)](a, b, grid, route, control)
+                traces.append(trace)
+                if decode_a_only and i == after[-1]:
+                    x = a  # only stream A reaches the pixels; skip B's remaining blocks
+                else:
+                    x = torch.cat([a, b])
+        return x, traces
