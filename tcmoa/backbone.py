@@ -70,11 +70,26 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """x (Bw, n, C), bias broadcastable to (Bw, heads, n, n) -> (Bw, n, C)."""
+        """x (B*nW, n, C) windows -> (B*nW, n, C).
+
+        bias is (heads, n, n), the same for every window, or (nW, heads, n, n) when shifted
+        windows are masked; then windows and heads share one axis so that the per-window bias
+        broadcasts over the batch instead of being copied for every sample.
+        """
         bw, n, c = x.shape
-        qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        heads = self.num_heads
+        qkv = self.qkv(x).reshape(bw, n, 3, heads, c // heads)
+        if bias.dim() == 3:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (B*nW, heads, n, d) each
+            mask = bias[None]
+        else:
+            n_win = bias.shape[0]
+            q, k, v = qkv.reshape(bw // n_win, n_win, n, 3, heads, -1).permute(3, 0, 1, 4, 2, 5) \
+                .reshape(3, bw // n_win, n_win * heads, n, -1)  # (B, nW*heads, n, d) each
+            mask = bias.reshape(1, n_win * heads, n, n)
         # Fused attention kernel; the bias (and mask) enter as an additive float mask.
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias.to(qkv.dtype))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
+        out = out.reshape(bw, heads, n, -1)  # back to one row per window
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
@@ -111,10 +126,9 @@ class Block(nn.Module):
         if self.shift:
             y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
         windows = window_partition(y, self.window)  # (B*nW, w^2, C)
-        bias = rel_bias[None]  # (1, heads, n, n)
+        bias = rel_bias  # (heads, n, n)
         if self.shift and mask is not None:
-            # Windows are laid out batch-major, so the per-window mask repeats once per sample.
-            bias = (bias + mask[:, None]).repeat(b, 1, 1, 1)  # (B*nW, heads, n, n)
+            bias = rel_bias[None] + mask[:, None]  # (nW, heads, n, n)
         y = window_reverse(self.attn(windows, bias), self.window, h, w)
         if self.shift:
             y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))

@@ -101,11 +101,12 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # Ours: fast on a CPU, resolution-agnostic (relative positions only, masked shifted windows),
     # native 8-px patches instead of x2 upsampling + 16-px patches (the same token grid, 4x
-    # cheaper patch embedding), and a fourth router for medical fusion.
+    # cheaper patch embedding), 8x8-token windows (sizes in multiples of 64 px, so 640x480 needs
+    # no padding, and 3x cheaper attention), and a fourth router for medical fusion.
     "compact": ModelConfig(
-        name="compact", patch_size=8, upsample=False, embed_dim=192, depth=6, num_heads=6,
+        name="compact", patch_size=8, upsample=False, embed_dim=128, depth=6, num_heads=4,
         decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
-        shift_mask=True, absolute_pos=False, pos_swap_hw=False,
+        window_size=8, shift_size=4, shift_mask=True, absolute_pos=False, pos_swap_hw=False,
         num_tasks=4, task_names=TASK_NAMES,
     ),
 }

@@ -1,0 +1,179 @@
+"""Command line: `python -m tcmoa fuse A B [C ...] --task vif -o out.png`, folder mode, model info.
+
+Exit codes: 0 success; 1 some pairs of a folder run failed (the rest were written);
+2 bad usage or bad input (nothing written); 3 the model could not be loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .checkpoint import CheckpointError, load_model
+from .imaging import DEFAULT_MAX_PIXELS, ImageError, save_image
+from .pipeline import PRECISIONS, Fuser, FusionResult
+from .tasks import TASK_ALIASES, TASKS
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
+
+
+class CliError(Exception):
+    """A failure to report in one line with an exit code."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with the `fuse` and `info` commands."""
+    parser = argparse.ArgumentParser(prog="python -m tcmoa", description="TC-MoA general image fusion.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    fuse = commands.add_parser("fuse", help="fuse two or more source images (or folders of pairs)",
+                               description="Fuse sources of one scene. Give the sources in role order: "
+                               + "; ".join(f"{k}: {' + '.join(t.roles)}" for k, t in TASKS.items()))
+    fuse.add_argument("sources", nargs="*", type=Path, help="source images, in role order")
+    fuse.add_argument("--pairs", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"),
+                      help="fuse every pair of same-named files in two folders")
+    fuse.add_argument("-o", "--output", type=Path, required=True, help="output image (or folder with --pairs)")
+    fuse.add_argument("--task", default="vif", choices=sorted([*TASKS, *TASK_ALIASES]), help="fusion task preset")
+    fuse.add_argument("--alpha", type=float, default=None, help="prompt scale alpha (Eq. 8; default: the task's)")
+    fuse.add_argument("--beta", type=float, default=None, help="prompt shift beta (> 0 favours source A)")
+    fuse.add_argument("--router", type=str, default=None,
+                      help="router to use instead of the task's: a name, or weights like 'vif=0.7,mff=0.3'")
+    fuse.add_argument("--colour", choices=("auto", "grey"), default="auto", help="force a grey result with 'grey'")
+    fuse.add_argument("--resize", choices=("first",), default=None, help="resize other sources to the first's size")
+    fuse.add_argument("--maps", type=Path, default=None, metavar="DIR", help="also save prompt/routing heatmaps here")
+    _model_args(fuse)
+    fuse.add_argument("--precision", choices=PRECISIONS, default="auto")
+    fuse.add_argument("--tile-size", type=int, default=1024, help="largest tile side in px (memory budget)")
+    fuse.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger sources")
+    fuse.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    info = commands.add_parser("info", help="describe a model")
+    _model_args(info)
+    return parser
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="model folder, official .pth, or preset name (default: the shipped checkpoint)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU when present)")
+
+
+def parse_router(text: str | None, task_names: tuple[str, ...]) -> str | list[float] | None:
+    """'mff' -> 'mff'; 'vif=0.7,mff=0.3' -> weights in the model's router order."""
+    if text is None or "=" not in text:
+        return text
+    weights = dict.fromkeys(task_names, 0.0)
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() not in weights:
+            raise CliError(f"--router: unknown router {name.strip()!r}; this model has {', '.join(task_names)}",
+                           EXIT_INPUT)
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise CliError(f"--router: {value!r} is not a number", EXIT_INPUT) from None
+    return list(weights.values())
+
+
+def _load(args: argparse.Namespace):
+    try:
+        return load_model(args.model, device="cpu")
+    except (FileNotFoundError, CheckpointError, KeyError) as exc:
+        raise CliError(f"cannot load the model: {exc}", EXIT_MODEL) from None
+
+
+def _pairs(dir_a: Path, dir_b: Path) -> list[tuple[str, Path, Path]]:
+    for d in (dir_a, dir_b):
+        if not d.is_dir():
+            raise CliError(f"--pairs: {d} is not a folder", EXIT_INPUT)
+    index = lambda d: {p.stem: p for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    a, b = index(dir_a), index(dir_b)
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise CliError(f"--pairs: no file names in common between {dir_a} and {dir_b}", EXIT_INPUT)
+    unmatched = sorted(set(a) ^ set(b))
+    if unmatched:
+        print(f"warning: {len(unmatched)} files have no partner and are skipped: {', '.join(unmatched[:5])}"
+              + (" ..." if len(unmatched) > 5 else ""), file=sys.stderr)
+    return [(stem, a[stem], b[stem]) for stem in common]
+
+
+def _write(result: FusionResult, out: Path, maps_dir: Path | None, sources: Sequence[Path]) -> None:
+    save_image(out, result.image)
+    if maps_dir is not None and result.maps is not None:
+        from .imaging import read_image
+        from .visualize import save_map_images  # matplotlib only when maps are asked for
+
+        save_map_images(result.maps, [read_image(s) for s in sources], maps_dir)
+
+
+def run_fuse(args: argparse.Namespace) -> int:
+    """The `fuse` command."""
+    if bool(args.sources) == bool(args.pairs):
+        raise CliError("give either two or more source images, or --pairs DIR_A DIR_B", EXIT_INPUT)
+    if args.sources and len(args.sources) < 2:
+        raise CliError(f"fusion needs at least 2 source images, got {len(args.sources)}", EXIT_INPUT)
+    jobs = ([("", *args.sources)] if args.sources else _pairs(*args.pairs))
+    model = _load(args)
+    try:
+        fuser = Fuser(model, device=args.device, precision=args.precision, tile_size=args.tile_size,
+                      max_pixels=args.max_pixels)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from None
+    route = parse_router(args.router, model.config.task_names)
+    options = dict(task=args.task, alpha=args.alpha, beta=args.beta, route=route, colour=args.colour,
+                   resize=args.resize, maps=args.maps is not None)
+    if not model.info.get("trained") and not args.quiet:
+        print(f"warning: {model.info['name']} is untrained: the output is not a meaningful fusion", file=sys.stderr)
+    failures: list[str] = []
+    from tqdm import tqdm
+
+    for stem, *sources in tqdm(jobs, disable=args.quiet or len(jobs) < 2, unit="pair"):
+        out = args.output / f"{stem}.png" if stem else args.output
+        maps_dir = (args.maps / stem if stem else args.maps) if args.maps else None
+        try:
+            result = fuser.fuse(sources, **options)
+            _write(result, out, maps_dir, sources)
+        except (ImageError, ValueError) as exc:
+            if not stem:
+                raise CliError(str(exc), EXIT_INPUT) from None
+            failures.append(f"{stem}: {exc}")
+            continue
+        if not args.quiet and not stem:
+            print(f"wrote {out} ({result.image.shape[1]}x{result.image.shape[0]}, {result.seconds:.2f} s on "
+                  f"{result.device}, task {result.task.key}, alpha {result.alpha:g}, beta {result.beta:g})")
+            for note in result.notes:
+                print(f"note: {note}")
+    if args.pairs and not args.quiet:
+        print(f"wrote {len(jobs) - len(failures)} of {len(jobs)} fused images to {args.output}")
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """The `info` command: what the model is and where it came from."""
+    model = _load(args)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {model.info.get('name')}  source: {model.info.get('source')}  trained: {model.info.get('trained')}")
+    print(f"parameters: {n_params / 1e6:.2f}M ({sum(p.numel() for p in model.tcmoa_parameters()) / 1e6:.2f}M TC-MoA)")
+    print(f"routers: {', '.join(model.config.task_names)}")
+    print(model.config.to_json())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run_fuse(args) if args.command == "fuse" else run_info(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

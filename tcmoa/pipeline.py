@@ -1,0 +1,256 @@
+"""From image files or arrays to a fused image of the sources' size (any size, mode and count).
+
+Steps: read and validate every source -> put order-free sets (exposure brackets, focal stacks)
+in a canonical order -> apply the colour rule (tcmoa.colour) -> fuse pairs with the model, in
+overlapping tiles when the image exceeds the tile budget -> fold N > 2 sources pairwise.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .colour import fuse_with_colour_rule
+from .imaging import DEFAULT_MAX_PIXELS, ImageError, read_image, resize_to, to_grey
+from .model import Route, TCMoA, normalize
+from .moa import PromptControl
+from .tasks import TaskPreset, get_task
+from .tiling import TileBlender, plan_tiles
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RESIZE_POLICIES = (None, "first")
+
+
+@dataclass
+class FusionMaps:
+    """Prompt and routing maps of one pairwise fusion, on the token grid (one cell = pixel_patch px)."""
+
+    module_names: list[str]  # "encoder 1", ..., "decoder 1"
+    prompt_a: np.ndarray  # (M, h, w) dominant-intensity prompt of source A per module
+    prompt_b: np.ndarray  # (M, h, w)
+    gates: np.ndarray  # (M, E, h, w) routing weight of each expert
+    image_size: tuple[int, int]  # (H, W) of the fused image
+    pixel_patch: int  # image pixels per map cell along each side
+
+    def expert_share(self) -> np.ndarray:
+        """(M, E): each expert's share of the routing mass over all tokens (rows sum to 1)."""
+        mass = self.gates.sum(axis=(2, 3))
+        return mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-12)
+
+    def source_a_share(self) -> np.ndarray:
+        """(h, w): p_A / (p_A + p_B) averaged over modules; > 0.5 where source A dominates."""
+        return (self.prompt_a / np.maximum(self.prompt_a + self.prompt_b, 1e-6)).mean(axis=0)
+
+    def at_image_size(self, grid: np.ndarray) -> np.ndarray:
+        """Upsample a (..., h, w) map to the image size: each token becomes its pixel block."""
+        up = np.repeat(np.repeat(grid, self.pixel_patch, axis=-2), self.pixel_patch, axis=-1)
+        return up[..., :self.image_size[0], :self.image_size[1]]
+
+
+@dataclass
+class FusionResult:
+    """A fused image with what produced it."""
+
+    image: np.ndarray  # float32 [0, 1]; (H, W) grey or (H, W, 3) RGB
+    task: TaskPreset
+    alpha: float
+    beta: float
+    seconds: float
+    device: str
+    precision: str
+    model_name: str
+    order: list[int]  # input indices in the order they were fused
+    maps: FusionMaps | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """The requested device, or the GPU when present, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("a CUDA device was requested but none is available; use device='cpu'")
+    return device
+
+
+def canonical_order(images: Sequence[np.ndarray], task: TaskPreset) -> list[int]:
+    """The fusion order: the user's for role-based tasks, content-defined for order-free ones.
+
+    Exposure sets go brightest first (source A is the over-exposed role), focal stacks sharpest
+    first, so shuffling the uploads gives the same result.
+    """
+    if not task.order_free:
+        return list(range(len(images)))
+    grey = [to_grey(im) if im.ndim == 3 else im for im in images]
+    if task.key == "mef":
+        keys = [-float(g.mean()) for g in grey]
+    else:
+        keys = [-float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean()) for g in grey]
+    return sorted(range(len(images)), key=lambda i: (keys[i], i))
+
+
+class Fuser:
+    """Runs a TC-MoA model on real images; safe to share between threads (inference only)."""
+
+    def __init__(self, model: TCMoA, device: str | torch.device | None = None, precision: str = "auto",
+                 tile_size: int = 1024, tile_overlap: int = 128, tile_batch: int = 4,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.device = pick_device(device)
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        if precision != "fp32" and self.device.type == "cpu":
+            raise ValueError("reduced precision (bf16/fp16) is for GPUs; use precision='fp32' on the CPU")
+        self.precision = precision
+        self.model = model.to(self.device).eval()
+        m = model.config.size_multiple
+        if tile_size < m:
+            raise ValueError(f"tile_size must be at least {m} px for this model")
+        self.tile_size = tile_size // m * m  # whole windows, so tiles need no padding inside
+        self.tile_overlap = int(tile_overlap // model.config.pixel_patch * model.config.pixel_patch)
+        self.tile_batch, self.max_pixels = tile_batch, max_pixels
+
+    # ----------------------------------------------------------------------------- public
+    def fuse(self, sources: Sequence[object], task: str | TaskPreset = "vif", *, alpha: float | None = None,
+             beta: float | None = None, route: Route | None = None, colour: str = "auto",
+             resize: str | None = None, maps: bool = False) -> FusionResult:
+        """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image."""
+        start = time.perf_counter()
+        preset = task if isinstance(task, TaskPreset) else get_task(task)
+        alpha = preset.alpha if alpha is None else float(alpha)
+        beta = preset.beta if beta is None else float(beta)
+        for name, value in (("alpha", alpha), ("beta", beta)):
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        route = preset.route_for(self.model.config.task_names) if route is None else route
+        self.model.route_weights(route)  # validate before any work
+        if resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
+        images, notes = self._read_all(sources, resize)
+        order = canonical_order(images, preset)
+        control = PromptControl(alpha, beta)
+        captured: list[FusionMaps] = []
+
+        def fold(planes: list[np.ndarray]) -> np.ndarray:
+            result = planes[0]
+            for nxt in planes[1:]:
+                result, step_maps = self._fuse_pair(result, nxt, route, control, maps)
+                captured[:] = [step_maps] if step_maps is not None else []
+            return result
+
+        image = fuse_with_colour_rule([images[i] for i in order], fold, fuse_rgb=fold, colour_mode=colour)
+        if len(images) > 2:
+            notes.append(f"{len(images)} sources fused pairwise in order {[i + 1 for i in order]}; "
+                         "the maps show the last step")
+        return FusionResult(image=image, task=preset, alpha=alpha, beta=beta,
+                            seconds=time.perf_counter() - start, device=str(self.device), precision=self.precision,
+                            model_name=str(self.model.info.get("name", self.model.config.name)), order=order,
+                            maps=captured[0] if captured else None, notes=notes)
+
+    # ----------------------------------------------------------------------------- steps
+    def _read_all(self, sources: Sequence[object], resize: str | None) -> tuple[list[np.ndarray], list[str]]:
+        if isinstance(sources, (str, bytes, np.ndarray)) or len(sources) < 2:
+            n = 1 if isinstance(sources, (str, bytes, np.ndarray)) else len(sources)
+            raise ImageError(f"fusion needs at least 2 source images, got {n}")
+        images = []
+        for i, src in enumerate(sources):
+            try:
+                images.append(read_image(src, max_pixels=self.max_pixels))
+            except ImageError as exc:
+                raise ImageError(f"source {i + 1}: {exc}") from None
+        notes = []
+        h, w = images[0].shape[:2]
+        for i, im in enumerate(images[1:], start=2):
+            if im.shape[:2] != (h, w):
+                if resize != "first":
+                    raise ImageError(
+                        f"source {i} is {im.shape[1]}x{im.shape[0]} but source 1 is {w}x{h} (width x height); "
+                        "fusion needs registered sources of one size (or resize='first' / --resize first)")
+                notes.append(f"source {i} resized from {im.shape[1]}x{im.shape[0]} to {w}x{h}")
+                images[i - 1] = resize_to(im, (h, w))
+        return images, notes
+
+    def _fuse_pair(self, a: np.ndarray, b: np.ndarray, route: Route, control: PromptControl,
+                   want_maps: bool) -> tuple[np.ndarray, FusionMaps | None]:
+        """Two same-size float images, both grey or both RGB -> fused image of that kind, maps."""
+        grey = a.ndim == 2
+        ta, tb = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (a, b))
+        if grey:  # the model sees grey sources as replicated RGB, like PIL convert('RGB')
+            ta, tb = ta[None].expand(3, -1, -1), tb[None].expand(3, -1, -1)
+        else:
+            ta, tb = ta.permute(2, 0, 1), tb.permute(2, 0, 1)
+        fused, maps = self.fuse_tensors(ta, tb, route, control, want_maps)
+        out = fused.permute(1, 2, 0).cpu().numpy()
+        return (to_grey(out) if grey else out), maps
+
+    @torch.inference_mode()
+    def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
+                     want_maps: bool = False) -> tuple[torch.Tensor, FusionMaps | None]:
+        """[0, 1] RGB (3, H, W) pair of any size -> fused (3, H, W), tiled within the budget."""
+        _, h, w = a.shape
+        cfg = self.model.config
+        tiles = plan_tiles(h, w, self.tile_size, self.tile_overlap, int(cfg.pixel_patch))
+        image = TileBlender(3, h, w, 1.0, self.tile_overlap, self.device)
+        n_mod = len(self.model.encoder_moa) + len(self.model.decoder_moa)
+        token_scale = 1.0 / cfg.pixel_patch
+        prompts = TileBlender(2 * n_mod, h, w, token_scale, self.tile_overlap, self.device) if want_maps else None
+        gates = TileBlender(n_mod * cfg.num_experts, h, w, token_scale, self.tile_overlap, self.device) \
+            if want_maps else None
+        pair = torch.stack([a, b]).to(self.device)  # (2, 3, H, W)
+        for i in range(0, len(tiles), self.tile_batch):
+            batch = tiles[i:i + self.tile_batch]
+            crops = torch.stack([pair[:, :, t.top:t.top + t.height, t.left:t.left + t.width] for t in batch], 1)
+            fused, p, g = self._run_model(crops[0], crops[1], route, control, want_maps)
+            for k, tile in enumerate(batch):
+                image.add(tile, fused[k])
+                if want_maps:
+                    prompts.add(tile, p[k])
+                    gates.add(tile, g[k])
+        fused = image.result().clamp(0, 1)
+        if not torch.isfinite(fused).all():
+            raise RuntimeError("the model produced NaN/inf values; the checkpoint may be corrupt")
+        maps = None
+        if want_maps:
+            pm = prompts.result().cpu().numpy()
+            names = [f"encoder {j + 1}" for j in range(len(self.model.encoder_moa))] + \
+                    [f"decoder {j + 1}" for j in range(len(self.model.decoder_moa))]
+            maps = FusionMaps(names, pm[0::2], pm[1::2],
+                              gates.result().cpu().numpy().reshape(n_mod, cfg.num_experts, *pm.shape[-2:]), (h, w),
+                              int(cfg.pixel_patch))
+        return fused, maps
+
+    def _run_model(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
+                   want_maps: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """A batch of equal tiles (B, 3, h, w) -> fused (B, 3, h, w), prompts (B, 2M, th, tw), gates."""
+        _, _, h, w = a.shape
+        m = self.model.config.size_multiple
+        pad_h, pad_w = -h % m, -w % m
+        a, b = (pad_to(normalize(x), pad_h, pad_w) for x in (a, b))
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            out = self.model(a, b, route, control)
+        fused = out.fused[:, :, :h, :w].float()
+        if not want_maps:
+            return fused, None, None
+        gh, gw = out.token_grid
+        th, tw = -(-h * gh // a.shape[2]), -(-w * gw // a.shape[3])  # token cells covering the tile
+        bsz = a.shape[0]
+        p = torch.cat([torch.cat([t.prompt_a, t.prompt_b], -1) for t in out.traces], -1)  # (B, N, 2M)
+        p = p.transpose(1, 2).reshape(bsz, -1, gh, gw)[:, :, :th, :tw]
+        g = torch.cat([t.gates.reshape(bsz, gh * gw, -1) for t in out.traces], -1)  # (B, N, M*E)
+        g = g.transpose(1, 2).reshape(bsz, -1, gh, gw)[:, :, :th, :tw]
+        return fused, p.float(), g.float()
+
+
+def pad_to(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """Pad (B, C, H, W) at the bottom/right by mirroring (replicating where the image is too small)."""
+    if not pad_h and not pad_w:
+        return x
+    mode = "reflect" if pad_h < x.shape[2] and pad_w < x.shape[3] else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)

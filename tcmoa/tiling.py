@@ -1,0 +1,84 @@
+"""Overlapping tiles blended smoothly, so any image size runs within a fixed memory budget."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: its top-left corner and size in pixels."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def tile_starts(length: int, tile: int, overlap: int, align: int) -> list[int]:
+    """Start offsets covering [0, length) with tiles of `tile` px overlapping by >= `overlap`.
+
+    Offsets are multiples of `align` (one token) so every tile's token grid lines up with the
+    whole image's; the last tile is anchored to the far edge.
+    """
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    last = length - tile
+    starts = [round(i * last / (count - 1) / align) * align for i in range(count)]
+    starts[-1] = last
+    return sorted(set(starts))
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int) -> list[Tile]:
+    """Every tile of a raster-order grid over a (height, width) image."""
+    return [Tile(t, l, min(tile, height), min(tile, width))
+            for t in tile_starts(height, tile, overlap, align)
+            for l in tile_starts(width, tile, overlap, align)]
+
+
+def blend_ramp(start: int, size: int, total: int, overlap: int) -> torch.Tensor:
+    """1-D weights for a tile: a raised-cosine ramp over `overlap` px on sides that have neighbours.
+
+    Weights are continuous and tile borders (where the model saw the least context) count least,
+    so the normalised blend has no seam; edges of the image keep weight 1.
+    """
+    w = torch.ones(size, dtype=torch.float64)
+    ramp = overlap
+    if ramp > 0:
+        x = (torch.arange(ramp, dtype=torch.float64) + 0.5) / ramp
+        rise = 0.5 - 0.5 * torch.cos(math.pi * x)  # 0 -> 1, smooth at both ends
+        if start > 0:
+            w[:ramp] = rise
+        if start + size < total:
+            w[-ramp:] = torch.minimum(w[-ramp:], rise.flip(0))
+    return w.clamp_min(1e-6).float()
+
+
+class TileBlender:
+    """Accumulates weighted tiles of one field (image or map) and returns their blend."""
+
+    def __init__(self, channels: int, height: int, width: int, scale: float, overlap_px: int, device: torch.device):
+        self.scale = scale  # field pixels per image pixel (1 for the image, 1/8 for token maps)
+        self.h, self.w = math.ceil(height * scale), math.ceil(width * scale)
+        self.overlap = max(1, round(overlap_px * scale))
+        self.sum = torch.zeros(channels, self.h, self.w, device=device)
+        self.weight = torch.zeros(1, self.h, self.w, device=device)
+
+    def add(self, tile: Tile, values: torch.Tensor) -> None:
+        """Add a (C, h, w) field computed on `tile` (in that field's resolution)."""
+        top, left = round(tile.top * self.scale), round(tile.left * self.scale)
+        # A coarse field's last tile may reach one cell past the edge; drop that cell.
+        values = values[..., :self.h - top, :self.w - left]
+        h, w = values.shape[-2:]
+        wy = blend_ramp(top, h, self.h, self.overlap).to(values.device)
+        wx = blend_ramp(left, w, self.w, self.overlap).to(values.device)
+        weight = wy[:, None] * wx[None, :]
+        self.sum[:, top:top + h, left:left + w] += values.float() * weight
+        self.weight[:, top:top + h, left:left + w] += weight
+
+    def result(self) -> torch.Tensor:
+        """The blended field (C, H, W)."""
+        return self.sum / self.weight.clamp_min(1e-12)
