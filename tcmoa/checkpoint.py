@@ -14,6 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .backbone import relative_position_index
 from .config import PRESETS, ModelConfig, get_config
 from .model import TCMoA
 
@@ -94,8 +95,8 @@ def official_to_tcmoa(state: Mapping[str, torch.Tensor], model: TCMoA) -> dict[s
 
 
 def _check_index(key: str, value: torch.Tensor, model: TCMoA) -> None:
-    expected = model.encoder_rel_pos[0].index
-    if value.shape != expected.shape or not torch.equal(value.to(expected.dtype), expected):
+    expected = relative_position_index(model.config.window_size)
+    if value.shape != expected.shape or not torch.equal(value.to("cpu", expected.dtype), expected):
         raise CheckpointError(f"{key}: relative-position index differs from the {model.config.window_size}x"
                               f"{model.config.window_size} window this model uses")
 

@@ -1,0 +1,406 @@
+"""Image reading, validation, colour conversion and saving (numpy + Pillow only).
+
+Every image inside tcmoa is a float32 numpy array in [0, 1], shaped (H, W) for grey or
+(H, W, 3) for RGB. ``read_image`` is the single entry point that turns user input (paths,
+bytes, file objects, PIL images, numpy arrays) into that form, and ``ImageError`` is the single
+exception it raises, with a message that names the input and says what to do.
+
+Rules (documented here once, tested in tests/test_imaging.py):
+
+* **Alpha is ignored**: RGBA / LA / palette-with-transparency inputs keep their colour channels
+  and drop alpha. Fusion sources are photos or scans; a transparent area has no scene content
+  to fuse, and compositing over an arbitrary background (black or white) would invent edges
+  that the fusion would then faithfully preserve.
+* **Integer depth**: 8-bit modes are divided by 255; 16-bit modes (``I;16``, ``I;16B`` ...,
+  what Pillow gives for 16-bit PNG/TIFF) by 65535, so a 16-bit infrared frame keeps its
+  absolute level. Mode ``I`` (32-bit signed) is Pillow's container for 16-bit data from some
+  formats: values within [0, 65535] are divided by 65535; negative or wider values have no
+  standard white point and are min-max stretched to [0, 1].
+* **Float (mode F)**: values in [0, 1] are used as-is; integer-valued data within [0, 255] is
+  divided by 255 and within [0, 65535] by 65535 (8/16-bit data saved as float); anything else
+  (HDR radiance, signed data) is min-max stretched. NaN/inf are an error.
+* **Grey detection**: a 3-channel image whose channels agree within ``GREY_TOLERANCE`` (TNO's
+  "visible" PNGs are R = G = B; JPEG re-encoding of such files leaves +-1 level of chroma
+  noise) is returned as (H, W) when ``collapse_grey=True``.
+* **Colour management**: EXIF orientation is applied; ICC profiles are ignored (pixels are
+  treated as sRGB); CMYK and YCbCr go through Pillow's conversion; multi-frame files (GIF,
+  TIFF stacks) use the first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS", "GREY_TOLERANCE", "ImageError", "ImageSource", "from_array", "is_grey",
+    "read_image", "resize_to", "rgb_to_ycbcr", "save_image", "to_grey", "to_uint8", "ycbcr_to_rgb",
+]
+
+# 64 MP: above any phone sensor in common use (48/50 MP), still small enough that a five-shot
+# bracket of float32 RGB arrays fits in a few GB. Callers may pass None to lift our limit;
+# Pillow's own decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS) then still applies.
+DEFAULT_MAX_PIXELS = 64_000_000
+GREY_TOLERANCE = 2.0 / 255.0
+_FLOAT_TOLERANCE = 1e-3  # float arrays may overshoot [0, 1] this much (resampling) and are clipped
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
+
+# BT.601 full-range (JPEG/JFIF) coefficients; the inverse is derived from the same constants
+# so that rgb -> ycbcr -> rgb is exact up to float rounding.
+_KR, _KG, _KB = 0.299, 0.587, 0.114
+_CB_SCALE = 2.0 * (1.0 - _KB)  # 1.772
+_CR_SCALE = 2.0 * (1.0 - _KR)  # 1.402
+
+
+class ImageError(ValueError):
+    """An input image could not be read or is not usable; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def read_image(
+    source: ImageSource,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    collapse_grey: bool = True,
+) -> np.ndarray:
+    """Read a path, bytes, file object, PIL image or array into float32 [0,1] (H,W) or (H,W,3)."""
+    if isinstance(source, np.ndarray):
+        return from_array(source, collapse_grey=collapse_grey, max_pixels=max_pixels)
+    if isinstance(source, Image.Image):
+        return _decode(source, "the given PIL image", max_pixels, collapse_grey)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError("the uploaded data is empty (0 bytes); upload the image file again")
+        with _open(io.BytesIO(bytes(source)), "the uploaded data") as im:
+            return _decode(im, "the uploaded data", max_pixels, collapse_grey)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = f"'{path}'"
+        if not path.exists():
+            raise ImageError(f"{label}: no such file; check the path")
+        if not path.is_file():
+            raise ImageError(f"{label}: is not a file (a folder?); give the path of an image file")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{label}: file is empty (0 bytes); re-export or re-copy the image")
+        with _open(path, label) as im:
+            return _decode(im, label, max_pixels, collapse_grey)
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):  # a text-mode file would recurse as a path
+            raise ImageError("the file object must be opened in binary mode ('rb')")
+        return read_image(data, max_pixels=max_pixels, collapse_grey=collapse_grey)
+    raise ImageError(
+        f"cannot read an image from {type(source).__name__}; "
+        "give a file path, bytes, a PIL image or a numpy array"
+    )
+
+
+def _open(fp: Path | BinaryIO, label: str) -> Image.Image:
+    """Open lazily (header only) and map Pillow's errors to ImageError."""
+    try:
+        return Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"{label}: image is too large to decode safely ({exc}); downscale it before fusing"
+        ) from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{label}: not a recognised image file (or its header is corrupt); "
+            "use PNG, JPEG, TIFF, BMP or WebP"
+        ) from exc
+    except OSError as exc:
+        raise ImageError(f"{label}: could not be opened ({exc})") from exc
+
+
+def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: bool) -> np.ndarray:
+    """Check the header size, fully decode, apply EXIF orientation and convert to float."""
+    w, h = im.size
+    if w == 0 or h == 0:
+        raise ImageError(f"{label}: image has zero size ({w}x{h}); the file holds no pixels")
+    # Checked on the header, before decoding, so a huge file costs no memory.
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageError(
+            f"{label}: image is {w}x{h} = {w * h / 1e6:.1f} MP, above the limit of "
+            f"{max_pixels / 1e6:.1f} MP; downscale it (or raise max_pixels)"
+        )
+    try:
+        # Pillow decodes lazily: only a full load() exposes truncated or corrupt pixel data.
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{label}: image is too large to decode safely ({exc})") from exc
+    except MemoryError as exc:
+        raise ImageError(f"{label}: not enough memory to decode a {w}x{h} image") from exc
+    except Exception as exc:  # plugins raise OSError, SyntaxError, ValueError, EOFError ...
+        raise ImageError(
+            f"{label}: image data is truncated or corrupt ({exc}); re-export or re-download it"
+        ) from exc
+    try:
+        if im.getexif().get(0x0112, 1) not in (0, 1):  # exif_transpose copies even when upright
+            im = ImageOps.exif_transpose(im) or im
+    except Exception:  # a malformed EXIF block should not make a good image unreadable
+        pass
+    arr = _pil_to_float(im, label)
+    if arr.ndim == 3 and collapse_grey and is_grey(arr):
+        arr = _collapse(arr)
+    return arr
+
+
+def _pil_to_float(im: Image.Image, label: str) -> np.ndarray:
+    """Convert a loaded PIL image of any common mode to float32 [0,1] (H,W) or (H,W,3)."""
+    mode = im.mode
+    if mode in ("1", "L"):
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    if mode in ("LA", "La"):
+        return np.asarray(im.getchannel(0), dtype=np.float32) / 255.0  # alpha ignored
+    if mode.startswith("I;16"):
+        # I;16 / I;16L / I;16B / I;16N: numpy reads the right byte order from the mode.
+        return np.asarray(im).astype(np.float32) / 65535.0
+    if mode == "I":
+        return _scale_int32(np.asarray(im, dtype=np.int64))
+    if mode == "F":
+        return _scale_float_mode(np.asarray(im, dtype=np.float32), label)
+    if mode == "RGB":
+        return np.asarray(im, dtype=np.float32) / 255.0
+    if mode in ("RGBA", "RGBX"):
+        return np.asarray(im, dtype=np.float32)[..., :3] / 255.0  # alpha ignored
+    if mode in ("P", "PA", "RGBa"):
+        # Via RGBA so Pillow does not warn about palette transparency; alpha is then dropped,
+        # transparent pixels keep their palette colour.
+        return np.asarray(im.convert("RGBA"), dtype=np.float32)[..., :3] / 255.0
+    try:  # CMYK, YCbCr, HSV, LAB, ...: Pillow's own conversion
+        rgb = im.convert("RGB")
+    except Exception as exc:
+        raise ImageError(
+            f"{label}: unsupported image mode '{mode}'; convert it to RGB or grey first"
+        ) from exc
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def _scale_int32(a: np.ndarray) -> np.ndarray:
+    """Mode I rule: [0, 65535] -> /65535 (16-bit container); otherwise min-max stretch."""
+    lo, hi = int(a.min()), int(a.max())
+    if lo >= 0 and hi <= 65535:
+        return (a / 65535.0).astype(np.float32)
+    return _minmax(a.astype(np.float64))
+
+
+def _scale_float_mode(a: np.ndarray, label: str) -> np.ndarray:
+    """Mode F rule: [0,1] as-is; integer-valued 8/16-bit ranges scaled; else min-max."""
+    _check_finite(a, label)
+    lo, hi = float(a.min()), float(a.max())
+    if lo >= -_FLOAT_TOLERANCE and hi <= 1.0 + _FLOAT_TOLERANCE:
+        return np.clip(a, 0.0, 1.0)
+    if lo >= 0 and np.array_equal(a, np.round(a)):
+        if hi <= 255:
+            return a / np.float32(255.0)
+        if hi <= 65535:
+            return a / np.float32(65535.0)
+    return _minmax(a.astype(np.float64))
+
+
+def _minmax(a: np.ndarray) -> np.ndarray:
+    """Stretch to [0,1]; a constant image maps to 0."""
+    lo, hi = a.min(), a.max()
+    if hi <= lo:
+        return np.zeros(a.shape, np.float32)
+    return ((a - lo) / (hi - lo)).astype(np.float32)
+
+
+def _check_finite(a: np.ndarray, label: str) -> None:
+    """Raise ImageError naming how many NaN / inf values the array has."""
+    if np.isfinite(a).all():
+        return
+    n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    parts = [f"{n} {what}" for n, what in ((n_nan, "NaN"), (n_inf, "inf")) if n]
+    raise ImageError(f"{label}: contains {' and '.join(parts)} values; fix or mask them first")
+
+
+def from_array(
+    arr: np.ndarray,
+    *,
+    collapse_grey: bool = True,
+    max_pixels: int | None = None,
+    label: str = "the image array",
+) -> np.ndarray:
+    """Validate a numpy image (uint8/uint16/bool/float [0,1]; HxW, HxWx1/3/4) into float32 [0,1]."""
+    a = np.asarray(arr)
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
+        channels_first = a.ndim == 3 and a.shape[0] in (1, 3, 4)
+        hint = " (channels-first? use arr.transpose(1, 2, 0))" if channels_first else ""
+        raise ImageError(
+            f"{label}: shape {a.shape} is not an image; expected (H, W), (H, W, 1), "
+            f"(H, W, 3) or (H, W, 4){hint}"
+        )
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageError(f"{label}: image has zero size {a.shape[:2]}")
+    if max_pixels is not None and a.shape[0] * a.shape[1] > max_pixels:
+        raise ImageError(
+            f"{label}: {a.shape[1]}x{a.shape[0]} is above the limit of "
+            f"{max_pixels / 1e6:.1f} MP; downscale it"
+        )
+    if a.dtype == np.uint8:
+        out = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        out = a.astype(np.float32) / 65535.0
+    elif a.dtype == np.bool_:
+        out = a.astype(np.float32)
+    elif np.issubdtype(a.dtype, np.floating):
+        lo, hi = float(a.min()), float(a.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):  # min/max propagate NaN and inf
+            _check_finite(a, label)
+        if lo < -_FLOAT_TOLERANCE or hi > 1.0 + _FLOAT_TOLERANCE:
+            hint = "; divide by 255 for 8-bit data" if hi <= 255 and lo >= 0 else ""
+            raise ImageError(f"{label}: float values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]{hint}")
+        out = a.astype(np.float32)  # always a copy: callers may modify their array later
+        if lo < 0.0 or hi > 1.0:
+            np.clip(out, 0.0, 1.0, out=out)
+    else:
+        raise ImageError(
+            f"{label}: unsupported dtype {a.dtype}; use uint8, uint16, bool or float in [0, 1]"
+        )
+    if out.ndim == 3:
+        if out.shape[2] == 1:
+            out = out[..., 0]
+        elif out.shape[2] == 4:
+            out = out[..., :3]  # alpha ignored, see module docstring
+    if out.ndim == 3 and collapse_grey and is_grey(out):
+        out = _collapse(out)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def is_grey(arr: np.ndarray, tol: float = GREY_TOLERANCE) -> bool:
+    """True for a 2-D image, or a 3-channel one whose channels agree within tol (float scale)."""
+    a = np.asarray(arr)
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1):
+        return True
+    if a.ndim != 3 or a.shape[2] < 3:
+        return False
+    if np.issubdtype(a.dtype, np.integer):
+        tol = tol * (65535 if a.dtype == np.uint16 else 255)
+    # Cheap early exit: colour photos fail on a row subsample without touching every pixel.
+    for view in (a[:: max(1, a.shape[0] // 32)], a):
+        r, g, b = (view[..., c].astype(np.float32) for c in range(3))
+        # Channels agree within tol iff every pairwise difference does.
+        for d in (r - g, g - b, r - b):
+            if d.size and max(float(d.max()), -float(d.min())) > tol + 1e-6:
+                return False
+    return True
+
+
+def _collapse(rgb: np.ndarray) -> np.ndarray:
+    """Grey of an (H,W,3) grey-looking image: the channel itself if exact, else luma."""
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        return np.ascontiguousarray(rgb[..., 0], dtype=np.float32)
+    return to_grey(rgb)
+
+
+# --------------------------------------------------------------------------------------------
+# Colour
+# --------------------------------------------------------------------------------------------
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BT.601 full-range RGB [0,1] -> (Y, Cb, Cr), each (H,W) float32, chroma centred at 0.5."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb_to_ycbcr expects an (H, W, 3) array, got shape {rgb.shape}")
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = _KR * r + _KG * g + _KB * b
+    cb = (b - y) / _CB_SCALE + 0.5
+    cr = (r - y) / _CR_SCALE + 0.5
+    return tuple(p.astype(np.float32, copy=False) for p in (y, cb, cr))  # type: ignore[return-value]
+
+
+def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, clip: bool = True) -> np.ndarray:
+    """Inverse of rgb_to_ycbcr; (H,W,3) float32, clipped to [0,1] unless clip=False."""
+    y = np.asarray(y, dtype=np.float32)
+    dcb = np.asarray(cb, dtype=np.float32) - 0.5
+    dcr = np.asarray(cr, dtype=np.float32) - 0.5
+    if not (y.shape == dcb.shape == dcr.shape) or y.ndim != 2:
+        raise ValueError(
+            f"ycbcr_to_rgb expects three equal (H, W) planes, got {y.shape}, {dcb.shape}, {dcr.shape}"
+        )
+    r = y + _CR_SCALE * dcr
+    b = y + _CB_SCALE * dcb
+    g = (y - _KR * r - _KB * b) / _KG  # solves Y = KR*R + KG*G + KB*B exactly
+    out = np.stack([r, g, b], axis=-1).astype(np.float32, copy=False)
+    return np.clip(out, 0.0, 1.0, out=out) if clip else out
+
+
+def to_grey(img: np.ndarray) -> np.ndarray:
+    """Luma (BT.601 Y) of an (H,W,3) image; an (H,W) image is returned as a float32 copy."""
+    a = np.asarray(img, dtype=np.float32)
+    if a.ndim == 2:
+        return a.copy()
+    if a.ndim == 3 and a.shape[2] == 1:
+        return a[..., 0].copy()
+    return rgb_to_ycbcr(a[..., :3])[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Writing and resizing
+# --------------------------------------------------------------------------------------------
+
+
+_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+                 ".bmp": "BMP", ".webp": "WEBP"}
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Float [0,1] image -> uint8 by rounding and clipping (uint8 input is returned unchanged)."""
+    a = np.asarray(img)
+    if a.dtype == np.uint8:
+        return a
+    return np.clip(np.rint(a.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8, *, quality: int = 95) -> Path:
+    """Write an image (format from the extension; 16-bit only for grey PNG/TIFF); returns the path."""
+    path = Path(path)
+    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot save '{path}': unknown extension; use one of {sorted(_SAVE_FORMATS)}")
+    a = from_array(img, collapse_grey=False, label=f"image for '{path}'")
+    if bits == 16:
+        if a.ndim != 2 or fmt not in ("PNG", "TIFF"):
+            raise ValueError(
+                f"cannot save '{path}' with 16 bits: only grey PNG/TIFF can be written at 16 bits "
+                "(Pillow has no 16-bit RGB); use bits=8"
+            )
+        pil = Image.fromarray(np.clip(np.rint(a * 65535.0), 0, 65535).astype(np.uint16))
+    elif bits == 8:
+        pil = Image.fromarray(to_uint8(a))
+    else:
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # 4:4:4 chroma: fused results carry fine colour edges that 4:2:0 would smear.
+    kwargs = {"quality": quality, "subsampling": 0} if fmt == "JPEG" else {}
+    pil.save(path, format=fmt, **kwargs)
+    return path
+
+
+def resize_to(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a float [0,1] image to (h, w): area averaging when shrinking, bicubic otherwise."""
+    h, w = int(size[0]), int(size[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"resize_to: target size must be positive, got {size}")
+    a = np.asarray(img, dtype=np.float32)
+    if a.shape[:2] == (h, w):
+        return a.copy()
+    # BOX = exact area average, no ringing; bicubic for enlarging (or mixed up/down).
+    shrink = h <= a.shape[0] and w <= a.shape[1]
+    resample = Image.Resampling.BOX if shrink else Image.Resampling.BICUBIC
+    planes = [a] if a.ndim == 2 else [a[..., c] for c in range(a.shape[2])]
+    out = [np.asarray(Image.fromarray(np.ascontiguousarray(p)).resize((w, h), resample)) for p in planes]
+    res = out[0] if a.ndim == 2 else np.stack(out, axis=-1)
+    return np.clip(res, 0.0, 1.0).astype(np.float32)
