@@ -1,0 +1,170 @@
+"""The inference pipeline on real-world inputs: colour, sizes, tiles, N > 2 sources, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tcmoa.checkpoint import load_model
+from tcmoa.imaging import ImageError, read_image, resize_to, rgb_to_ycbcr
+from tcmoa.pipeline import Fuser, canonical_order
+from tcmoa.tasks import get_task
+from tcmoa.tiling import plan_tiles
+
+from .conftest import DATA, needs_data
+
+
+@pytest.fixture(scope="module")
+def fuser():
+    return Fuser(load_model("compact"), device="cpu")
+
+
+def smooth_image(h, w, colour=True, seed=0):
+    """A natural-ish test image: smooth colour gradients plus some texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    base = [0.5 + 0.4 * np.sin(6 * x + 3 * y + k) for k in range(3 if colour else 1)]
+    img = np.stack(base, -1) + 0.03 * rng.standard_normal((h, w, len(base)))
+    img = np.clip(img, 0, 1).astype(np.float32)
+    return img if colour else img[..., 0]
+
+
+def test_grey_and_colour_source_keeps_the_colour(fuser):
+    visible, infrared = smooth_image(70, 90), smooth_image(70, 90, colour=False, seed=1)
+    result = fuser.fuse([visible, infrared], "vif")
+    assert result.image.shape == (70, 90, 3) and result.image.dtype == np.float32
+    _, cb_out, cr_out = rgb_to_ycbcr(result.image)
+    _, cb_in, cr_in = rgb_to_ycbcr(visible)
+    # Chroma is the visible image's, except where restoring it leaves the RGB gamut.
+    assert np.median(np.abs(cb_out - cb_in)) < 1e-3 and np.median(np.abs(cr_out - cr_in)) < 1e-3
+    grey = fuser.fuse([visible, infrared], "vif", colour="grey")
+    assert grey.image.shape == (70, 90)
+
+
+def test_colour_pairs_stay_colour_and_grey_pairs_grey(fuser):
+    assert fuser.fuse([smooth_image(64, 64), smooth_image(64, 64, seed=2)], "mef").image.shape == (64, 64, 3)
+    grey = [smooth_image(50, 40, colour=False), smooth_image(50, 40, colour=False, seed=3)]
+    assert fuser.fuse(grey, "mri-ct").image.shape == (50, 40)
+
+
+@pytest.mark.parametrize("h, w", [(8, 8), (97, 131), (64, 320)])
+def test_output_has_the_sources_size(fuser, h, w):
+    result = fuser.fuse([smooth_image(h, w), smooth_image(h, w, seed=1)], "mff", maps=True)
+    assert result.image.shape == (h, w, 3)
+    maps = result.maps
+    assert maps.at_image_size(maps.prompt_a).shape == (3, h, w)
+    assert maps.gates.shape[:2] == (3, 4)
+    np.testing.assert_allclose(maps.expert_share().sum(1), 1, rtol=1e-5)
+    assert ((0 <= maps.source_a_share()) & (maps.source_a_share() <= 1)).all()
+
+
+def test_cpu_inference_is_deterministic(fuser):
+    pair = [smooth_image(64, 128), smooth_image(64, 128, seed=4)]
+    assert np.array_equal(fuser.fuse(pair, "vif").image, fuser.fuse(pair, "vif").image)
+
+
+def test_tiles_cover_the_image_on_the_token_grid():
+    tiles = plan_tiles(1000, 700, tile=448, overlap=64, align=8)
+    covered = np.zeros((1000, 700), bool)
+    for t in tiles:
+        assert t.top % 8 == 0 or t.top + t.height == 1000
+        covered[t.top:t.top + t.height, t.left:t.left + t.width] = True
+    assert covered.all()
+
+
+def test_blender_cross_fades_between_tiles():
+    from tcmoa.tiling import Tile, TileBlender
+
+    blend = TileBlender(1, 8, 200, 1.0, overlap_px=40, device=torch.device("cpu"))
+    blend.add(Tile(0, 0, 8, 120), torch.zeros(1, 8, 120))
+    blend.add(Tile(0, 80, 8, 120), torch.ones(1, 8, 120))
+    row = blend.result()[0, 0].numpy()
+    assert row[:80].max() == 0 and row[120:].min() == 1
+    steps = np.diff(row)
+    assert (steps >= -1e-7).all() and steps.max() < 3 / 40  # monotone, no step bigger than a smooth ramp's
+
+
+def seam_jump(image: np.ndarray, columns: list[int]) -> float:
+    """Step of the column-mean profile across the given columns, relative to the typical step.
+
+    Averaging down each column cancels texture noise but keeps an offset between tiles.
+    """
+    profile = image.astype(np.float64).mean(axis=0)  # (W, C)
+    steps = np.abs(np.diff(profile, axis=0)).mean(axis=1)
+    return float(np.mean([steps[c - 1] for c in columns]) / np.median(steps))
+
+
+def tile_edges(tiles, width):
+    return sorted({t.left for t in tiles if t.left} | {t.left + t.width for t in tiles if t.left + t.width < width})
+
+
+def test_tiled_fusion_has_no_seams():
+    # official-tiny's absolute positions make every tile see different positions than the whole
+    # image, so tiles disagree clearly: a fair test of the blending.
+    model = load_model("official-tiny")
+    pair = [smooth_image(224, 672), smooth_image(224, 672, seed=5)]
+    whole = Fuser(model, tile_size=1024).fuse(pair, "mef").image
+    hard = Fuser(model, tile_size=224, tile_overlap=0)
+    blended = Fuser(model, tile_size=224, tile_overlap=112)
+    hard_diff = hard.fuse(pair, "mef").image - whole
+    blended_diff = blended.fuse(pair, "mef").image - whole
+    # Hard-pasted tiles jump at their edges: the measure sees that seam...
+    assert seam_jump(hard_diff, tile_edges(plan_tiles(224, 672, 224, 0, 8), 672)) > 2.0
+    # ...while blended tiles' edges look like any other column.
+    assert seam_jump(blended_diff, tile_edges(plan_tiles(224, 672, 224, 112, 8), 672)) < 1.4
+
+
+@needs_data(DATA / "eval/mff/lytro_triples")
+def test_focal_stack_result_does_not_depend_on_upload_order(fuser):
+    scene = DATA / "eval/mff/lytro_triples/lytro-01"
+    stack = [resize_to(read_image(scene / f"{k}.jpg"), (128, 160)) for k in "abc"]
+    results = [fuser.fuse([stack[i] for i in order], "mff").image for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0])]
+    for other in results[1:]:
+        assert np.abs(other - results[0]).max() < 1e-6
+
+
+def test_exposure_brackets_are_fused_brightest_first():
+    mef = get_task("mef")
+    dark, mid, bright = (np.full((8, 8), v, np.float32) for v in (0.1, 0.5, 0.9))
+    assert canonical_order([dark, bright, mid], mef) == [1, 2, 0]
+    assert canonical_order([dark, bright, mid], get_task("vif")) == [0, 1, 2]  # roles keep the user's order
+
+
+def test_bad_inputs_get_specific_errors(fuser, tmp_path):
+    img = smooth_image(32, 32)
+    with pytest.raises(ImageError, match="at least 2 source images, got 1"):
+        fuser.fuse([img], "vif")
+    with pytest.raises(ImageError, match="source 2 is 16x32 but source 1 is 32x32"):
+        fuser.fuse([img, smooth_image(32, 16)], "vif")
+    assert fuser.fuse([img, smooth_image(40, 24)], "vif", resize="first").image.shape == (32, 32, 3)
+    corrupt = tmp_path / "broken.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(ImageError, match="source 2"):
+        fuser.fuse([img, corrupt], "vif")
+    nan = img.copy()
+    nan[3, 3] = np.nan
+    with pytest.raises(ImageError, match="NaN"):
+        fuser.fuse([img, nan], "vif")
+    big = tmp_path / "big.png"
+    Image.new("L", (300, 200)).save(big)
+    with pytest.raises(ImageError, match="limit"):
+        Fuser(fuser.model, max_pixels=50_000).fuse([big, big], "vif")
+    with pytest.raises(ValueError, match="unknown task"):
+        fuser.fuse([img, img], "pansharpening")
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
+        fuser.fuse([img, img], "vif", alpha=float("nan"))
+
+
+def test_reduced_precision_is_refused_on_cpu():
+    with pytest.raises(ValueError, match="for GPUs"):
+        Fuser(load_model("compact"), device="cpu", precision="bf16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_bf16_matches_cpu_closely():
+    model = load_model("compact")
+    pair = [smooth_image(128, 192), smooth_image(128, 192, seed=6)]
+    cpu = Fuser(model, device="cpu").fuse(pair, "vif").image
+    gpu = Fuser(load_model("compact"), device="cuda", precision="bf16").fuse(pair, "vif").image
+    assert np.abs(cpu - gpu).mean() < 0.02
