@@ -1,0 +1,121 @@
+"""Speed benchmark: time per image pair, after warm-up, median of many runs, with peak memory.
+
+    python benchmarks/speed.py                      # CPU (2 threads): compact
+    python benchmarks/speed.py --gpu                # + compact and official-large in bf16, batch 1 and 8
+
+Each row times one model forward on a pair already padded to the model's window multiple
+(640x480 -> 640x512 for compact; 640x512 -> 672x560 for the official shapes, as the official
+resize path does), plus an end-to-end row for `Fuser.fuse` on in-memory 640x480 arrays.
+Weights are random: speed does not depend on them.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tcmoa.checkpoint import load_model  # noqa: E402
+from tcmoa.pipeline import Fuser  # noqa: E402
+
+
+def padded(size: int, multiple: int) -> int:
+    """Round a side up to the model's window multiple."""
+    return -(-size // multiple) * multiple
+
+
+def time_calls(fn, device: torch.device, warmup: int, runs: int) -> list[float]:
+    """Seconds of each timed call, after warm-up, synchronising the GPU around each."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak GPU memory since the last reset, or the process's peak resident memory on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_forward(preset: str, device: torch.device, precision: str, batch: int, size: tuple[int, int],
+                  warmup: int, runs: int) -> dict[str, object]:
+    """Time model(a, b) on a random batch of padded pairs."""
+    model = load_model(preset, device=device)
+    h, w = (padded(s, model.config.size_multiple) for s in size)
+    a, b = torch.randn(batch, 3, h, w, device=device), torch.randn(batch, 3, h, w, device=device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def call():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            model(a, b, 0)
+
+    times = time_calls(call, device, warmup, runs)
+    median = statistics.median(times)
+    return {"what": f"{preset} forward", "device": device.type, "precision": precision, "batch": batch,
+            "input": f"{size[1]}x{size[0]} -> {w}x{h}", "ms/pair": 1000 * median / batch,
+            "ms/call": 1000 * median, "peak MiB": peak_memory_mib(device), "runs": runs}
+
+
+def bench_fuser(device: torch.device, warmup: int, runs: int) -> dict[str, object]:
+    """Time the whole pipeline (colour rule, padding, model, crop) on 640x480 arrays."""
+    fuser = Fuser(load_model("compact"), device=device)
+    rng = np.random.default_rng(0)
+    visible = rng.random((480, 640, 3), dtype=np.float32)
+    infrared = rng.random((480, 640), dtype=np.float32)
+    times = time_calls(lambda: fuser.fuse([visible, infrared], "vif"), device, warmup, runs)
+    median = statistics.median(times)
+    return {"what": "compact Fuser.fuse (vif)", "device": device.type, "precision": fuser.precision, "batch": 1,
+            "input": "640x480 RGB + grey", "ms/pair": 1000 * median, "ms/call": 1000 * median,
+            "peak MiB": peak_memory_mib(device), "runs": runs}
+
+
+def main() -> None:
+    """Run the configured rows and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--gpu", action="store_true", help="also benchmark on CUDA")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    rows = [bench_forward("compact", cpu, "fp32", 1, (480, 640), args.warmup, args.runs),
+            bench_fuser(cpu, args.warmup, args.runs)]
+    if args.gpu:
+        if not torch.cuda.is_available():
+            sys.exit("--gpu: no CUDA device here")
+        gpu = torch.device("cuda")
+        for preset, size in (("compact", (480, 640)), ("official-large", (512, 640))):
+            for batch in (1, 8):
+                rows.append(bench_forward(preset, gpu, "bf16", batch, size, args.warmup, args.runs * 3))
+        rows.append(bench_forward("official-large", gpu, "fp16", 1, (512, 640), args.warmup, args.runs * 3))
+        rows.append(bench_fuser(gpu, args.warmup, args.runs * 3))
+    name = torch.cuda.get_device_name() if args.gpu else f"CPU, {args.threads} threads"
+    print(f"torch {torch.__version__}; {name}\n")
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

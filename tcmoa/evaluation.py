@@ -1,0 +1,127 @@
+"""Evaluation harness: find the eval sets, run fusion methods on them, score and tabulate.
+
+Layout of a set (../shared/data/README.md): <root>/<task>/<set>/<role>/<id>.<ext>; a pair is the
+files with the same id under the set's role folders. Sets of scenes (lytro_triples) hold
+<scene>/{a,b,c}.<ext> instead.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .imaging import read_image, to_uint8
+from .metrics import METRICS, evaluate
+
+# Source roles per task, in the model's stream order (A first).
+ROLE_ORDER = {"vif": ("vi", "ir"), "mef": ("over", "under"), "mff": ("a", "b"),
+              "medical": ("mri", "ct", "pet", "spect")}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+# fuse(list of float [0,1] images, set) -> float [0,1] image
+FuseFn = Callable[[list[np.ndarray], "EvalSet"], np.ndarray]
+
+
+@dataclass
+class EvalSet:
+    """One evaluation set: its name (task/set), task preset key, and source files per item."""
+
+    name: str
+    task: str  # a tcmoa.tasks key: vif, mef, mff, mri-ct, mri-pet, mri-spect
+    items: list[tuple[str, list[Path]]] = field(default_factory=list)
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def discover_sets(root: Path, names: Sequence[str] | None = None) -> list[EvalSet]:
+    """Every set under root (or only `names`, e.g. 'vif/tno25'), with its items in id order."""
+    found = []
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in ROLE_ORDER):
+        for set_dir in sorted(p for p in task_dir.iterdir() if p.is_dir()):
+            name = f"{task_dir.name}/{set_dir.name}"
+            if names and name not in names:
+                continue
+            roles = [r for r in ROLE_ORDER[task_dir.name] if (set_dir / r).is_dir()]
+            if len(roles) >= 2:
+                by_role = [_images(set_dir / r) for r in roles]
+                ids = sorted(set.intersection(*(set(b) for b in by_role)))
+                items = [(i, [b[i] for b in by_role]) for i in ids]
+            else:  # one folder per scene, any number of sources
+                items = [(d.name, sorted(_images(d).values())) for d in sorted(set_dir.iterdir()) if d.is_dir()]
+            task = task_dir.name if task_dir.name != "medical" else f"mri-{roles[1]}"
+            found.append(EvalSet(name, task, items))
+    if names:
+        missing = sorted(set(names) - {s.name for s in found})
+        if missing:
+            raise ValueError(f"no such eval set under {root}: {', '.join(missing)}")
+    return found
+
+
+def metric_names(eval_set: EvalSet) -> list[str]:
+    """The metrics reported for a set: all two-source ones, plus MEF-SSIM on exposure sets."""
+    names = [n for n, info in METRICS.items() if n not in ("MEF-SSIM",)]
+    if eval_set.task == "mef":
+        names.append("MEF-SSIM")
+    return names
+
+
+@dataclass
+class Row:
+    """The scores of one method on one item."""
+
+    set_name: str
+    method: str
+    item: str
+    seconds: float
+    scores: dict[str, float]
+
+
+def run_method(eval_set: EvalSet, method: str, fuse: FuseFn, limit: int | None = None,
+               progress: Callable[[Iterable], Iterable] = lambda x: x) -> list[Row]:
+    """Fuse and score every item (two-source items only are scored; others are timed)."""
+    rows = []
+    for item, paths in progress(eval_set.items[:limit]):
+        sources = [read_image(p) for p in paths]
+        start = time.perf_counter()
+        fused = fuse(sources, eval_set)
+        seconds = time.perf_counter() - start
+        scores = {}
+        if len(sources) == 2:
+            scores = evaluate(to_uint8(fused), [to_uint8(s) for s in sources], metric_names(eval_set))
+        rows.append(Row(eval_set.name, method, item, seconds, scores))
+    return rows
+
+
+def markdown_table(rows: Sequence[Row], metrics: Sequence[str]) -> str:
+    """Methods x mean metrics (+ median seconds per pair), one line per method in first-seen order."""
+    methods = list(dict.fromkeys(r.method for r in rows))
+    arrow = {n: ("↑" if METRICS[n].higher_is_better else "↓") for n in metrics}
+    lines = ["| method | n | " + " | ".join(f"{m} {arrow[m]}" for m in metrics) + " | s/pair |",
+             "|---|---|" + "---|" * len(metrics) + "---|"]
+    for method in methods:
+        mine = [r for r in rows if r.method == method]
+        cells = []
+        for metric in metrics:
+            values = [r.scores[metric] for r in mine if metric in r.scores]
+            cells.append(f"{np.nanmean(values):.4g}" if values else "—")
+        seconds = np.median([r.seconds for r in mine])
+        lines.append(f"| {method} | {len(mine)} | " + " | ".join(cells) + f" | {seconds:.3f} |")
+    return "\n".join(lines)
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> None:
+    """One line per (set, method, item) with every score and the seconds."""
+    metrics = list(dict.fromkeys(m for r in rows for m in r.scores))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["set", "method", "item", "seconds", *metrics])
+        for r in rows:
+            writer.writerow([r.set_name, r.method, r.item, f"{r.seconds:.4f}",
+                             *(f"{r.scores[m]:.6g}" if m in r.scores else "" for m in metrics)])

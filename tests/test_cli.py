@@ -1,0 +1,96 @@
+"""The command line: single fusions, folder mode, exit codes and messages."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tcmoa import checkpoint
+from tcmoa.cli import main, parse_router, CliError
+
+
+def write(path, seed, size=(48, 40), mode="RGB"):
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    Image.fromarray((rng.random(shape) * 255).astype(np.uint8), mode).save(path)
+    return path
+
+
+def test_fuse_two_files(tmp_path, capsys):
+    a, b = write(tmp_path / "vis.png", 0), write(tmp_path / "ir.png", 1, mode="L")
+    out = tmp_path / "out" / "fused.png"
+    assert main(["fuse", str(a), str(b), "--model", "compact", "-o", str(out), "--alpha", "1.5"]) == 0
+    assert Image.open(out).size == (48, 40)
+    printed = capsys.readouterr()
+    assert "wrote" in printed.out and "alpha 1.5" in printed.out
+    assert "untrained" in printed.err
+
+
+def test_three_sources_and_router_blend(tmp_path):
+    srcs = [str(write(tmp_path / f"e{i}.png", i)) for i in range(3)]
+    out = tmp_path / "hdr.png"
+    assert main(["fuse", *srcs, "--task", "mef", "--router", "mef=0.7,mff=0.3", "--model", "compact",
+                 "-o", str(out), "--quiet"]) == 0
+    assert out.exists()
+
+
+def test_folder_mode_reports_failures_and_writes_the_rest(tmp_path, capsys):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    for i in range(2):
+        write(tmp_path / "a" / f"{i}.png", i)
+        write(tmp_path / "b" / f"{i}.png", 10 + i)
+    (tmp_path / "a" / "2.png").write_bytes(b"broken")
+    write(tmp_path / "b" / "2.png", 3)
+    write(tmp_path / "a" / "lonely.png", 4)
+    code = main(["fuse", "--pairs", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out"),
+                 "--model", "compact", "--task", "mff"])
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]
+    err = capsys.readouterr().err
+    assert "error: 2:" in err and "no partner" in err and "lonely" in err
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["fuse", "only.png", "-o", "x.png", "--model", "compact"], 2, "at least 2 source images, got 1"),
+    (["fuse", "-o", "x.png", "--model", "compact"], 2, "either two or more source images"),
+    (["fuse", "missing1.png", "missing2.png", "-o", "x.png", "--model", "compact"], 2, "no such file"),
+    (["fuse", "a.png", "b.png", "-o", "x.png", "--model", "nowhere/model"], 3, "cannot load the model"),
+    (["fuse", "a.png", "b.png", "-o", "x.png", "--model", "compact", "--router", "pan=1"], 2, "unknown router"),
+])
+def test_errors_have_exit_codes_and_one_line_messages(tmp_path, monkeypatch, capsys, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "a.png", 0)
+    write(tmp_path / "b.png", 1)
+    assert main(args) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_default_model_missing_is_exit_3(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(checkpoint, "REPO_CHECKPOINTS", tmp_path)
+    assert main(["info"]) == 3
+    assert "no trained model is shipped" in capsys.readouterr().err
+
+
+def test_info_describes_the_model(capsys):
+    assert main(["info", "--model", "compact"]) == 0
+    out = capsys.readouterr().out
+    assert "routers: vif, mef, mff, medical" in out and "trained: False" in out
+
+
+def test_parse_router():
+    names = ("vif", "mef", "mff", "medical")
+    assert parse_router("mff", names) == "mff"
+    assert parse_router("vif=0.25, medical=0.75", names) == [0.25, 0.0, 0.0, 0.75]
+    with pytest.raises(CliError, match="not a number"):
+        parse_router("vif=lots", names)
+
+
+def test_maps_are_written_as_images(tmp_path):
+    a, b = write(tmp_path / "vis.png", 0, size=(64, 64)), write(tmp_path / "ir.png", 1, size=(64, 64), mode="L")
+    maps = tmp_path / "maps"
+    assert main(["fuse", str(a), str(b), "--model", "compact", "-o", str(tmp_path / "f.png"),
+                 "--maps", str(maps), "--quiet"]) == 0
+    written = sorted(p.name for p in maps.iterdir())
+    assert written and all(name.endswith(".png") for name in written)
