@@ -99,8 +99,12 @@ def run_method(eval_set: EvalSet, method: str, fuse: FuseFn, limit: int | None =
 
 
 def markdown_table(rows: Sequence[Row], metrics: Sequence[str]) -> str:
-    """Methods x mean metrics (+ median seconds per pair), one line per method in first-seen order."""
+    """Methods x mean metrics (+ median seconds per pair), one line per method in first-seen order.
+
+    Metrics no row has (scenes of 3+ sources are timed, not scored) are left out.
+    """
     methods = list(dict.fromkeys(r.method for r in rows))
+    metrics = [m for m in metrics if any(m in r.scores for r in rows)]
     arrow = {n: ("↑" if METRICS[n].higher_is_better else "↓") for n in metrics}
     lines = ["| method | n | " + " | ".join(f"{m} {arrow[m]}" for m in metrics) + " | s/pair |",
              "|---|---|" + "---|" * len(metrics) + "---|"]
