@@ -196,13 +196,21 @@ def backbone_keys(model: TCMoA) -> list[str]:
 
 
 def load_backbone(model: TCMoA, source: str | Path) -> None:
-    """Load only backbone weights (an MAE .pth, or our backbone.safetensors / model dir); TC-MoA stays fresh."""
+    """Load backbone weights (an MAE .pth, or our pre-trained model folder); TC-MoA stays fresh.
+
+    A pre-trained folder of ours also carries the relative-position tables (in tcmoa.safetensors):
+    for a model without absolute positions they are the backbone's only positional information,
+    so they are loaded too. MAE checkpoints have none; the tables then stay freshly initialised.
+    """
     path = Path(source)
+    tables: dict[str, torch.Tensor] = {}
     if path.is_dir():
+        if (path / TCMOA_FILE).is_file():
+            tables = {k: v for k, v in read_safetensors(path / TCMOA_FILE)[0].items() if "_rel_pos." in k}
         path = path / BACKBONE_FILE
     state = read_safetensors(path)[0] if path.suffix == ".safetensors" else read_torch_state(path)
-    wanted = set(backbone_keys(model))
-    state = {k: v for k, v in state.items() if k != "mask_token"}  # MAE's, unused without masking
+    state = {k: v for k, v in state.items() if k != "mask_token"} | tables  # mask_token: MAE's, unused
+    wanted = set(backbone_keys(model)) | set(tables)
     load_state_strict(model, state, f"backbone {path}",
                       allow_missing=tuple(k for k in model.state_dict() if k not in wanted))
 

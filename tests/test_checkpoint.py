@@ -155,11 +155,13 @@ def test_backbone_alone_loads_and_leaves_tcmoa_fresh(tmp_path):
     target = TCMoA(get_config("compact"))
     before = {k: v.clone() for k, v in target.state_dict().items()}
     load_backbone(target, tmp_path)
-    backbone = set(checkpoint.backbone_keys(target))
+    # Our pre-trained folders also give the relative-position tables (compact's only positions).
+    backbone = set(checkpoint.backbone_keys(target)) | {k for k in target.state_dict() if "_rel_pos." in k}
     for key, value in target.state_dict().items():
         expected = source.state_dict()[key] if key in backbone else before[key]
         assert torch.equal(value, expected), key
     # An MAE .pth (with its unused mask_token) works too.
-    mae = {k: v for k, v in source.state_dict().items() if k in backbone} | {"mask_token": torch.zeros(1, 1, 128)}
+    mae = {k: v for k, v in source.state_dict().items() if k in checkpoint.backbone_keys(target)}
+    mae["mask_token"] = torch.zeros(1, 1, 128)
     torch.save({"model": mae}, tmp_path / "mae.pth")
     load_backbone(TCMoA(get_config("compact")), tmp_path / "mae.pth")

@@ -1,0 +1,39 @@
+"""Serve the TC-MoA fusion demo in the browser: `python app.py` (http://127.0.0.1:7860).
+
+Options: --port, --host (0.0.0.0 to serve the network), --share (a public Gradio link),
+--model (a model folder, an official .pth or a preset name; default: the shipped model, else the
+untrained compact preset), --device (cpu, cuda, cuda:1; default: the GPU when present).
+"""
+from __future__ import annotations
+
+import argparse
+
+from demo import build_demo, launch_options, load_engine
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description="Interactive TC-MoA image-fusion demo (Gradio).")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--share", action="store_true", help="also create a public gradio.live link")
+    parser.add_argument("--model", default=None, metavar="PATH_OR_PRESET",
+                        help="model folder, official .pth, or preset (default: shipped model, else 'compact')")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: GPU when present)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Load the model once, build the page and serve it."""
+    args = parse_args(argv)
+    try:
+        engine = load_engine(args.model, args.device)
+    except (FileNotFoundError, ValueError, KeyError) as exc:  # bad path / preset / device: one clear line
+        raise SystemExit(f"app.py: cannot load the model: {exc}") from None
+    print(f"model {engine.model_label} on {engine.device_label}")
+    build_demo(engine).launch(server_name=args.host, server_port=args.port, share=args.share,
+                              **launch_options(engine))
+
+
+if __name__ == "__main__":
+    main()

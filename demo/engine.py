@@ -1,0 +1,60 @@
+"""The one model the demo serves: loaded once at start-up and shared by every request."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tcmoa import Fuser, load_model
+
+# The demo's own limits, tighter than the library's (64 MP): a CPU needs ~2 s per megapixel.
+MAX_PIXELS = 16_000_000
+MAX_FILE_MB = 25
+MAX_SOURCES = 4
+FUSION_CONCURRENCY = 2  # fusions running at once; further requests wait in the queue
+UNTRAINED_WARNING = "untrained model: outputs are not meaningful fusion yet"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Fuser plus what the UI says about it; immutable, so sharing it between users is safe."""
+
+    fuser: Fuser
+    model_name: str
+    trained: bool
+    router_names: tuple[str, ...]
+    load_note: str = ""
+    max_pixels: int = MAX_PIXELS
+    max_file_mb: float = MAX_FILE_MB
+
+    @property
+    def device_label(self) -> str:
+        """'GPU (name)' or 'CPU (n threads)'."""
+        device = self.fuser.device
+        if device.type == "cuda":
+            return f"GPU ({torch.cuda.get_device_name(device)}, {self.fuser.precision})"
+        return f"CPU ({torch.get_num_threads()} threads)"
+
+    @property
+    def model_label(self) -> str:
+        """'name (trained)' or 'name (untrained)'."""
+        return f"{self.model_name} ({'trained' if self.trained else 'untrained'})"
+
+
+def load_engine(model: str | None = None, device: str | None = None,
+                max_pixels: int = MAX_PIXELS) -> Engine:
+    """Load a model (path, preset, or the shipped one, else the untrained compact preset) once."""
+    note = ""
+    if model is None:
+        try:
+            net = load_model(None)
+        except FileNotFoundError:
+            net = load_model("compact")
+            note = ("No trained checkpoint is shipped in `checkpoints/` yet, so this demo runs the randomly "
+                    "initialised **compact** preset: the interface works end to end, the pictures do not mean much.")
+    else:
+        net = load_model(model)
+    fuser = Fuser(net, device=device, max_pixels=max_pixels)
+    info = net.info
+    return Engine(fuser=fuser, model_name=str(info.get("name", net.config.name)), trained=bool(info.get("trained")),
+                  router_names=tuple(net.config.task_names), load_note=note, max_pixels=max_pixels)

@@ -1,0 +1,158 @@
+"""Pre-train the backbone (encoder + decoder, no TC-MoA) as an autoencoder on crops of the training pack.
+
+    python -m tcmoa.pretrain --pack .carry/train_pack.safetensors --out runs/pretrain --budget-minutes 7.5
+    python -m tcmoa.pretrain --pack .carry/train_pack.safetensors --out runs/pretrain2 --resume runs/pretrain
+
+Why a plain (unmasked) autoencoder rather than MAE's masked one: the fusion model only ever runs
+the backbone on complete images and decodes pixels through the frozen head, so what the backbone
+must do well is reproduce every visible detail; MAE's loss covers only masked patches (the official
+code needed a GAN-finetuned MAE for sharp visible patches) and our model has no mask token. The
+task is not a trivial identity: an 8x8x3 = 192-value patch passes through 128-wide tokens, and the
+windowed attention must share context across tokens to fill that gap. Loss: L1 + (1 - SSIM) on
+[0, 1] pixels, the same SSIM the fusion losses use, so the backbone is good at what they reward.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .config import ModelConfig, get_config
+from .data import ImageBank, load_pack, reconstruction_batch
+from .losses import ssim
+from .model import IMAGENET_MEAN, IMAGENET_STD, TCMoA, denormalize, normalize
+from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, optimizer_step, pick_device,
+                       resolve_options, run_stage, split_holdout, stream_seed)
+
+MAX_EVAL_IMAGES = 16  # per image group: bounds the evaluation time
+
+
+def resolve_config(name_or_path: str) -> ModelConfig:
+    """A preset name or a JSON file written by ModelConfig.to_json."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    return get_config(name_or_path)
+
+
+def backbone_named_parameters(model: TCMoA) -> list[tuple[str, torch.nn.Parameter]]:
+    """Everything `reconstruct` uses: the backbone and the relative-position tables (no TC-MoA modules)."""
+    return [(n, p) for n, p in model.named_parameters()
+            if not n.startswith(("encoder_moa.", "decoder_moa.")) and n not in ("pos_embed", "decoder_pos_embed")]
+
+
+def to_pixels(pred: Tensor) -> Tensor:
+    """Normalised prediction -> [0, 1]-scaled pixels, unclipped (a clip would zero the gradient)."""
+    mean = pred.new_tensor(IMAGENET_MEAN)[:, None, None]
+    std = pred.new_tensor(IMAGENET_STD)[:, None, None]
+    return pred * std + mean
+
+
+def reconstruction_loss(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """L1 + (1 - SSIM) between the unclipped pixels of a prediction and [0, 1] targets."""
+    pixels = to_pixels(pred.float())
+    l1 = (pixels - target).abs().mean()
+    s = ssim(pixels, target)
+    return {"loss": l1 + (1 - s), "l1": l1, "ssim": s}
+
+
+def whole_image(img: Tensor, multiple: int) -> Tensor | None:
+    """Centre crop (C, h, w) to the largest multiple of the window in each side (None if too small)."""
+    h, w = (img.shape[1] // multiple) * multiple, (img.shape[2] // multiple) * multiple
+    if h == 0 or w == 0:
+        return None
+    top, left = (img.shape[1] - h) // 2, (img.shape[2] - w) // 2
+    return img[:, top:top + h, left:left + w]
+
+
+def psnr(a: Tensor, b: Tensor) -> float:
+    """PSNR in dB of two [0, 1] images."""
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+class PretrainStage:
+    """Stage for `run_stage`: backbone autoencoder on reconstruction_batch crops."""
+
+    name = "pretrain"
+    plot_series = ("loss", "l1")
+
+    def __init__(self, opts: argparse.Namespace, banks: dict[str, ImageBank], held: dict[str, ImageBank]):
+        self.opts, self.banks, self.held = opts, banks, held
+        self.config = resolve_config(opts.config)
+        self.device = pick_device(opts.device)
+        if opts.size % self.config.size_multiple:
+            raise SystemExit(f"--size {opts.size} is not a multiple of {self.config.size_multiple} px (one window)")
+
+    def build_model(self, device: torch.device) -> TCMoA:
+        """A fresh model of the configured preset."""
+        return TCMoA(self.config).to(device)
+
+    def param_groups(self, model: TCMoA) -> list[dict[str, Any]]:
+        """Backbone + rel-pos tables train; the (unused) TC-MoA modules stay as initialised."""
+        named = backbone_named_parameters(model)
+        keep = {id(p) for _, p in named}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in keep)
+        return decay_groups(named, self.opts.weight_decay)
+
+    def train_step(self, model: TCMoA, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> dict[str, Tensor]:
+        """One batch of crops: reconstruct, L1 + (1 - SSIM), one optimiser step."""
+        o = self.opts
+        images = reconstruction_batch(self.banks, o.batch, o.size, generator=stream_seed(o.seed, step, 1))
+        with autocast(self.device):
+            pred = model.reconstruct(normalize(images))
+        terms = reconstruction_loss(pred, images)
+        optimizer_step(terms["loss"], optimizer, o.clip)
+        return {k: v.detach() for k, v in terms.items()}
+
+    def evaluate(self, model: TCMoA) -> dict[str, float]:
+        """PSNR of whole held-out training frames (both frames of a pair), per group and overall."""
+        out, every = {}, []
+        for name, bank in sorted(self.held.items()):
+            scores = []
+            for i in range(min(len(bank), MAX_EVAL_IMAGES)):
+                img = bank.image(i).float().div(255)
+                for frame in img.split(3):
+                    frame = whole_image(frame, self.config.size_multiple)
+                    if frame is None:
+                        continue
+                    with autocast(self.device):
+                        pred = model.reconstruct(normalize(frame[None]))
+                    scores.append(psnr(denormalize(pred.float())[0], frame))
+            if scores:
+                out[f"psnr_{name}"] = sum(scores) / len(scores)
+                every += scores
+        if every:
+            out["psnr"] = sum(every) / len(every)
+        return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m tcmoa.pretrain`."""
+    ap = argparse.ArgumentParser(prog="python -m tcmoa.pretrain", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="compact", help="preset name or a config .json")
+    ap.add_argument("--warmup", type=float, default=0.05, help="fraction of the steps spent warming up the lr")
+    add_common_arguments(ap, batch=64, size=192, lr=1e-3, min_lr=1e-5, clip=1.0, eval_every=2000)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> ChunkResult:
+    """Parse, load the pack, run one chunk."""
+    started = time.monotonic()
+    opts = resolve_options(build_parser(), argv)
+    device = pick_device(opts.device)
+    banks, held = split_holdout(load_pack(opts.pack, device), opts.holdout)
+    stage = PretrainStage(opts, banks, held)
+    return run_stage(stage, opts, lambda total: Schedule(total, round(opts.warmup * total), opts.lr, opts.min_lr),
+                     info={"trained": False}, started=started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Train TC-MoA on a frozen, pre-trained backbone: the official recipe on our data.
+
+    python -m tcmoa.train --pack PACK --backbone runs/pretrain --out runs/tcmoa --budget-minutes 15
+    python -m tcmoa.train --pack PACK --out runs/tcmoa2 --resume runs/tcmoa
+    python -m tcmoa.train --pack PACK --init runs/tcmoa --router-only medical --out runs/medical --budget-minutes 4
+
+Official recipe (reference section 8): the backbone is frozen; each outer step makes one optimiser
+step per task in turn (VIF, MEF, MFF), each with its own batch, forward and backward, under the
+official per-task loss (2025 weights); AdamW (0.9, 0.95), weight decay 0.05 except 1-D parameters
+and biases, linear warm-up then half-cycle cosine (3e-4 -> 1e-5), no gradient clipping. The
+official run is 20 epochs with 2 of warm-up; ours splits its step budget into the same 20 nominal
+epochs, so the loss switches from its warm-up form, and aux is divided by (epoch + 1), at the same
+relative points (the first 10% of the steps are warm-up).
+
+`--router-only TASK` trains a further router (e.g. 'medical', index 3 of the compact model) with
+everything shared frozen: only the router bank's gate/noise rows and the source embeddings of that
+task change. The loss is the VIF loss: the official zero-shot medical route is the VIF router, and
+the VIF objective (keep each source's strongest intensity and gradient, stay structurally close
+to both) is what MRI + CT/PET/SPECT fusion asks for. The new router starts as a copy of the VIF
+router (`--router-init vif`), i.e. from the official zero-shot behaviour.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .checkpoint import CONFIG_FILE, load_backbone, load_model
+from .config import ModelConfig
+from .data import TASK_SCALE, ImageBank, load_pack, training_batch
+from .losses import task_loss
+from .model import TCMoA, normalize
+from .pretrain import psnr, resolve_config
+from .synthesis import synthesize_focus_pair
+from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, optimizer_step, pick_device,
+                       resolve_options, run_stage, split_holdout, stream_seed)
+
+# Which official loss trains which router: the three official tasks, and VIF's for medical (see above).
+LOSS_TASK = {"vif": 0, "mef": 1, "mff": 2, "medical": 0}
+ROUTER_ROWS = ("router_bank.gate", "router_bank.noise", "source_embed")  # (tasks, ...) per TC-MoA module
+VAL_BATCH = 8
+
+
+def backbone_config(opts: argparse.Namespace) -> ModelConfig:
+    """The model config: --config if given, else the backbone folder's config.json."""
+    if opts.config:
+        return resolve_config(opts.config)
+    path = Path(opts.backbone)
+    if not (path.is_dir() and (path / CONFIG_FILE).is_file()):
+        raise SystemExit(f"{path}: not a model folder with {CONFIG_FILE}; pass --config for a .pth backbone")
+    return ModelConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
+
+
+class FusionStage:
+    """Stage for `run_stage`: TC-MoA training (all tasks in turn) or one router alone."""
+
+    plot_series: tuple[str, ...]
+
+    def __init__(self, opts: argparse.Namespace, banks: dict[str, ImageBank], held: dict[str, ImageBank]):
+        self.opts, self.banks, self.held = opts, banks, held
+        self.device = pick_device(opts.device)
+        self.router_only = opts.router_only
+        self.tasks = [opts.router_only] if opts.router_only else opts.tasks.split(",")
+        self.name = f"router-{opts.router_only}" if opts.router_only else "tcmoa"
+        self.plot_series = ("loss", *self.tasks) if len(self.tasks) > 1 else ("loss",)
+        for t in self.tasks:
+            if t not in LOSS_TASK:
+                raise SystemExit(f"unknown task {t!r}; choose from {', '.join(LOSS_TASK)}")
+        self.val = self._validation_set()
+
+    # --- model and parameters ---------------------------------------------------------------
+    def build_model(self, device: torch.device) -> TCMoA:
+        """From a full model (--init) or a fresh TC-MoA on a pre-trained backbone (--backbone)."""
+        o = self.opts
+        if o.init:
+            model = load_model(o.init, device)
+        else:
+            model = TCMoA(backbone_config(o)).to(device)
+            load_backbone(model, o.backbone)
+        missing = [t for t in self.tasks if t not in model.config.task_names]
+        if missing:
+            raise SystemExit(f"the model has no router for {missing}; its routers: {model.config.task_names}")
+        if self.router_only and o.router_init != "zero":
+            src, dst = (model.config.task_names.index(t) for t in (o.router_init, self.router_only))
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name.endswith(ROUTER_ROWS):
+                        p[dst] = p[src]
+        return model
+
+    def param_groups(self, model: TCMoA) -> list[dict[str, Any]]:
+        """All TC-MoA parameters (official), or only the router rows of one task (--router-only)."""
+        model.freeze_backbone()
+        if not self.router_only:
+            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            return decay_groups(named, self.opts.weight_decay)
+        row = model.config.task_names.index(self.router_only)
+        params = []
+        for name, p in model.named_parameters():
+            train = name.endswith(ROUTER_ROWS)
+            p.requires_grad_(train)
+            if train:
+                mask = torch.zeros(p.shape[0], *[1] * (p.dim() - 1), device=p.device)
+                mask[row] = 1
+                p.register_hook(lambda g, m=mask: g * m)  # the other tasks' rows get no gradient
+                params.append(p)
+        # No weight decay: it would shrink the other tasks' rows of the same tensors. With zero
+        # gradient and no decay, AdamW leaves those rows bit-identical.
+        return [{"params": params, "weight_decay": 0.0}]
+
+    # --- training ---------------------------------------------------------------------------
+    def loss(self, model: TCMoA, task: str, a: Tensor, b: Tensor, epoch: int) -> tuple[dict[str, Tensor], Tensor]:
+        """Forward on [0, 1] sources: the official loss terms of `task` (LOSS_TASK) at `epoch`, and the fused image."""
+        with autocast(self.device):
+            out = model(normalize(a), normalize(b), route=task)
+        terms = task_loss(LOSS_TASK[task], out.fused, a, b, out.prompts("encoder"), out.prompts("decoder"),
+                          out.aux_loss, epoch, self.opts.loss_version, self.opts.warmup_epochs)
+        return terms, out.fused
+
+    def train_step(self, model: TCMoA, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> dict[str, Tensor]:
+        """One optimiser step per task, in order, each on its own batch."""
+        o, logged = self.opts, {}
+        for i, task in enumerate(self.tasks):
+            a, b = training_batch(self.banks, task, o.batch, o.size, generator=stream_seed(o.seed, step, 1 + i))
+            terms, _ = self.loss(model, task, a, b, epoch)
+            optimizer_step(terms["loss"], optimizer, o.clip)
+            logged[task] = terms["loss"].detach()
+        logged["loss"] = torch.stack(list(logged.values())).sum()
+        return logged
+
+    # --- evaluation -------------------------------------------------------------------------
+    def _validation_set(self) -> dict[str, tuple[Tensor, ...]]:
+        """Fixed crops of held-out frames per task (MFF: with the all-in-focus original, for PSNR)."""
+        o, val = self.opts, {}
+        for i, task in enumerate(self.tasks):
+            seed = stream_seed(o.seed, -1, 100 + i)
+            if task == "mff" and "natural" in self.held:
+                g = torch.Generator(self.held["natural"].device).manual_seed(seed)
+                sharp = self.held["natural"].sample(VAL_BATCH, o.size, TASK_SCALE["mff"], generator=g)
+                far, near, _ = synthesize_focus_pair(sharp, g)
+                val[task] = (far, near, sharp)
+                continue
+            try:
+                val[task] = training_batch(self.held, task, VAL_BATCH, o.size, generator=seed)
+            except (KeyError, IndexError):  # too few images to hold any out for this task
+                continue
+        return val
+
+    def evaluate(self, model: TCMoA) -> dict[str, float]:
+        """Held-out loss per task (main-phase weights, so comparable over the run); MFF PSNR vs the sharp original."""
+        out = {}
+        for task, (a, b, *truth) in self.val.items():
+            terms, fused = self.loss(model, task, a, b, self.opts.warmup_epochs)
+            out[f"val_{task}"] = float(terms["loss"])
+            if truth:
+                out[f"psnr_{task}"] = sum(psnr(f, t) for f, t in zip(fused.float(), truth[0])) / len(fused)
+        return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m tcmoa.train`."""
+    ap = argparse.ArgumentParser(prog="python -m tcmoa.train", description=__doc__.split("\n")[0])
+    start = ap.add_mutually_exclusive_group()
+    start.add_argument("--backbone", help="pre-trained backbone: a tcmoa.pretrain folder or an MAE .pth")
+    start.add_argument("--init", help="a full saved model to continue from (e.g. for --router-only)")
+    ap.add_argument("--config", help="preset or config .json (default: the backbone folder's config.json)")
+    ap.add_argument("--tasks", default="vif,mef,mff", help="tasks trained in turn, one optimiser step each")
+    ap.add_argument("--router-only", help="train only this task's router rows and source embeddings")
+    ap.add_argument("--router-init", default="vif", help="router the new one starts from (a task name, or 'zero')")
+    ap.add_argument("--epochs", type=int, default=20, help="nominal epochs the steps are split into (official 20)")
+    ap.add_argument("--warmup-epochs", type=int, default=2, help="warm-up epochs of the lr and the losses (official 2)")
+    ap.add_argument("--loss-version", default="2025", choices=("2024", "2025"))
+    add_common_arguments(ap, batch=16, size=192, lr=3e-4, min_lr=1e-5, clip=0.0, eval_every=1000)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> ChunkResult:
+    """Parse, load the pack, run one chunk."""
+    started = time.monotonic()
+    ap = build_parser()
+    opts = resolve_options(ap, argv)
+    if not opts.resume and not (opts.init if opts.router_only else opts.backbone or opts.init):
+        ap.error("a new run needs --backbone (TC-MoA training) or --init (a trained model; needed by --router-only)")
+    device = pick_device(opts.device)
+    banks, held = split_holdout(load_pack(opts.pack, device), opts.holdout)
+    stage = FusionStage(opts, banks, held)
+
+    def schedule(total: int) -> Schedule:
+        return Schedule(total, total * opts.warmup_epochs // opts.epochs, opts.lr, opts.min_lr, opts.epochs)
+
+    # A router-only run keeps the loaded model's "trained" flag; a TC-MoA run makes a trained model.
+    info = {"stage_tasks": stage.tasks} if opts.router_only else {"trained": True, "stage_tasks": stage.tasks}
+    return run_stage(stage, opts, schedule, info=info, started=started)
+
+
+if __name__ == "__main__":
+    main()
