@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -28,3 +29,13 @@ def official_cases() -> list[Path]:
 def needs_data(path: Path):
     """Skip marker for tests that read ../shared/data."""
     return pytest.mark.skipif(not path.exists(), reason=f"{path} not available")
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for modules of many tiny ops: as fast on free cores, far faster on shared
+    ones (no OpenMP barrier waits), and deterministic; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -25,14 +25,7 @@ IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 RTOL = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    # The images here are tiny: one intra-op thread is as fast when the cores are free and much
-    # faster when they are shared (no OpenMP barrier spinning). Restored for the other test modules.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def num(t: torch.Tensor) -> float:

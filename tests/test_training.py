@@ -23,13 +23,7 @@ TINY = dataclasses.replace(get_config("compact"), name="tiny", embed_dim=32, dep
 COMMON = ["--batch", "4", "--size", "32", "--log-every", "1", "--eval-every", "0", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the tests stay deterministic and do not oversubscribe a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def smooth_image(rng: np.random.Generator, h: int, w: int, c: int) -> np.ndarray:
