@@ -12,7 +12,7 @@ from typing import Sequence
 
 from .checkpoint import CheckpointError, load_model
 from .imaging import DEFAULT_MAX_PIXELS, ImageError, save_image
-from .pipeline import PRECISIONS, Fuser, FusionResult
+from .pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult
 from .tasks import TASK_ALIASES, TASKS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
@@ -43,12 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--beta", type=float, default=None, help="prompt shift beta (> 0 favours source A)")
     fuse.add_argument("--router", type=str, default=None,
                       help="router to use instead of the task's: a name, or weights like 'vif=0.7,mff=0.3'")
-    fuse.add_argument("--colour", choices=("auto", "grey"), default="auto", help="force a grey result with 'grey'")
+    fuse.add_argument("--colour", choices=COLOURS, default="auto",
+                      help="'auto': the colour rule (fuse luminance, keep the colour source's chroma); 'grey': a grey "
+                           "result; 'rgb': the official path (RGB in, grey replicated, RGB out)")
     fuse.add_argument("--resize", choices=("first",), default=None, help="resize other sources to the first's size")
     fuse.add_argument("--maps", type=Path, default=None, metavar="DIR", help="also save prompt/routing heatmaps here")
     _model_args(fuse)
     fuse.add_argument("--precision", choices=PRECISIONS, default="auto")
     fuse.add_argument("--tile-size", type=int, default=1024, help="largest tile side in px (memory budget)")
+    fuse.add_argument("--fit", choices=FITS, default="pad",
+                      help="reach whole attention windows by mirror padding, or by the official resize path "
+                           "(use 'resize' with official checkpoints to reproduce official numbers)")
     fuse.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger sources")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     info = commands.add_parser("info", help="describe a model")
@@ -121,7 +126,7 @@ def run_fuse(args: argparse.Namespace) -> int:
     model = _load(args)
     try:
         fuser = Fuser(model, device=args.device, precision=args.precision, tile_size=args.tile_size,
-                      max_pixels=args.max_pixels)
+                      max_pixels=args.max_pixels, fit=args.fit)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_INPUT) from None
     route = parse_router(args.router, model.config.task_names)

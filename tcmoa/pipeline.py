@@ -22,7 +22,12 @@ from .tasks import TaskPreset, get_task
 from .tiling import TileBlender, plan_tiles
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# How an image is brought to whole attention windows: mirror-pad and crop back (ours), or the
+# official resize path (bilinear to the next multiple, then back), which an official checkpoint
+# needs to reproduce the official numbers: its absolute positions follow the token grid.
+FITS = ("pad", "resize")
 RESIZE_POLICIES = (None, "first")
+COLOURS = ("auto", "grey", "rgb")  # the colour rule, a forced grey result, or the official RGB path
 
 
 @dataclass
@@ -99,7 +104,10 @@ class Fuser:
 
     def __init__(self, model: TCMoA, device: str | torch.device | None = None, precision: str = "auto",
                  tile_size: int = 1024, tile_overlap: int = 128, tile_batch: int = 4,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad"):
+        if fit not in FITS:
+            raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+        self.fit = fit
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = pick_device(device)
@@ -130,6 +138,8 @@ class Fuser:
                 raise ValueError(f"{name} must be a finite number, got {value}")
         route = preset.route_for(self.model.config.task_names) if route is None else route
         self.model.route_weights(route)  # validate before any work
+        if colour not in COLOURS:
+            raise ValueError(f"colour must be one of {COLOURS}, got {colour!r}")
         if resize not in RESIZE_POLICIES:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
         images, notes = self._read_all(sources, resize)
@@ -144,7 +154,11 @@ class Fuser:
                 captured[:] = [step_maps] if step_maps is not None else []
             return result
 
-        image = fuse_with_colour_rule([images[i] for i in order], fold, fuse_rgb=fold, colour_mode=colour)
+        ordered = [images[i] for i in order]
+        if colour == "rgb":  # the official path: every source as RGB (grey replicated), RGB out
+            image = fold([im if im.ndim == 3 else np.repeat(im[..., None], 3, axis=-1) for im in ordered])
+        else:
+            image = fuse_with_colour_rule(ordered, fold, fuse_rgb=fold, colour_mode=colour)
         if len(images) > 2:
             notes.append(f"{len(images)} sources fused pairwise in order {[i + 1 for i in order]}; "
                          "the maps show the last step")
@@ -231,21 +245,32 @@ class Fuser:
         _, _, h, w = a.shape
         m = self.model.config.size_multiple
         pad_h, pad_w = -h % m, -w % m
-        a, b = (pad_to(normalize(x), pad_h, pad_w) for x in (a, b))
+        if self.fit == "resize":
+            size = (h + pad_h, w + pad_w)
+            a, b = (F.interpolate(normalize(x), size=size, mode="bilinear", align_corners=False) for x in (a, b))
+        else:
+            a, b = (pad_to(normalize(x), pad_h, pad_w) for x in (a, b))
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             out = self.model(a, b, route, control)
-        fused = out.fused[:, :, :h, :w].float()
+        if self.fit == "resize":
+            fused = F.interpolate(out.fused.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        else:
+            fused = out.fused[:, :, :h, :w].float()
         if not want_maps:
             return fused, None, None
         gh, gw = out.token_grid
-        th, tw = -(-h * gh // a.shape[2]), -(-w * gw // a.shape[3])  # token cells covering the tile
+        cell = self.model.config.pixel_patch
+        cells = (-(-h // int(cell)), -(-w // int(cell)))  # token cells covering the tile
         bsz = a.shape[0]
         p = torch.cat([torch.cat([t.prompt_a, t.prompt_b], -1) for t in out.traces], -1)  # (B, N, 2M)
-        p = p.transpose(1, 2).reshape(bsz, -1, gh, gw)[:, :, :th, :tw]
         g = torch.cat([t.gates.reshape(bsz, gh * gw, -1) for t in out.traces], -1)  # (B, N, M*E)
-        g = g.transpose(1, 2).reshape(bsz, -1, gh, gw)[:, :, :th, :tw]
-        return fused, p.float(), g.float()
+        grids = [x.transpose(1, 2).reshape(bsz, -1, gh, gw).float() for x in (p, g)]
+        if self.fit == "resize":  # the grid spans the stretched tile: resample it onto the tile's cells
+            grids = [F.interpolate(x, size=cells, mode="nearest") for x in grids]
+        else:
+            grids = [x[:, :, :cells[0], :cells[1]] for x in grids]
+        return fused, grids[0], grids[1]
 
 
 def pad_to(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:

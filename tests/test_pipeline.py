@@ -40,6 +40,13 @@ def test_grey_and_colour_source_keeps_the_colour(fuser):
     assert np.median(np.abs(cb_out - cb_in)) < 1e-3 and np.median(np.abs(cr_out - cr_in)) < 1e-3
     grey = fuser.fuse([visible, infrared], "vif", colour="grey")
     assert grey.image.shape == (70, 90)
+    # The official path: RGB in (infrared replicated), RGB out, chroma not preserved.
+    official = fuser.fuse([visible, infrared], "vif", colour="rgb").image
+    direct = fuser.fuse([visible, np.repeat(infrared[..., None], 3, -1) + 0.0], "vif", colour="rgb").image
+    assert official.shape == (70, 90, 3) and np.array_equal(official, direct)
+    assert np.abs(official - result.image).mean() > 1e-3
+    with pytest.raises(ValueError, match="colour must be one of"):
+        fuser.fuse([visible, infrared], "vif", colour="sepia")
 
 
 def test_colour_pairs_stay_colour_and_grey_pairs_grey(fuser):
@@ -154,6 +161,28 @@ def test_bad_inputs_get_specific_errors(fuser, tmp_path):
         fuser.fuse([img, img], "pansharpening")
     with pytest.raises(ValueError, match="alpha must be a finite number"):
         fuser.fuse([img, img], "vif", alpha=float("nan"))
+
+
+def test_official_resize_path_matches_the_official_recipe():
+    """fit='resize': bilinear up to whole windows, the model, bilinear (antialiased) back."""
+    import torch.nn.functional as F
+
+    from tcmoa.model import normalize
+
+    model = load_model("official-tiny")
+    a, b = smooth_image(100, 150), smooth_image(100, 150, seed=7)
+    result = Fuser(model, fit="resize").fuse([a, b], "mef", maps=True)
+    ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None] for x in (a, b))
+    up = [F.interpolate(normalize(x), size=(112, 224), mode="bilinear", align_corners=False) for x in (ta, tb)]
+    with torch.no_grad():
+        fused = model(*up, "mef").fused
+    expected = F.interpolate(fused, size=(100, 150), mode="bilinear", align_corners=False, antialias=True)
+    np.testing.assert_allclose(result.image, expected[0].permute(1, 2, 0).clamp(0, 1).numpy(), atol=1e-5)
+    assert result.maps.prompt_a.shape[1:] == (13, 19)  # the 14x28 grid resampled onto 8-px cells
+    padded = Fuser(model).fuse([a, b], "mef").image
+    assert np.abs(padded - result.image).mean() > 1e-3  # the two fits really differ for this model
+    with pytest.raises(ValueError, match="fit must be one of"):
+        Fuser(model, fit="stretch")
 
 
 def test_reduced_precision_is_refused_on_cpu():
