@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025, LossWeights, PhaseWeights
 
 __all__ = [
     "VIF",
@@ -302,65 +303,6 @@ def mir_loss(
 # Per-task totals
 # --------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class PhaseWeights:
-    """Weights of one task in one phase: total = scale * sum(w_i * term_i) + aux * aux_loss / divisor."""
-
-    pixel: float = 0.0  # pixel_loss: PixelLoss vs (A+B)/2 (VIF, MEF); L1(F, O) for MFF
-    max_pixel: float = 0.0  # max_pixel_loss: MaxPixelLoss vs max(A, B)
-    max_grad: float = 0.0  # max_grad_loss: MaxGradLoss (already x3 inside)
-    ssim: float = 0.0  # ssim_loss: ((1-SSIM(F,A)) + (1-SSIM(F,B)))/2, or 1-SSIM(F,O) for MFF
-    mef_ssim: float = 0.0  # MEF_SSIM_loss: 1 - MEF-SSIM
-    mir: float = 0.0  # prompt_loss: MIR
-    scale: float = 1.0  # outer factor of the official bracket, e.g. 1.8*(...) for MEF v2025
-    aux: float = 1.0  # weight of the MoE balance loss, applied outside `scale`
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Per-task warm-up / main-phase weights of one official code version."""
-
-    vif_warmup: PhaseWeights
-    vif: PhaseWeights
-    mef_warmup: PhaseWeights
-    mef: PhaseWeights
-    mff_warmup: PhaseWeights
-    mff: PhaseWeights
-    aux_epoch_decay: bool  # v2025 divides the aux loss by (epoch + 1); v2024 does not
-
-    def phase(self, task: int, warmup: bool) -> PhaseWeights:
-        """Weights of `task` (0 VIF, 1 MEF, 2 MFF) in the warm-up or the main phase."""
-        name = ("vif", "mef", "mff")[task] + ("_warmup" if warmup else "")
-        return getattr(self, name)
-
-
-# v2025 (HEAD 48e4a54): reference §6 table; checked against the fixture totals.
-LOSS_WEIGHTS_2025 = LossWeights(
-    vif_warmup=PhaseWeights(pixel=1.0, mir=1.0, ssim=1.0),
-    vif=PhaseWeights(max_grad=1.5, max_pixel=1.5, mir=1.0, ssim=2.0),
-    mef_warmup=PhaseWeights(pixel=1.0, mir=1.0, ssim=1.0),
-    # 1.8*(MaxG + MIR + 2*(1-MEFS) + Pix) + aux/(e+1)
-    mef=PhaseWeights(max_grad=1.0, mir=1.0, mef_ssim=2.0, pixel=1.0, scale=1.8),
-    mff_warmup=PhaseWeights(pixel=1.0, mir=1.0, ssim=1.0),
-    # 20*(3*L1(g(F), g(O)) + L1(F, O)) + MIR + 3*(1-SSIM(F, O)) + aux/(e+1)
-    mff=PhaseWeights(max_grad=20.0, pixel=20.0, mir=1.0, ssim=3.0),
-    aux_epoch_decay=True,
-)
-
-# v2024 (camera-ready 269469a, model/TC_MoA forward_loss_task*): MIR x20, aux undivided.
-LOSS_WEIGHTS_2024 = LossWeights(
-    vif_warmup=PhaseWeights(pixel=1.0, mir=20.0, ssim=1.0),
-    vif=PhaseWeights(max_grad=1.0, max_pixel=1.0, mir=20.0, ssim=0.5),
-    mef_warmup=PhaseWeights(pixel=1.0, mir=20.0, ssim=1.0),
-    # 1.2*(MaxG + 20*MIR + (1-MEFS) + aux + Pix): aux sits inside the bracket, hence aux=1.2.
-    mef=PhaseWeights(max_grad=1.0, mir=20.0, mef_ssim=1.0, pixel=1.0, scale=1.2, aux=1.2),
-    mff_warmup=PhaseWeights(pixel=1.0, mir=20.0, ssim=1.0),
-    mff=PhaseWeights(max_grad=5.0, pixel=5.0, mir=20.0, ssim=1.0),
-    aux_epoch_decay=False,
-)
-
-LOSS_WEIGHTS: Mapping[str, LossWeights] = {"2025": LOSS_WEIGHTS_2025, "2024": LOSS_WEIGHTS_2024}
 
 # Keys the official code puts in its loss dict (and logs), per (task, warm-up). Identical in both
 # versions. Note VIF warm-up uses ssim_loss in the total but does not log it.
