@@ -2,7 +2,8 @@
 
 The browser test drives Debian's chromium through Python playwright (`apt-get install -y
 chromium`; `playwright install` needs downloads and is not used) and is skipped without it.
-It saves docs/app_screenshot.png.
+It saves a full-page screenshot: to docs/app_screenshot.png when TCMOA_UPDATE_SCREENSHOT=1
+(then look at it), otherwise to the test's temporary folder, so a test run leaves the tree clean.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def test_fuse_endpoint_with_gradio_client(app_url, tmp_path):
                        api_name="/fuse")
 
 
-def test_browser_example_alpha_and_maps(app_url):
+def test_browser_example_alpha_and_maps(app_url, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is absent (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -93,7 +94,8 @@ def test_browser_example_alpha_and_maps(app_url):
             sync_api.expect(page.locator("#routing-maps img")).to_be_visible()
             page.get_by_role("tab", name="Prompt maps").click()
             time.sleep(0.5)  # let the images paint before the screenshot
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            shot = SCREENSHOT if os.environ.get("TCMOA_UPDATE_SCREENSHOT") == "1" else tmp_path / "app.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 50_000  # a real page with images, not a blank one
         finally:
             browser.close()
