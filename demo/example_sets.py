@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tcmoa import TASKS
+from tcmoa.imaging import image_files
 
 from .engine import MAX_SOURCES
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 TASK_ORDER = tuple(TASKS)  # vif, mef, mff, mri-pet, mri-spect, mri-ct
 
 
@@ -38,7 +38,7 @@ def find_examples(root: Path = EXAMPLES_DIR) -> list[ExampleSet]:
     found = []
     for task in TASK_ORDER:
         for folder in sorted((root / task).glob("*/")):
-            files = tuple(sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES))
+            files = tuple(image_files(folder).values())
             if len(files) >= 2:
                 found.append(ExampleSet(task, folder.name, files))
     return found

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Sequence
 
 from .checkpoint import CheckpointError, load_model
-from .imaging import DEFAULT_MAX_PIXELS, ImageError, save_image
+from .imaging import DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
 from .pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult
 from .tasks import TASK_ALIASES, TASKS
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 
 
@@ -95,8 +94,7 @@ def _pairs(dir_a: Path, dir_b: Path) -> list[tuple[str, Path, Path]]:
     for d in (dir_a, dir_b):
         if not d.is_dir():
             raise CliError(f"--pairs: {d} is not a folder", EXIT_INPUT)
-    index = lambda d: {p.stem: p for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    a, b = index(dir_a), index(dir_b)
+    a, b = image_files(dir_a), image_files(dir_b)
     common = sorted(set(a) & set(b))
     if not common:
         raise CliError(f"--pairs: no file names in common between {dir_a} and {dir_b}", EXIT_INPUT)

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .config import TASK_NAMES
+from .imaging import image_files
 from .synthesis import as_generator, rand, synthesize_exposure_pair, synthesize_focus_pair
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -38,16 +39,10 @@ PAIR_ROLES = {"vif": ("vi", "ir"), "mef": ("over", "under")}
 # RandomResizedCrop area ranges: the official recipe for VIF/MEF/MFF; medical is our choice.
 TASK_SCALE = {"vif": (0.81, 1.0), "mef": (0.2, 1.0), "mff": (0.64, 1.0), "medical": (0.5, 1.0)}
 RECON_SCALE = (0.2, 1.0)  # MAE-style pre-training crops
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 GREY_MODES = ("L", "I", "I;16", "1")  # stored as one-channel (greyscale) images
 
 
 # --- packing ---------------------------------------------------------------------------------
-def _images(folder: Path) -> dict[str, Path]:
-    """Image files of a folder by stem."""
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXT}
-
-
 def discover(natural_dir: Path, train_dir: Path) -> dict[str, dict]:
     """Groups to pack: {name: {task, roles, items: [(path_a[, path_b])], sources: {folder: count}}}."""
     for d in (natural_dir, train_dir):
@@ -55,7 +50,7 @@ def discover(natural_dir: Path, train_dir: Path) -> dict[str, dict]:
             raise ValueError(f"refusing to pack from an eval folder: {d}")
     groups: dict[str, dict] = {}
     if natural_dir.is_dir():
-        items = [(p,) for p in _images(natural_dir).values()]
+        items = [(p,) for p in image_files(natural_dir).values()]
         groups["natural"] = {"task": None, "roles": ["image"], "items": items,
                              "sources": {f"{natural_dir.parent.name}/{natural_dir.name}": len(items)}}
     for task in ("vif", "mef", "medical"):
@@ -67,7 +62,7 @@ def discover(natural_dir: Path, train_dir: Path) -> dict[str, dict]:
                 name = f"medical_{b}"
             else:
                 (a, b), name = PAIR_ROLES[task], task
-            fa, fb = _images(set_dir / a), _images(set_dir / b)
+            fa, fb = image_files(set_dir / a), image_files(set_dir / b)
             stems = sorted(fa.keys() & fb.keys())
             if len(stems) != max(len(fa), len(fb)):
                 print(f"warning: {set_dir}: {len(fa)} {a} / {len(fb)} {b} files, {len(stems)} pairs")

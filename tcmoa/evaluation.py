@@ -14,13 +14,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .imaging import read_image, to_uint8
+from .imaging import image_files, read_image, to_uint8
 from .metrics import METRICS, evaluate
 
 # Source roles per task, in the model's stream order (A first).
 ROLE_ORDER = {"vif": ("vi", "ir"), "mef": ("over", "under"), "mff": ("a", "b"),
               "medical": ("mri", "ct", "pet", "spect")}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 # fuse(list of float [0,1] images, set) -> float [0,1] image
 FuseFn = Callable[[list[np.ndarray], "EvalSet"], np.ndarray]
@@ -35,10 +34,6 @@ class EvalSet:
     items: list[tuple[str, list[Path]]] = field(default_factory=list)
 
 
-def _images(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-
-
 def discover_sets(root: Path, names: Sequence[str] | None = None) -> list[EvalSet]:
     """Every set under root (or only `names`, e.g. 'vif/tno25'), with its items in id order."""
     found = []
@@ -49,11 +44,11 @@ def discover_sets(root: Path, names: Sequence[str] | None = None) -> list[EvalSe
                 continue
             roles = [r for r in ROLE_ORDER[task_dir.name] if (set_dir / r).is_dir()]
             if len(roles) >= 2:
-                by_role = [_images(set_dir / r) for r in roles]
+                by_role = [image_files(set_dir / r) for r in roles]
                 ids = sorted(set.intersection(*(set(b) for b in by_role)))
                 items = [(i, [b[i] for b in by_role]) for i in ids]
             else:  # one folder per scene, any number of sources
-                items = [(d.name, sorted(_images(d).values())) for d in sorted(set_dir.iterdir()) if d.is_dir()]
+                items = [(d.name, list(image_files(d).values())) for d in sorted(set_dir.iterdir()) if d.is_dir()]
             task = task_dir.name if task_dir.name != "medical" else f"mri-{roles[1]}"
             found.append(EvalSet(name, task, items))
     if names:

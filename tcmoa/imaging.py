@@ -58,6 +58,14 @@ _CB_SCALE = 2.0 * (1.0 - _KB)  # 1.772
 _CR_SCALE = 2.0 * (1.0 - _KR)  # 1.402
 
 
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+
+
+def image_files(folder: Path) -> dict[str, Path]:
+    """The image files of a folder by stem, in name order."""
+    return {p.stem: p for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
 class ImageError(ValueError):
     """An input image could not be read or is not usable; the message says why and what to do."""
 

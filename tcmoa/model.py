@@ -58,11 +58,16 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
-def denormalize(pred: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalised -> [0, 1], clipped, computed as the official code does (via 0..255)."""
+def unnormalize(pred: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised -> [0, 1]-scaled pixels, unclipped (so gradients pass everywhere)."""
     mean = pred.new_tensor(IMAGENET_MEAN)[:, None, None]
     std = pred.new_tensor(IMAGENET_STD)[:, None, None]
-    return ((pred * std + mean) * 255).clamp(0, 255) / 255
+    return pred * std + mean
+
+
+def denormalize(pred: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised -> [0, 1], clipped, computed as the official code does (via 0..255)."""
+    return (unnormalize(pred) * 255).clamp(0, 255) / 255
 
 
 class TCMoA(nn.Module):

@@ -26,8 +26,9 @@ from torch import Tensor
 from .config import ModelConfig, get_config
 from .data import ImageBank, load_pack, reconstruction_batch
 from .losses import ssim
-from .model import IMAGENET_MEAN, IMAGENET_STD, TCMoA, denormalize, normalize
-from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, optimizer_step, pick_device,
+from .model import TCMoA, denormalize, normalize, unnormalize
+from .pipeline import pick_device
+from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, optimizer_step,
                        resolve_options, run_stage, split_holdout, stream_seed)
 
 MAX_EVAL_IMAGES = 16  # per image group: bounds the evaluation time
@@ -47,16 +48,9 @@ def backbone_named_parameters(model: TCMoA) -> list[tuple[str, torch.nn.Paramete
             if not n.startswith(("encoder_moa.", "decoder_moa.")) and n not in ("pos_embed", "decoder_pos_embed")]
 
 
-def to_pixels(pred: Tensor) -> Tensor:
-    """Normalised prediction -> [0, 1]-scaled pixels, unclipped (a clip would zero the gradient)."""
-    mean = pred.new_tensor(IMAGENET_MEAN)[:, None, None]
-    std = pred.new_tensor(IMAGENET_STD)[:, None, None]
-    return pred * std + mean
-
-
 def reconstruction_loss(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     """L1 + (1 - SSIM) between the unclipped pixels of a prediction and [0, 1] targets."""
-    pixels = to_pixels(pred.float())
+    pixels = unnormalize(pred.float())
     l1 = (pixels - target).abs().mean()
     s = ssim(pixels, target)
     return {"loss": l1 + (1 - s), "l1": l1, "ssim": s}

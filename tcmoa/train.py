@@ -35,9 +35,10 @@ from .config import ModelConfig
 from .data import TASK_SCALE, ImageBank, load_pack, training_batch
 from .losses import task_loss
 from .model import TCMoA, normalize
+from .pipeline import pick_device
 from .pretrain import psnr, resolve_config
 from .synthesis import synthesize_focus_pair
-from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, optimizer_step, pick_device,
+from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, optimizer_step,
                        resolve_options, run_stage, split_holdout, stream_seed)
 
 # Which official loss trains which router: the three official tasks, and VIF's for medical (see above).

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from .checkpoint import load_model, save_model
 from .data import ImageBank
 from .model import TCMoA
+from .pipeline import pick_device
 
 STATE_FILE, LOG_FILE, PLOT_FILE, SUMMARY_FILE = "state.pt", "log.jsonl", "loss.png", "run.json"
 STATE_FORMAT = "tcmoa-train-state/1"
@@ -86,11 +87,6 @@ def resolve_options(ap: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
 def plain_options(opts: argparse.Namespace) -> dict[str, Any]:
     """Options as JSON/weights_only-safe primitives."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' = CUDA when present."""
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 
 
 def autocast(device: torch.device) -> ContextManager:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tcmoa import losses as L
+from tcmoa.model import denormalize
 
 FIXTURE_DIR = Path(
     os.environ.get("TCMOA_OFFICIAL_FIXTURE") or Path(__file__).resolve().parents[2] / "shared/fixtures/official_tiny"
@@ -20,8 +21,6 @@ CASES = sorted(FIXTURE_DIR.glob("case_*.npz"))
 _NO_CASES = [pytest.param(None, marks=pytest.mark.skip(reason=f"no case_*.npz in {FIXTURE_DIR}"), id="no-fixture")]
 CASE_PARAMS = [pytest.param(p, id=p.stem) for p in CASES] or _NO_CASES
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 RTOL = 1e-4
 
 
@@ -31,11 +30,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def num(t: torch.Tensor) -> float:
     """Python float of a 0-d tensor, detached (no autograd warning)."""
     return float(t.detach())
-
-
-def denormalise(x: torch.Tensor) -> torch.Tensor:
-    """Official recover_Norm(x) / 255: ImageNet-denormalise, x255, clip to [0, 255], /255."""
-    return torch.clip((x * IMAGENET_STD + IMAGENET_MEAN) * 255, 0, 255) / 255
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,8 +46,8 @@ def loss_inputs(d: dict[str, np.ndarray]) -> dict[str, object]:
     return dict(
         task=int(d["task_index"]),
         fused=t("fused"),
-        a=denormalise(t("input_A")),
-        b=denormalise(t("input_B")),
+        a=denormalize(t("input_A")),
+        b=denormalize(t("input_B")),
         encoder_prompts=list(zip(t("enc_prompt_A").unbind(0), t("enc_prompt_B").unbind(0))),
         decoder_prompts=list(zip(t("dec_prompt_A").unbind(0), t("dec_prompt_B").unbind(0))),
         aux_loss=t("enc_aux_loss").sum() + t("dec_aux_loss").sum(),
@@ -92,7 +86,7 @@ def test_denormalised_sources_equal_u8(case: Path) -> None:
     d = load_case(case)
     for s in "AB":
         u8 = torch.from_numpy(d[f"input_{s}_u8"]).float() / 255
-        diff = (denormalise(torch.from_numpy(d[f"input_{s}"])) - u8).abs().max()
+        diff = (denormalize(torch.from_numpy(d[f"input_{s}"])) - u8).abs().max()
         assert float(diff) <= 1e-6  # (torch.testing.assert_close costs ~1 s of lazy imports)
 
 
