@@ -185,9 +185,7 @@ class TCMoA(nn.Module):
         # Both streams share every backbone weight, so they run as one batch of 2B.
         x = self._embed(torch.cat([a, b]), grid)
         x, enc = self._run(x, grid, self.blocks, self.encoder_rel_pos, self.encoder_moa, weights, control)
-        x = self.decoder_embed(self.norm(x))
-        if self.config.absolute_pos:
-            x = x + interpolate_pos_embed(self.decoder_pos_embed, grid, self.config.pos_swap_hw)
+        x = self._to_decoder(x, grid)
         x, dec = self._run(x, grid, self.decoder_blocks, self.decoder_rel_pos, self.decoder_moa, weights, control,
                            decode_a_only=True)
         pred = self._to_pixels(x[:batch], grid)
@@ -198,9 +196,7 @@ class TCMoA(nn.Module):
         grid = self.token_grid(images.shape[2], images.shape[3])
         x = self._embed(images, grid)
         x, _ = self._run(x, grid, self.blocks, self.encoder_rel_pos, None, None, None)
-        x = self.decoder_embed(self.norm(x))
-        if self.config.absolute_pos:
-            x = x + interpolate_pos_embed(self.decoder_pos_embed, grid, self.config.pos_swap_hw)
+        x = self._to_decoder(x, grid)
         x, _ = self._run(x, grid, self.decoder_blocks, self.decoder_rel_pos, None, None, None)
         return self._to_pixels(x, grid)
 
@@ -220,6 +216,13 @@ class TCMoA(nn.Module):
         x = self.patch_embed.proj(images).flatten(2).transpose(1, 2)
         if self.config.absolute_pos:
             x = x + interpolate_pos_embed(self.pos_embed, grid, self.config.pos_swap_hw)
+        return x
+
+    def _to_decoder(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Encoder tokens (B, N, C) -> decoder tokens (B, N, C'): final norm, projection, positions."""
+        x = self.decoder_embed(self.norm(x))
+        if self.config.absolute_pos:
+            x = x + interpolate_pos_embed(self.decoder_pos_embed, grid, self.config.pos_swap_hw)
         return x
 
     def _to_pixels(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
