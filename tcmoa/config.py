@@ -8,6 +8,7 @@ from typing import Any
 
 # Task indices are part of the checkpoint format (the router bank is indexed by them).
 TASK_NAMES = ("vif", "mef", "mff", "medical")
+FUSION_OUTPUTS = ("decoder", "source_weights")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class ModelConfig:
     router_noise_floor: float = 0.1  # the official +0.1 inside the noise std (not in the paper)
     gate_threshold: float = 1e-4  # gates at or below this are dropped
     decoder_restandardize: bool = True  # the 2025 code's decoder re-standardisation
+    # How the fused image is made: decoded from stream A's tokens (official), or per-pixel source
+    # weights + residual applied to the sources at full resolution (ours, tcmoa/fusion_head.py).
+    fusion_output: str = "decoder"
     task_names: tuple[str, ...] = field(default=TASK_NAMES[:3])
 
     def __post_init__(self) -> None:
@@ -54,6 +58,8 @@ class ModelConfig:
             raise ValueError(f"{self.name}: embedding widths must be divisible by the head counts")
         if len(self.task_names) != self.num_tasks:
             raise ValueError(f"{self.name}: task_names has {len(self.task_names)} entries, num_tasks is {self.num_tasks}")
+        if self.fusion_output not in FUSION_OUTPUTS:
+            raise ValueError(f"{self.name}: fusion_output must be one of {FUSION_OUTPUTS}, got {self.fusion_output!r}")
         for dim in (self.embed_dim, self.decoder_embed_dim):
             if dim % (self.reduce_ratio * self.adapter_ratio * 2):
                 raise ValueError(f"{self.name}: width {dim} is not divisible by reduce_ratio*adapter_ratio*2")
@@ -102,12 +108,13 @@ PRESETS: dict[str, ModelConfig] = {
     # Ours: fast on a CPU, resolution-agnostic (relative positions only, masked shifted windows),
     # native 8-px patches instead of x2 upsampling + 16-px patches (the same token grid, 4x
     # cheaper patch embedding), 8x8-token windows (sizes in multiples of 64 px, so 640x480 needs
-    # no padding, and 3x cheaper attention), and a fourth router for medical fusion.
+    # no padding, and 3x cheaper attention), a fourth router for medical fusion, and a fused image
+    # made of per-pixel source weights + residual, so it keeps the sources' full detail.
     "compact": ModelConfig(
         name="compact", patch_size=8, upsample=False, embed_dim=128, depth=6, num_heads=4,
         decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
         window_size=8, shift_size=4, shift_mask=True, absolute_pos=False, pos_swap_hw=False,
-        num_tasks=4, task_names=TASK_NAMES,
+        num_tasks=4, task_names=TASK_NAMES, fusion_output="source_weights",
     ),
 }
 

@@ -16,6 +16,7 @@ from torch import nn
 from .backbone import (Block, RelativePositionBias, interpolate_pos_embed, shifted_window_mask,
                        sincos_pos_embed, unpatchify)
 from .config import ModelConfig
+from .fusion_head import SourceWeightHead
 from .moa import ModuleTrace, PromptControl, TCMoAModule
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,6 +35,7 @@ class FusionOutput:
     token_grid: tuple[int, int]  # (h, w) of the token grid the prompts and gates live on
     encoder_traces: list[ModuleTrace] = field(default_factory=list)
     decoder_traces: list[ModuleTrace] = field(default_factory=list)
+    source_weight: torch.Tensor | None = None  # (B, 1, H, W) weight of source A (fusion_output="source_weights")
 
     @property
     def traces(self) -> list[ModuleTrace]:
@@ -96,6 +98,9 @@ class TCMoA(nn.Module):
         self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=c.norm_eps)
         self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.patch_size**2 * c.in_chans)
         self._init_backbone()
+        # Trained with the TC-MoA modules (it is not part of the autoencoder); zero-initialised.
+        self.fusion_head = (SourceWeightHead(c.decoder_embed_dim, c.patch_size, c.in_chans)
+                            if c.fusion_output == "source_weights" else None)
         # Where the weights came from; checkpoint loaders fill it in, the app shows it.
         self.info: dict[str, object] = {"name": config.name, "source": "random init", "trained": False}
         self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
@@ -137,9 +142,9 @@ class TCMoA(nn.Module):
 
     # ----------------------------------------------------------------------------- parameter groups
     def tcmoa_parameters(self) -> list[nn.Parameter]:
-        """What TC-MoA training updates: modules, fusion layers, mixing scalars, rel-pos tables."""
-        groups = (self.encoder_moa, self.decoder_moa, self.encoder_rel_pos, self.decoder_rel_pos)
-        return [p for g in groups for p in g.parameters()]
+        """What TC-MoA training updates: modules, fusion layers, mixing scalars, rel-pos tables, fusion head."""
+        groups = (self.encoder_moa, self.decoder_moa, self.encoder_rel_pos, self.decoder_rel_pos, self.fusion_head)
+        return [p for g in groups if g is not None for p in g.parameters()]
 
     def freeze_backbone(self) -> None:
         """Freeze everything but the TC-MoA parameters (the official training setting)."""
@@ -188,8 +193,12 @@ class TCMoA(nn.Module):
         x = self._to_decoder(x, grid)
         x, dec = self._run(x, grid, self.decoder_blocks, self.decoder_rel_pos, self.decoder_moa, weights, control,
                            decode_a_only=True)
-        pred = self._to_pixels(x[:batch], grid)
-        return FusionOutput(denormalize(pred), pred, grid, enc, dec)
+        if self.fusion_head is None:
+            pred, weight = self._to_pixels(x[:batch], grid), None
+        else:
+            margin = torch.stack([t.prompt_a - t.prompt_b for t in enc + dec]).mean(0)  # (B, N, 1)
+            pred, weight = self.fusion_head(self.decoder_norm(x[:batch]), grid, a, b, margin)
+        return FusionOutput(denormalize(pred), pred, grid, enc, dec, weight)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone alone as an autoencoder: normalised (B, 3, H, W) -> normalised prediction."""

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .config import ModelConfig, get_config
-from .data import ImageBank, load_pack, reconstruction_batch
+from .data import RECON_SCALE, ImageBank, load_pack, reconstruction_batch
 from .losses import ssim
 from .model import TCMoA, denormalize, normalize, unnormalize
 from .pipeline import pick_device
@@ -99,8 +99,9 @@ class PretrainStage:
     def train_step(self, model: TCMoA, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> dict[str, Tensor]:
         """One batch of crops: reconstruct, L1 + (1 - SSIM), one optimiser step."""
         o = self.opts
-        images = reconstruction_batch(self.banks, o.batch, o.size, generator=stream_seed(o.seed, step, 1))
-        with autocast(self.device):
+        images = reconstruction_batch(self.banks, o.batch, o.size, generator=stream_seed(o.seed, step, 1),
+                                      scale=(o.min_scale, 1.0))
+        with autocast(self.device, o.precision):
             pred = model.reconstruct(normalize(images))
         terms = reconstruction_loss(pred, images)
         optimizer_step(terms["loss"], optimizer, o.clip)
@@ -117,7 +118,7 @@ class PretrainStage:
                     frame = whole_image(frame, self.config.size_multiple)
                     if frame is None:
                         continue
-                    with autocast(self.device):
+                    with autocast(self.device, "fp32"):  # the precision the shipped model runs at on a CPU
                         pred = model.reconstruct(normalize(frame[None]))
                     scores.append(psnr(denormalize(pred.float())[0], frame))
             if scores:
@@ -133,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tcmoa.pretrain", description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="compact", help="preset name or a config .json")
     ap.add_argument("--warmup", type=float, default=0.05, help="fraction of the steps spent warming up the lr")
+    ap.add_argument("--min-scale", type=float, default=RECON_SCALE[0],
+                    help="smallest crop, as a fraction of the image area (smaller: closer to native resolution)")
     add_common_arguments(ap, batch=64, size=192, lr=1e-3, min_lr=1e-5, clip=1.0, eval_every=2000)
     return ap
 

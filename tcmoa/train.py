@@ -117,7 +117,7 @@ class FusionStage:
     # --- training ---------------------------------------------------------------------------
     def loss(self, model: TCMoA, task: str, a: Tensor, b: Tensor, epoch: int) -> tuple[dict[str, Tensor], Tensor]:
         """Forward on [0, 1] sources: the official loss terms of `task` (LOSS_TASK) at `epoch`, and the fused image."""
-        with autocast(self.device):
+        with autocast(self.device, self.opts.precision):
             out = model(normalize(a), normalize(b), route=task)
         terms = task_loss(LOSS_TASK[task], out.fused, a, b, out.prompts("encoder"), out.prompts("decoder"),
                           out.aux_loss, epoch, self.opts.loss_version, self.opts.warmup_epochs)

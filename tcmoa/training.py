@@ -36,7 +36,8 @@ STATE_FILE, LOG_FILE, PLOT_FILE, SUMMARY_FILE = "state.pt", "log.jsonl", "loss.p
 STATE_FORMAT = "tcmoa-train-state/1"
 # Options that may change between chunks; every other option is fixed by the first chunk.
 RUNTIME_OPTIONS = frozenset({"pack", "out", "resume", "minutes", "chunk_steps", "device", "log_every",
-                             "eval_every"})
+                             "eval_every", "precision"})
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 SAVE_RESERVE_S = 20.0  # kept free at the end of a chunk for the final evaluation, save and plot
 
 
@@ -63,6 +64,8 @@ def add_common_arguments(ap: argparse.ArgumentParser, *, batch: int, size: int, 
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--eval-every", type=int, default=eval_every)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", choices=TRAIN_PRECISIONS,
+                    help="bf16 autocast (auto: on CUDA, and on CPUs with native bf16; ~1.9x faster on 2 Zen 4 cores)")
 
 
 def resolve_options(ap: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -89,9 +92,24 @@ def plain_options(opts: argparse.Namespace) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
 
 
-def autocast(device: torch.device) -> ContextManager:
-    """bf16 autocast on CUDA (no GradScaler needed, unlike the official fp16); plain fp32 elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'bf16' or 'fp32': auto picks bf16 on CUDA and on CPUs with native bf16 kernels (oneDNN)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    return "bf16" if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def autocast(device: torch.device, precision: str = "auto") -> ContextManager:
+    """bf16 autocast (no GradScaler needed, unlike the official fp16) or plain fp32.
+
+    The TC-MoA modules and the losses switch autocast off inside, as the official code does, so
+    only the backbone's matmuls run in bf16; parameters and optimiser state stay fp32.
+    """
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 # --- optimiser and schedule ------------------------------------------------------------------
