@@ -16,7 +16,6 @@ import gradio as gr
 import numpy as np
 
 from tcmoa import ImageError, get_task, read_image
-from tcmoa.baselines import TASKS as BASELINE_TASKS
 from tcmoa.baselines import run_baseline
 from tcmoa.imaging import resize_to, to_uint8
 from tcmoa.pipeline import FusionResult
@@ -171,11 +170,10 @@ def baseline_gallery(images: Sequence[np.ndarray], preset: TaskPreset, fused: np
     """The classical baselines (average, Laplacian, Mertens) beside the model's result."""
     size = images[0].shape[:2]
     same = [im if im.shape[:2] == size else resize_to(im, size) for im in images]
-    key = preset.router if preset.router in BASELINE_TASKS else "vif"
     out = [(fused, "TC-MoA (this model)")]
     for name, caption in BASELINE_NAMES.items():
         try:
-            out.append((to_uint8(run_baseline(name, same, key)), caption))
+            out.append((to_uint8(run_baseline(name, same, preset.router)), caption))
         except Exception as exc:  # a baseline failing must not hide the model's result
             log.warning("baseline %s failed: %s", name, exc)
     return out

@@ -27,19 +27,16 @@ import numpy as np
 
 from .colour import ColourMode, fuse_with_colour_rule
 from .imaging import to_uint8
+from .tasks import TASK_NAMES
 
 __all__ = [
     "BASELINES",
-    "TASKS",
     "average_fusion",
     "laplacian_pyramid_fusion",
     "mertens_fusion",
     "mertens_weights",
     "run_baseline",
 ]
-
-TASKS: tuple[str, ...] = ("vif", "mef", "mff", "medical")
-
 
 # --------------------------------------------------------------------------------------------
 # Average
@@ -170,8 +167,8 @@ class BaselineFn(Protocol):
 
 def _check_task(task: str) -> None:
     """Reject unknown task names with the list of valid ones."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if task not in TASK_NAMES:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASK_NAMES}")
 
 
 def _average(

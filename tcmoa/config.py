@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-# Task indices are part of the checkpoint format (the router bank is indexed by them).
-TASK_NAMES = ("vif", "mef", "mff", "medical")
+from .tasks import TASK_NAMES  # the router order, part of the checkpoint format
+
 FUSION_OUTPUTS = ("decoder", "source_weights")
 
 

@@ -28,16 +28,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .config import TASK_NAMES
 from .imaging import image_files
 from .synthesis import as_generator, rand, synthesize_exposure_pair, synthesize_focus_pair
+from .tasks import ROUTER_TASKS, TASK_NAMES
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 FORMAT = "tcmoa-pack/1"
-# Folder roles of each real pair set, in the model's (A, B) order; medical: A=mri, B=the other role.
-PAIR_ROLES = {"vif": ("vi", "ir"), "mef": ("over", "under")}
-# RandomResizedCrop area ranges: the official recipe for VIF/MEF/MFF; medical is our choice.
-TASK_SCALE = {"vif": (0.81, 1.0), "mef": (0.2, 1.0), "mff": (0.64, 1.0), "medical": (0.5, 1.0)}
+TASK_SCALE = {t.name: t.crop_scale for t in ROUTER_TASKS.values()}  # RandomResizedCrop area ranges
 RECON_SCALE = (0.2, 1.0)  # MAE-style pre-training crops
 GREY_MODES = ("L", "I", "I;16", "1")  # stored as one-channel (greyscale) images
 
@@ -53,22 +50,21 @@ def discover(natural_dir: Path, train_dir: Path) -> dict[str, dict]:
         items = [(p,) for p in image_files(natural_dir).values()]
         groups["natural"] = {"task": None, "roles": ["image"], "items": items,
                              "sources": {f"{natural_dir.parent.name}/{natural_dir.name}": len(items)}}
-    for task in ("vif", "mef", "medical"):
-        task_dir = train_dir / task
-        for set_dir in sorted(d for d in task_dir.glob("*") if d.is_dir()):
-            roles = sorted(d.name for d in set_dir.iterdir() if d.is_dir())
-            if task == "medical":
-                a, b = "mri", next(r for r in roles if r != "mri")
-                name = f"medical_{b}"
-            else:
-                (a, b), name = PAIR_ROLES[task], task
+    for task in ROUTER_TASKS.values():  # MFF has no real training pairs: no train/mff folder
+        for set_dir in sorted(d for d in (train_dir / task.name).glob("*") if d.is_dir()):
+            present = [f for f in task.folders if (set_dir / f).is_dir()]
+            if len(present) < 2:
+                raise ValueError(f"{set_dir}: needs two of the source folders {', '.join(task.folders)}")
+            a, b = present[:2]
+            # Tasks with several kinds of source B (medical: ct, pet, spect) get a group per kind.
+            name = task.name if len(task.folders) == 2 else f"{task.name}_{b}"
             fa, fb = image_files(set_dir / a), image_files(set_dir / b)
             stems = sorted(fa.keys() & fb.keys())
             if len(stems) != max(len(fa), len(fb)):
                 print(f"warning: {set_dir}: {len(fa)} {a} / {len(fb)} {b} files, {len(stems)} pairs")
-            grp = groups.setdefault(name, {"task": task, "roles": [a, b], "items": [], "sources": {}})
+            grp = groups.setdefault(name, {"task": task.name, "roles": [a, b], "items": [], "sources": {}})
             grp["items"] += [(fa[s], fb[s]) for s in stems]
-            grp["sources"][f"{train_dir.name}/{task}/{set_dir.name}"] = len(stems)
+            grp["sources"][f"{train_dir.name}/{task.name}/{set_dir.name}"] = len(stems)
     return groups
 
 
@@ -326,9 +322,6 @@ def training_batch(
     name = TASK_NAMES[task] if isinstance(task, int) else task
     g = as_generator(generator, _device(banks))
     sc = scale or TASK_SCALE[name]
-    if name == "vif":
-        x = banks["vif"].sample(batch, size, sc, generator=g)
-        return x[:, :3], x[:, 3:]
     if name == "mef":  # real pairs + exposures synthesised from natural images
         n_real = round(batch * mef_real_frac) if "mef" in banks else 0
         a, b = [], []
@@ -345,11 +338,12 @@ def training_batch(
     if name == "mff":  # no real training pairs: complementary defocus of natural images
         far, near, _ = synthesize_focus_pair(banks["natural"].sample(batch, size, sc, generator=g), g)
         return far, near
-    if name == "medical":  # CT / PET / SPECT groups in proportion to their pair counts
-        med = [banks[k] for k in sorted(banks) if k.startswith("medical")]
-        x = _mixed(med, [len(bk) for bk in med], batch, size, sc, g)
-        return x[:, :3], x[:, 3:]
-    raise ValueError(f"unknown task {task!r}")
+    # Every other task: its real pairs; several groups (medical: CT, PET, SPECT) in proportion to their sizes.
+    pairs = [banks[k] for k in sorted(banks) if k == name or k.startswith(f"{name}_")]
+    if not pairs:
+        raise KeyError(f"no training pairs for task {name!r} in the banks ({', '.join(banks)})")
+    x = _mixed(pairs, [len(bk) for bk in pairs], batch, size, sc, g)
+    return x[:, :3], x[:, 3:]
 
 
 def reconstruction_batch(

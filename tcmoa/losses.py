@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025, LossWeights, PhaseWeights
+from .tasks import MEF, MFF, OFFICIAL_TASKS, VIF
 
 __all__ = [
     "VIF",
@@ -41,10 +42,6 @@ __all__ = [
     "mir_loss",
     "task_loss",
 ]
-
-# Task indices as the official code numbers them (engine_train.py: {"VIF": 0, "MEF": 1, "MFF": 2}).
-VIF, MEF, MFF = 0, 1, 2
-_TASK_NAMES: dict[str, int] = {"VIF": VIF, "MEF": MEF, "MFF": MFF}
 
 # Built-in `loss_weight` of the official loss modules (TC_MoA model __init__:
 # MaxGradLoss(3), PixelLoss(3), MaxPixelLoss(1)).
@@ -328,9 +325,9 @@ _TERM_NAMES: dict[str, str] = {
 
 def _task_index(task: int | str) -> int:
     if isinstance(task, str):
-        if task.upper() not in _TASK_NAMES:
-            raise ValueError(f"unknown task {task!r}; expected one of {sorted(_TASK_NAMES)}")
-        return _TASK_NAMES[task.upper()]
+        if task.lower() not in OFFICIAL_TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {OFFICIAL_TASKS}")
+        return OFFICIAL_TASKS.index(task.lower())
     t = int(task)
     if t not in (VIF, MEF, MFF):
         raise ValueError(f"unknown task index {task!r}; expected 0 (VIF), 1 (MEF) or 2 (MFF)")

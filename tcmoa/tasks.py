@@ -1,9 +1,47 @@
-"""Fusion task presets: which router, which source roles, and the default alpha/beta."""
+"""The task vocabulary: the kinds of fusion the model has routers for, and the presets users pick.
+
+Every other module derives its task names from the two tables here: the router order
+(`TASK_NAMES`, part of the checkpoint format), the official loss each router trains with, the
+source folders of the data sets (tcmoa.data, tcmoa.evaluation), the baselines' task argument, and
+the presets of the pipeline, CLI and app. Adding a task (say NIR + visible) is one `RouterTask`
+entry, its presets, and a router in the model config (`task_names`). No torch here: the
+vocabulary is read by modules that do not need it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .model import Route
+if TYPE_CHECKING:
+    from .model import Route
+
+# The official code's tasks, by its indices (engine_train.py: {"VIF": 0, "MEF": 1, "MFF": 2}): one loss each.
+OFFICIAL_TASKS = ("vif", "mef", "mff")
+VIF, MEF, MFF = range(len(OFFICIAL_TASKS))
+
+
+@dataclass(frozen=True)
+class RouterTask:
+    """A kind of fusion with a router of its own: the loss that trains it and where its data lives."""
+
+    name: str
+    loss: int  # the official loss it trains with: VIF, MEF or MFF
+    # A data set's source folders (<root>/<split>/<task>/<set>/<folder>/) in the model's order: A first,
+    # then B, the first of the others present (medical sets hold mri and one of ct, pet, spect).
+    folders: tuple[str, ...]
+    crop_scale: tuple[float, float]  # area range of the training crops (RandomResizedCrop)
+
+
+# Dict order is the router index, part of the checkpoint format: append, never reorder. Crop
+# scales are the official recipe for VIF/MEF/MFF; medical's, and its loss, are our choice (the
+# official zero-shot medical route is the VIF router, so its loss is VIF's).
+ROUTER_TASKS: dict[str, RouterTask] = {t.name: t for t in (
+    RouterTask("vif", VIF, ("vi", "ir"), (0.81, 1.0)),
+    RouterTask("mef", MEF, ("over", "under"), (0.2, 1.0)),
+    RouterTask("mff", MFF, ("a", "b"), (0.64, 1.0)),
+    RouterTask("medical", VIF, ("mri", "ct", "pet", "spect"), (0.5, 1.0)),
+)}
+TASK_NAMES = tuple(ROUTER_TASKS)
 
 
 @dataclass(frozen=True)
@@ -13,7 +51,7 @@ class TaskPreset:
     key: str
     label: str
     roles: tuple[str, str]  # what source A (the decoded stream) and source B are
-    router: str  # the task router to use; unseen tasks name a trained router to borrow
+    router: str  # a ROUTER_TASKS name; unseen tasks name a trained router to borrow
     alpha: float = 1.0
     beta: float = 0.0
     # Exposure brackets and focal stacks have no natural order: the pipeline sorts them so the

@@ -38,11 +38,12 @@ from .model import TCMoA, normalize
 from .pipeline import pick_device
 from .pretrain import psnr, resolve_config
 from .synthesis import synthesize_focus_pair
+from .tasks import ROUTER_TASKS
 from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, optimizer_step,
                        resolve_options, run_stage, split_holdout, stream_seed)
 
 # Which official loss trains which router: the three official tasks, and VIF's for medical (see above).
-LOSS_TASK = {"vif": 0, "mef": 1, "mff": 2, "medical": 0}
+LOSS_TASK = {t.name: t.loss for t in ROUTER_TASKS.values()}
 ROUTER_ROWS = ("router_bank.gate", "router_bank.noise", "source_embed")  # (tasks, ...) per TC-MoA module
 VAL_BATCH = 8
 

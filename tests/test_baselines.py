@@ -9,7 +9,6 @@ import pytest
 
 from tcmoa.baselines import (
     BASELINES,
-    TASKS,
     average_fusion,
     laplacian_pyramid_fusion,
     mertens_fusion,
@@ -18,6 +17,7 @@ from tcmoa.baselines import (
 )
 from tcmoa.colour import combine_chroma, fuse_with_colour_rule, is_colour
 from tcmoa.imaging import read_image, rgb_to_ycbcr, to_grey, ycbcr_to_rgb
+from tcmoa.tasks import TASK_NAMES
 
 RNG = np.random.default_rng(1)
 H, W = 48, 64
@@ -49,7 +49,7 @@ def _detail(img: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", TASK_NAMES)
 @pytest.mark.parametrize(
     "kinds, out_shape",
     [(("g", "g"), (H, W)), (("c", "g"), (H, W, 3)), (("c", "c"), (H, W, 3)), (("g", "c", "c"), (H, W, 3))],

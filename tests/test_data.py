@@ -11,6 +11,7 @@ from tcmoa.data import (
     ImageBank, discover, load_pack, pack, read_meta, reconstruction_batch, split_counts, training_batch,
 )
 from tcmoa.synthesis import synthesize_exposure_pair, synthesize_focus_pair
+from tcmoa.tasks import ROUTER_TASKS, VIF, RouterTask
 
 from .conftest import DATA, needs_data
 
@@ -97,6 +98,20 @@ def test_pack_metadata_downscale_jpeg(tree, tmp_path):
 def test_pack_refuses_eval(tmp_path):
     with pytest.raises(ValueError, match="eval"):
         discover(tmp_path / "pretrain/natural", tmp_path / "eval")
+
+
+def test_a_new_router_task_is_packed_from_its_vocabulary_entry(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        write(tmp_path / f"train/nir/rgbnir/vi/p{i}.png", smooth_image(rng, 32, 40, 3))
+        write(tmp_path / f"train/nir/rgbnir/nir/p{i}.png", smooth_image(rng, 32, 40, 1))
+    monkeypatch.setitem(ROUTER_TASKS, "nir", RouterTask("nir", VIF, ("vi", "nir"), (0.81, 1.0)))
+    groups = discover(tmp_path / "pretrain/natural", tmp_path / "train")
+    assert list(groups) == ["nir"] and groups["nir"]["task"] == "nir" and groups["nir"]["roles"] == ["vi", "nir"]
+    assert [p.parent.name for p in groups["nir"]["items"][0]] == ["vi", "nir"]
+    write(tmp_path / "train/nir/broken/vi/p0.png", smooth_image(rng, 32, 40, 3))
+    with pytest.raises(ValueError, match="needs two of the source folders vi, nir"):
+        discover(tmp_path / "pretrain/natural", tmp_path / "train")
 
 
 def pair_bank(n: int = 3) -> tuple[ImageBank, list[np.ndarray]]:
