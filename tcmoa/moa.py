@@ -32,6 +32,36 @@ class PromptControl:
         return p_a, p_b
 
 
+@dataclass(frozen=True)
+class KnobRange:
+    """The allowed values of one prompt knob: the app's sliders and every entry point's checks use it."""
+
+    name: str
+    low: float
+    high: float
+    step: float  # the app slider's step
+
+    def check(self, value: object) -> float:
+        """`value` as a float within [low, high], else ValueError with the one message every entry point shows."""
+        try:
+            x = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            x = float("nan")
+        if not self.low <= x <= self.high:  # also rejects NaN and non-numbers
+            raise ValueError(f"{self.name} must be a number in [{self.low:g}, {self.high:g}], got {value!r}")
+        return x
+
+    def sweep(self, count: int = 5) -> list[float]:
+        """`count` evenly spaced values from low to high (the app's sweep strip)."""
+        return [self.low + (self.high - self.low) * i / (count - 1) for i in range(count)]
+
+
+# Beyond these the prompts leave any range the model was trained near: alpha > 3 saturates every
+# region's choice, |beta| > 0.5 pins the prompts of one source above 1 everywhere.
+ALPHA_RANGE = KnobRange("alpha", 0.0, 3.0, 0.05)
+BETA_RANGE = KnobRange("beta", -0.5, 0.5, 0.01)
+
+
 @dataclass
 class ModuleTrace:
     """What one module computed, for the losses and the explanations."""

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .colour import fuse_with_colour_rule
 from .imaging import DEFAULT_MAX_PIXELS, ImageError, read_image, resize_to, to_grey
 from .model import Route, TCMoA, normalize
-from .moa import PromptControl
+from .moa import ALPHA_RANGE, BETA_RANGE, PromptControl
 from .tasks import TaskPreset, get_task
 from .tiling import TileBlender, plan_tiles
 
@@ -30,6 +30,45 @@ RESIZE_POLICIES = (None, "first")
 COLOURS = ("auto", "grey", "rgb")  # the colour rule, a forced grey result, or the official RGB path
 
 
+class SizeMismatchError(ImageError):
+    """Sources of different sizes. Each entry point names its own way to opt into resizing (`explain`)."""
+
+    def __init__(self, index: int, size: tuple[int, int], first: tuple[int, int]):
+        super().__init__(index, size, first)  # the arguments, so the error pickles (ZeroGPU workers)
+        self.index, self.size, self.first = index, size, first
+
+    def __str__(self) -> str:
+        return self.explain("or resize='first'")
+
+    def explain(self, hint: str) -> str:
+        """The message with `hint` (e.g. "or --resize first") saying how to resize instead."""
+        (w, h), (w1, h1) = self.size, self.first
+        return (f"source {self.index} is {w}x{h} but source 1 is {w1}x{h1} (width x height); "
+                f"fusion needs registered sources of one size ({hint})")
+
+
+def parse_route(text: str | None, task_names: Sequence[str]) -> Route | None:
+    """A router as text: empty -> None (the task's own), 'mff' -> 'mff', 'vif=0.7,mff=0.3' -> weights in router order."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    known = f"this model has {', '.join(task_names)}"
+    if "=" not in text:
+        if text not in task_names:
+            raise ValueError(f"unknown router {text!r}; {known}")
+        return text
+    weights = dict.fromkeys(task_names, 0.0)
+    for part in text.split(","):
+        name, _, value = (x.strip() for x in part.partition("="))
+        if name not in weights:
+            raise ValueError(f"unknown router {name!r}; {known}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"router weight {value!r} is not a number") from None
+    return list(weights.values())
+
+
 @dataclass
 class FusionMaps:
     """Prompt and routing maps of one pairwise fusion, on the token grid (one cell = pixel_patch px)."""
@@ -40,6 +79,9 @@ class FusionMaps:
     gates: np.ndarray  # (M, E, h, w) routing weight of each expert
     image_size: tuple[int, int]  # (H, W) of the fused image
     pixel_patch: int  # image pixels per map cell along each side
+    # (H, W) weight of source A per pixel, F = w A + (1 - w) B + r: models with the source-weight
+    # head (compact, tcmoa.fusion_head); None for the official decoder, which has no such weight.
+    source_weight: np.ndarray | None = None
 
     def expert_share(self) -> np.ndarray:
         """(M, E): each expert's share of the routing mass over all tokens (rows sum to 1)."""
@@ -120,8 +162,13 @@ class Fuser:
         m = model.config.size_multiple
         if tile_size < m:
             raise ValueError(f"tile_size must be at least {m} px for this model")
+        if tile_overlap < 0:
+            raise ValueError(f"tile_overlap must be >= 0 px, got {tile_overlap}")
         self.tile_size = tile_size // m * m  # whole windows, so tiles need no padding inside
-        self.tile_overlap = int(tile_overlap // model.config.pixel_patch * model.config.pixel_patch)
+        patch = int(model.config.pixel_patch)
+        # At most half a tile, so even the smallest tile advances by whole tokens (tiles of 64..128 px
+        # with the default 128-px overlap could not advance at all).
+        self.tile_overlap = min(int(tile_overlap) // patch, self.tile_size // 2 // patch) * patch
         self.tile_batch, self.max_pixels = tile_batch, max_pixels
 
     # ----------------------------------------------------------------------------- public
@@ -131,11 +178,8 @@ class Fuser:
         """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image."""
         start = time.perf_counter()
         preset = task if isinstance(task, TaskPreset) else get_task(task)
-        alpha = preset.alpha if alpha is None else float(alpha)
-        beta = preset.beta if beta is None else float(beta)
-        for name, value in (("alpha", alpha), ("beta", beta)):
-            if not np.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value}")
+        alpha = ALPHA_RANGE.check(preset.alpha if alpha is None else alpha)
+        beta = BETA_RANGE.check(preset.beta if beta is None else beta)
         route = preset.route_for(self.model.config.task_names) if route is None else route
         self.model.route_weights(route)  # validate before any work
         if colour not in COLOURS:
@@ -183,9 +227,7 @@ class Fuser:
         for i, im in enumerate(images[1:], start=2):
             if im.shape[:2] != (h, w):
                 if resize != "first":
-                    raise ImageError(
-                        f"source {i} is {im.shape[1]}x{im.shape[0]} but source 1 is {w}x{h} (width x height); "
-                        "fusion needs registered sources of one size (or resize='first' / --resize first)")
+                    raise SizeMismatchError(i, (im.shape[1], im.shape[0]), (w, h))
                 notes.append(f"source {i} resized from {im.shape[1]}x{im.shape[0]} to {w}x{h}")
                 images[i - 1] = resize_to(im, (h, w))
         return images, notes
@@ -216,16 +258,20 @@ class Fuser:
         prompts = TileBlender(2 * n_mod, h, w, token_scale, self.tile_overlap, self.device) if want_maps else None
         gates = TileBlender(n_mod * cfg.num_experts, h, w, token_scale, self.tile_overlap, self.device) \
             if want_maps else None
+        weight: TileBlender | None = None  # created with the first tile that has a source weight
         pair = torch.stack([a, b]).to(self.device)  # (2, 3, H, W)
         for i in range(0, len(tiles), self.tile_batch):
             batch = tiles[i:i + self.tile_batch]
             crops = torch.stack([pair[:, :, t.top:t.top + t.height, t.left:t.left + t.width] for t in batch], 1)
-            fused, p, g = self._run_model(crops[0], crops[1], route, control, want_maps)
+            fused, p, g, wa = self._run_model(crops[0], crops[1], route, control, want_maps)
             for k, tile in enumerate(batch):
                 image.add(tile, fused[k])
                 if want_maps:
                     prompts.add(tile, p[k])
                     gates.add(tile, g[k])
+                if wa is not None:
+                    weight = weight or TileBlender(1, h, w, 1.0, self.tile_overlap, self.device)
+                    weight.add(tile, wa[k])
         fused = image.result().clamp(0, 1)
         if not torch.isfinite(fused).all():
             raise RuntimeError("the model produced NaN/inf values; the checkpoint may be corrupt")
@@ -236,12 +282,15 @@ class Fuser:
                     [f"decoder {j + 1}" for j in range(len(self.model.decoder_moa))]
             maps = FusionMaps(names, pm[0::2], pm[1::2],
                               gates.result().cpu().numpy().reshape(n_mod, cfg.num_experts, *pm.shape[-2:]), (h, w),
-                              int(cfg.pixel_patch))
+                              int(cfg.pixel_patch), None if weight is None else weight.result()[0].cpu().numpy())
         return fused, maps
 
     def _run_model(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
-                   want_maps: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """A batch of equal tiles (B, 3, h, w) -> fused (B, 3, h, w), prompts (B, 2M, th, tw), gates."""
+                   want_maps: bool) -> tuple[torch.Tensor, ...]:
+        """A batch of equal tiles (B, 3, h, w) -> fused (B, 3, h, w), prompts (B, 2M, th, tw), gates, weight of A.
+
+        Without maps the last three are None; the weight (B, 1, h, w) is None for models without one.
+        """
         _, _, h, w = a.shape
         m = self.model.config.size_multiple
         pad_h, pad_w = -h % m, -w % m
@@ -253,12 +302,15 @@ class Fuser:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             out = self.model(a, b, route, control)
-        if self.fit == "resize":
-            fused = F.interpolate(out.fused.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        else:
-            fused = out.fused[:, :, :h, :w].float()
+        def to_tile(x: torch.Tensor) -> torch.Tensor:  # a pixel field of the padded/resized input -> the tile's
+            if self.fit == "resize":
+                return F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+            return x[:, :, :h, :w].float()
+
+        fused = to_tile(out.fused)
         if not want_maps:
-            return fused, None, None
+            return fused, None, None, None
+        weight = None if out.source_weight is None else to_tile(out.source_weight)
         gh, gw = out.token_grid
         cell = self.model.config.pixel_patch
         cells = (-(-h // int(cell)), -(-w // int(cell)))  # token cells covering the tile
@@ -270,7 +322,7 @@ class Fuser:
             grids = [F.interpolate(x, size=cells, mode="nearest") for x in grids]
         else:
             grids = [x[:, :, :cells[0], :cells[1]] for x in grids]
-        return fused, grids[0], grids[1]
+        return fused, grids[0], grids[1], weight
 
 
 def pad_to(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:

@@ -21,14 +21,21 @@ def tile_starts(length: int, tile: int, overlap: int, align: int) -> list[int]:
     """Start offsets covering [0, length) with tiles of `tile` px overlapping by >= `overlap`.
 
     Offsets are multiples of `align` (one token) so every tile's token grid lines up with the
-    whole image's; the last tile is anchored to the far edge.
+    whole image's; the last tile is anchored to the far edge. Starts are spread evenly and rounded
+    up to whole tokens in integer arithmetic, so no step exceeds `tile - overlap` (proof: each
+    step is at most ceil(last / (count - 1)) tokens, and count is chosen so that this fits).
     """
+    if tile <= 0 or align <= 0 or overlap < 0:
+        raise ValueError(f"tile ({tile}) and align ({align}) must be positive and overlap ({overlap}) >= 0")
     if length <= tile:
         return [0]
-    count = math.ceil((length - overlap) / (tile - overlap))
+    stride = (tile - overlap) // align * align  # the longest whole-token step that keeps the overlap
+    if stride <= 0:
+        raise ValueError(f"a {tile}-px tile cannot overlap its neighbour by {overlap} px and still advance "
+                         f"by a whole token ({align} px); use a smaller overlap or a larger tile")
     last = length - tile
-    starts = [round(i * last / (count - 1) / align) * align for i in range(count)]
-    starts[-1] = last
+    steps = -(-last // stride)  # tiles after the first
+    starts = [min(-(-(i * last) // (steps * align)) * align, last) for i in range(steps)] + [last]
     return sorted(set(starts))
 
 

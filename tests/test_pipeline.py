@@ -159,8 +159,35 @@ def test_bad_inputs_get_specific_errors(fuser, tmp_path):
         Fuser(fuser.model, max_pixels=50_000).fuse([big, big], "vif")
     with pytest.raises(ValueError, match="unknown task"):
         fuser.fuse([img, img], "pansharpening")
-    with pytest.raises(ValueError, match="alpha must be a finite number"):
-        fuser.fuse([img, img], "vif", alpha=float("nan"))
+    for knobs, message in (({"alpha": float("nan")}, r"alpha must be a number in \[0, 3\], got nan"),
+                           ({"alpha": 1e9}, "alpha must be a number in"), ({"alpha": -1}, "got -1"),
+                           ({"beta": -50}, r"beta must be a number in \[-0.5, 0.5\], got -50")):
+        with pytest.raises(ValueError, match=message):  # the library's one range, as every entry point uses
+            fuser.fuse([img, img], "vif", **knobs)
+
+
+def test_source_weight_map_follows_beta_and_is_none_for_the_official_decoder(fuser):
+    pair = [smooth_image(70, 90), smooth_image(70, 90, colour=False, seed=1)]
+    towards_a, towards_b = (fuser.fuse(pair, "vif", beta=b, maps=True).maps.source_weight for b in (0.3, -0.3))
+    assert towards_a.shape == (70, 90) and 0 <= towards_b.min() and towards_a.max() <= 1
+    # beta shifts every logit of the weight by 2 * gain * beta: A gains weight at every pixel
+    assert towards_a.min() > 0.5 > towards_b.max()
+    tiled = Fuser(fuser.model, device="cpu", tile_size=64).fuse(pair, "vif", beta=0.3, maps=True).maps
+    assert np.abs(tiled.source_weight - towards_a).mean() < 0.05  # blended across tiles like the image
+    official = Fuser(load_model("official-tiny"), device="cpu").fuse(pair, "vif", maps=True)
+    assert official.maps.source_weight is None
+
+
+def test_size_mismatch_names_the_way_to_resize(fuser):
+    from tcmoa.pipeline import SizeMismatchError
+
+    with pytest.raises(SizeMismatchError) as caught:
+        fuser.fuse([smooth_image(40, 48), smooth_image(32, 48)], "vif")
+    assert str(caught.value).endswith("(or resize='first')")
+    assert caught.value.explain("or --resize first").startswith("source 2 is 48x32 but source 1 is 48x40")
+    import pickle
+
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)  # crosses process boundaries
 
 
 def test_official_resize_path_matches_the_official_recipe():
