@@ -28,8 +28,9 @@ from .data import RECON_SCALE, ImageBank, load_pack, reconstruction_batch
 from .losses import ssim
 from .model import TCMoA, denormalize, normalize, unnormalize
 from .pipeline import pick_device
-from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, optimizer_step,
-                       resolve_options, run_stage, split_holdout, stream_seed)
+from .distributed import MicroBatches, SyncedModel, process_group
+from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, resolve_options,
+                       run_stage, split_holdout, stream_seed)
 
 MAX_EVAL_IMAGES = 16  # per image group: bounds the evaluation time
 
@@ -96,16 +97,19 @@ class PretrainStage:
             p.requires_grad_(id(p) in keep)
         return decay_groups(named, self.opts.weight_decay)
 
-    def train_step(self, model: TCMoA, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> dict[str, Tensor]:
-        """One batch of crops: reconstruct, L1 + (1 - SSIM), one optimiser step."""
+    def train_step(self, model: TCMoA | SyncedModel, optimizer: torch.optim.Optimizer, step: int, epoch: int,
+                   micro: MicroBatches) -> dict[str, Tensor]:
+        """Batches of crops (one per micro-batch): reconstruct, L1 + (1 - SSIM), one optimiser step."""
         o = self.opts
-        images = reconstruction_batch(self.banks, o.batch, o.size, generator=stream_seed(o.seed, step, 1),
-                                      scale=(o.min_scale, 1.0))
-        with autocast(self.device, o.precision):
-            pred = model.reconstruct(normalize(images))
-        terms = reconstruction_loss(pred, images)
-        optimizer_step(terms["loss"], optimizer, o.clip)
-        return {k: v.detach() for k, v in terms.items()}
+
+        def terms(part: int) -> dict[str, Tensor]:
+            images = reconstruction_batch(self.banks, o.batch, o.size, generator=stream_seed(o.seed, step, 1, part),
+                                          scale=(o.min_scale, 1.0))
+            with autocast(self.device, o.precision):
+                pred = model.reconstruct(normalize(images))
+            return reconstruction_loss(pred, images)
+
+        return micro.step(terms, optimizer, o.clip)
 
     def evaluate(self, model: TCMoA) -> dict[str, float]:
         """PSNR of whole held-out training frames (both frames of a pair), per group and overall."""
@@ -144,11 +148,12 @@ def main(argv: Sequence[str] | None = None) -> ChunkResult:
     """Parse, load the pack, run one chunk."""
     started = time.monotonic()
     opts = resolve_options(build_parser(), argv)
-    device = pick_device(opts.device)
-    banks, held = split_holdout(load_pack(opts.pack, device), opts.holdout)
-    stage = PretrainStage(opts, banks, held)
-    return run_stage(stage, opts, lambda total: Schedule(total, round(opts.warmup * total), opts.lr, opts.min_lr),
-                     info={"trained": False}, started=started)
+    with process_group(opts.device):  # under torchrun: data-parallel over its ranks
+        device = pick_device(opts.device)
+        banks, held = split_holdout(load_pack(opts.pack, device), opts.holdout)
+        stage = PretrainStage(opts, banks, held)
+        return run_stage(stage, opts, lambda total: Schedule(total, round(opts.warmup * total), opts.lr, opts.min_lr),
+                         info={"trained": False}, started=started)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ from .pipeline import pick_device
 from .pretrain import psnr, resolve_config
 from .synthesis import synthesize_focus_pair
 from .tasks import ROUTER_TASKS
-from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, optimizer_step,
-                       resolve_options, run_stage, split_holdout, stream_seed)
+from .distributed import MicroBatches, SyncedModel, process_group
+from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, resolve_options,
+                       run_stage, split_holdout, stream_seed)
 
 # Which official loss trains which router: the three official tasks, and VIF's for medical (see above).
 LOSS_TASK = {t.name: t.loss for t in ROUTER_TASKS.values()}
@@ -116,7 +117,7 @@ class FusionStage:
         return [{"params": params, "weight_decay": 0.0}]
 
     # --- training ---------------------------------------------------------------------------
-    def loss(self, model: TCMoA, task: str, a: Tensor, b: Tensor, epoch: int) -> tuple[dict[str, Tensor], Tensor]:
+    def loss(self, model: TCMoA | SyncedModel, task: str, a: Tensor, b: Tensor, epoch: int) -> tuple[dict[str, Tensor], Tensor]:
         """Forward on [0, 1] sources: the official loss terms of `task` (LOSS_TASK) at `epoch`, and the fused image."""
         with autocast(self.device, self.opts.precision):
             out = model(normalize(a), normalize(b), route=task)
@@ -124,14 +125,16 @@ class FusionStage:
                           out.aux_loss, epoch, self.opts.loss_version, self.opts.warmup_epochs)
         return terms, out.fused
 
-    def train_step(self, model: TCMoA, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> dict[str, Tensor]:
-        """One optimiser step per task, in order, each on its own batch."""
+    def train_step(self, model: TCMoA | SyncedModel, optimizer: torch.optim.Optimizer, step: int, epoch: int,
+                   micro: MicroBatches) -> dict[str, Tensor]:
+        """One optimiser step per task, in order, each on its own batches (one per micro-batch)."""
         o, logged = self.opts, {}
         for i, task in enumerate(self.tasks):
-            a, b = training_batch(self.banks, task, o.batch, o.size, generator=stream_seed(o.seed, step, 1 + i))
-            terms, _ = self.loss(model, task, a, b, epoch)
-            optimizer_step(terms["loss"], optimizer, o.clip)
-            logged[task] = terms["loss"].detach()
+            def terms(part: int, i: int = i, task: str = task) -> dict[str, Tensor]:
+                a, b = training_batch(self.banks, task, o.batch, o.size, generator=stream_seed(o.seed, step, 1 + i, part))
+                return self.loss(model, task, a, b, epoch)[0]
+
+            logged[task] = micro.step(terms, optimizer, o.clip)["loss"]
         logged["loss"] = torch.stack(list(logged.values())).sum()
         return logged
 
@@ -188,16 +191,17 @@ def main(argv: Sequence[str] | None = None) -> ChunkResult:
     opts = resolve_options(ap, argv)
     if not opts.resume and not (opts.init if opts.router_only else opts.backbone or opts.init):
         ap.error("a new run needs --backbone (TC-MoA training) or --init (a trained model; needed by --router-only)")
-    device = pick_device(opts.device)
-    banks, held = split_holdout(load_pack(opts.pack, device), opts.holdout)
-    stage = FusionStage(opts, banks, held)
 
     def schedule(total: int) -> Schedule:
         return Schedule(total, total * opts.warmup_epochs // opts.epochs, opts.lr, opts.min_lr, opts.epochs)
 
-    # A router-only run keeps the loaded model's "trained" flag; a TC-MoA run makes a trained model.
-    info = {"stage_tasks": stage.tasks} if opts.router_only else {"trained": True, "stage_tasks": stage.tasks}
-    return run_stage(stage, opts, schedule, info=info, started=started)
+    with process_group(opts.device):  # under torchrun: data-parallel over its ranks
+        device = pick_device(opts.device)
+        banks, held = split_holdout(load_pack(opts.pack, device), opts.holdout)
+        stage = FusionStage(opts, banks, held)
+        # A router-only run keeps the loaded model's "trained" flag; a TC-MoA run makes a trained model.
+        info = {"stage_tasks": stage.tasks} if opts.router_only else {"trained": True, "stage_tasks": stage.tasks}
+        return run_stage(stage, opts, schedule, info=info, started=started)
 
 
 if __name__ == "__main__":

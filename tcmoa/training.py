@@ -6,7 +6,8 @@ step, seed, options, wall seconds; plain tensors and dicts, read with weights_on
 (one JSON object per line) and `loss.png` into --out. `--resume DIR` continues exactly where DIR
 stopped: the learning rate is a pure function of the step, and every random draw of step s (data
 crops, synthesis, router noise) comes from seeds derived from (seed, s), so a resumed run repeats
-the uninterrupted one bit for bit on the same device.
+the uninterrupted one bit for bit on the same device. Under `torchrun` the same loop runs data-parallel
+(tcmoa/distributed.py): every step is split into micro-batches over the ranks.
 
 A command supplies a `Stage` (model, trainable parameters, one training step, an evaluation);
 `run_stage` does the rest.
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 
 from .checkpoint import load_model, save_model
 from .data import ImageBank
+from .distributed import MicroBatches, SyncedModel, World, current_world, micro_batch_plan
 from .model import TCMoA
 from .pipeline import pick_device
 
@@ -36,7 +38,7 @@ STATE_FILE, LOG_FILE, PLOT_FILE, SUMMARY_FILE = "state.pt", "log.jsonl", "loss.p
 STATE_FORMAT = "tcmoa-train-state/1"
 # Options that may change between chunks; every other option is fixed by the first chunk.
 RUNTIME_OPTIONS = frozenset({"pack", "out", "resume", "minutes", "chunk_steps", "device", "log_every",
-                             "eval_every", "precision"})
+                             "eval_every", "precision", "accumulate"})
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 SAVE_RESERVE_S = 20.0  # kept free at the end of a chunk for the final evaluation, save and plot
 
@@ -53,7 +55,10 @@ def add_common_arguments(ap: argparse.ArgumentParser, *, batch: int, size: int, 
     ap.add_argument("--budget-minutes", type=float,
                     help="instead of --steps: total training minutes; steps = budget / timed seconds per step")
     ap.add_argument("--chunk-steps", type=int, help="stop this chunk after this many steps")
-    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--batch", type=int, default=batch, help="crops per micro-batch (per rank, per --accumulate)")
+    ap.add_argument("--accumulate", type=int,
+                    help="micro-batches per rank and optimiser step (default 1; on --resume: what keeps the run's "
+                         "global batch of ranks x accumulate micro-batches)")
     ap.add_argument("--size", type=int, default=size, help="square crop side in px (a multiple of one window)")
     ap.add_argument("--lr", type=float, default=lr)
     ap.add_argument("--min-lr", type=float, default=min_lr)
@@ -126,16 +131,6 @@ def build_optimizer(groups: list[dict[str, Any]], lr: float, device: torch.devic
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda" or None)
 
 
-def optimizer_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float) -> None:
-    """zero_grad, backward, optional global-norm clipping, step."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip > 0:
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, clip)
-    optimizer.step()
-
-
 class Schedule:
     """MAE's lr_sched on steps: linear warm-up, then half-cycle cosine to min_lr; nominal epochs for the losses."""
 
@@ -160,9 +155,9 @@ class Schedule:
                 "min_lr": self.min_lr, "epochs": self.epochs}
 
 
-def stream_seed(seed: int, step: int, stream: int = 0) -> int:
-    """A seed for random stream `stream` of step `step`: what makes chunked runs repeat exactly."""
-    return (seed * 0x9E3779B1 + step * 1_000_003 + stream * 7919 + 12345) % (2**62)
+def stream_seed(seed: int, step: int, stream: int = 0, part: int = 0) -> int:
+    """A seed for random stream `stream` of micro-batch `part` of step `step`: what makes chunked runs repeat exactly."""
+    return (seed * 0x9E3779B1 + step * 1_000_003 + stream * 7919 + part * 0x632BE5AB + 12345) % (2**62)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -211,8 +206,9 @@ class Stage(Protocol):
     def param_groups(self, model: TCMoA) -> list[dict[str, Any]]:
         """Set requires_grad and return the optimizer's parameter groups."""
 
-    def train_step(self, model: TCMoA, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> dict[str, Tensor]:
-        """One (outer) step, optimizer steps included; returns detached scalars, 'loss' among them."""
+    def train_step(self, model: TCMoA | SyncedModel, optimizer: torch.optim.Optimizer, step: int, epoch: int,
+                   micro: MicroBatches) -> dict[str, Tensor]:
+        """One (outer) step, optimizer steps (micro.step) included; returns detached scalars, 'loss' among them."""
 
     def evaluate(self, model: TCMoA) -> dict[str, float]:
         """Held-out metrics (the model is in eval mode; no_grad is on)."""
@@ -232,17 +228,24 @@ def read_state(directory: str | Path) -> dict[str, Any]:
 class RunLog:
     """log.jsonl of the whole run: earlier chunks' lines are copied in, new ones appended as they come."""
 
-    def __init__(self, path: Path, previous: Path | None = None):
-        old = previous.read_text().splitlines() if previous is not None and previous.is_file() else []
+    def __init__(self, path: Path, previous: Path | None = None, active: bool = True):
+        old = previous.read_text().splitlines() if active and previous is not None and previous.is_file() else []
         self.records = [json.loads(line) for line in old if line.strip()]
-        self.path = path
-        path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        self.path, self.active = path, active  # inactive (ranks > 0): writes and prints nothing
+        if active:
+            path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one record (flushed at once, so a killed chunk still leaves its log)."""
         self.records.append(record)
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.active:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def say(self, line: str) -> None:
+        """Print a progress line (rank 0 only)."""
+        if self.active:
+            print(line, flush=True)
 
 
 def plot_log(records: Sequence[dict[str, Any]], path: Path, title: str, series: Sequence[str]) -> None:
@@ -287,23 +290,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def probe_seconds_per_step(stage: Stage, model: TCMoA, lr: float, device: torch.device,
-                           warm: int = 3, timed: int = 10) -> float:
-    """Seconds per step, timed on a throw-away copy (the run itself is untouched)."""
+def probe_seconds_per_step(stage: Stage, model: TCMoA, lr: float, device: torch.device, world: World = World(),
+                           parts: range = range(1), warm: int = 3, timed: int = 10) -> float:
+    """Seconds per step (rank 0's, every rank stepping), timed on a throw-away copy (the run itself is untouched)."""
     clone = copy.deepcopy(model).train()
     optimizer = build_optimizer(stage.param_groups(clone), lr, device)
+    net = world.wrap(clone, device)
     for i in range(warm + timed):
         if i == warm:
             _sync(device)
             t0 = time.perf_counter()
-        torch.manual_seed(stream_seed(-1, i))
-        stage.train_step(clone, optimizer, -1 - i, 0)
+        micro = MicroBatches(parts, net, device, lambda g: stream_seed(-1, i, 0, g))  # noqa: B023 (called at once)
+        stage.train_step(net, optimizer, -1 - i, 0, micro)
     _sync(device)
     seconds = (time.perf_counter() - t0) / timed
-    del clone, optimizer
+    del clone, optimizer, net
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return seconds
+    return world.from_main(seconds)
 
 
 def _evaluate(stage: Stage, model: TCMoA, step: int, seconds: float, log: RunLog) -> dict[str, float]:
@@ -312,7 +316,7 @@ def _evaluate(stage: Stage, model: TCMoA, step: int, seconds: float, log: RunLog
         metrics = stage.evaluate(model)
     model.train()
     log.append({"event": "eval", "step": step, "seconds": round(seconds, 2), **metrics})
-    print(f"[eval] step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
+    log.say(f"[eval] step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     return metrics
 
 
@@ -337,49 +341,62 @@ def run_stage(stage: Stage, opts: argparse.Namespace, schedule_for: Callable[[in
     start) makes the chunk budget and the recorded wall time include loading the data.
     """
     t_start = time.monotonic() if started is None else started
-    device = pick_device(opts.device)
+    world = current_world()
+    device = pick_device(opts.device)  # under torchrun "cuda" is this rank's GPU (distributed.process_group)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = RunLog(out / LOG_FILE, Path(opts.resume) / LOG_FILE if opts.resume else None)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    log = RunLog(out / LOG_FILE, Path(opts.resume) / LOG_FILE if opts.resume else None, active=world.is_main)
     model, state = _open_run(stage, opts, device)
     model.train()
     optimizer = build_optimizer(stage.param_groups(model), opts.lr, device)
     if opts.resume:
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["cpu"])  # unused by the loop (it re-seeds per step); kept for completeness
+    # A step is `per_step` micro-batches of --batch crops, `per_rank` of them on each rank.
+    per_step, per_rank, change = micro_batch_plan(state.get("micro_batches", 1) if opts.resume else None,
+                                                  opts.accumulate, world.size)
+    if change:
+        log.say(f"note: {change}")
+    state["micro_batches"] = per_step
+    parts = range(world.rank * per_rank, (world.rank + 1) * per_rank)
+    net = world.wrap(model, device)
     if state["total_steps"] is None:  # --budget-minutes: fix the step count once, from a timing probe
-        sec = probe_seconds_per_step(stage, model, opts.lr, device)
+        sec = probe_seconds_per_step(stage, model, opts.lr, device, world, parts)
         state["total_steps"] = max(1, int(opts.budget_minutes * 60 / sec))
         log.append({"event": "probe", "seconds_per_step": round(sec, 5), "total_steps": state["total_steps"],
                     "budget_minutes": opts.budget_minutes})
-        print(f"[probe] {sec * 1e3:.1f} ms/step -> {state['total_steps']} steps in {opts.budget_minutes} min", flush=True)
+        log.say(f"[probe] {sec * 1e3:.1f} ms/step -> {state['total_steps']} steps in {opts.budget_minutes} min")
     schedule = schedule_for(state["total_steps"])
     seed, first, base_s = state["seed"], state["step"], state["wall_seconds"]
     clock = lambda: base_s + time.monotonic() - t_start  # noqa: E731  (stage wall seconds so far)
-    print(f"[{stage.name}] steps {first}..{schedule.total_steps} on {device}, chunk budget {opts.minutes} min", flush=True)
+    ranks = f" x {world.size} ranks" if world.size > 1 else ""
+    log.say(f"[{stage.name}] steps {first}..{schedule.total_steps} on {device}{ranks}, {per_step} micro-batch(es) "
+            f"of {opts.batch} per step, chunk budget {opts.minutes} min")
 
     step, pending, step_s, eval_s = first, [], None, 0.0
-    if first == 0:  # the baseline point of the held-out curves
+    if first == 0 and world.is_main:  # the baseline point of the held-out curves
         _evaluate(stage, model, 0, clock(), log)
     t_loop = time.monotonic()
     while step < schedule.total_steps:
         if opts.chunk_steps is not None and step - first >= opts.chunk_steps:
             break
         t_step = time.monotonic()
-        # Stop while a step, an evaluation and the save still fit in the chunk's budget.
-        if step_s is not None and t_step - t_start + 2 * step_s + eval_s + SAVE_RESERVE_S > opts.minutes * 60:
+        # Stop while a step, an evaluation and the save still fit in the chunk's budget (rank 0's clock decides).
+        late = step_s is not None and t_step - t_start + 2 * step_s + eval_s + SAVE_RESERVE_S > opts.minutes * 60
+        if world.from_main(late):
             break
         lr = schedule.lr(step)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        torch.manual_seed(stream_seed(seed, step))  # router noise and anything else on the global RNG
-        pending.append(stage.train_step(model, optimizer, step, schedule.epoch(step)))
+        micro = MicroBatches(parts, net, device, lambda g: stream_seed(seed, step, 0, g))  # noqa: B023 (called at once)
+        pending.append(stage.train_step(net, optimizer, step, schedule.epoch(step), micro))
         step += 1
         if step % opts.log_every == 0 or step == schedule.total_steps:
-            _log_steps(log, pending, step, lr, clock())
+            _log_steps(log, pending, step, lr, clock(), world)
             pending = []
-        if opts.eval_every and step % opts.eval_every == 0 and step < schedule.total_steps:
+        if opts.eval_every and step % opts.eval_every == 0 and step < schedule.total_steps and world.is_main:
             t_eval = time.monotonic()
             _evaluate(stage, model, step, clock(), log)
             eval_s = time.monotonic() - t_eval
@@ -387,31 +404,37 @@ def run_stage(stage: Stage, opts: argparse.Namespace, schedule_for: Callable[[in
         dt = time.monotonic() - t_step
         step_s = dt if step_s is None else 0.9 * step_s + 0.1 * dt
     if pending:
-        _log_steps(log, pending, step, schedule.lr(step - 1), clock())
+        _log_steps(log, pending, step, schedule.lr(step - 1), clock(), world)
     loop_s = time.monotonic() - t_loop
-    _evaluate(stage, model, step, clock(), log)
+    if world.is_main:
+        _evaluate(stage, model, step, clock(), log)
     done = step >= schedule.total_steps
     wall = time.monotonic() - t_start
     chunk = {"event": "chunk", "chunk": len(state["chunks"]), "first_step": first, "last_step": step,
-             "wall_s": round(wall, 1), "loop_s": round(loop_s, 1), "device": _device_name(device), "done": done}
+             "wall_s": round(wall, 1), "loop_s": round(loop_s, 1), "device": _device_name(device), "ranks": world.size,
+             "micro_batches": per_step, "done": done}
     state.update(step=step, wall_seconds=base_s + wall, chunks=state["chunks"] + [chunk],
                  schedule=schedule.state_dict(), optimizer=optimizer.state_dict(), rng={"cpu": torch.get_rng_state()})
     log.append({**chunk, "stage_wall_s": round(state["wall_seconds"], 1)})
-    summary = _save_chunk(stage, model, state, out, log, {"total_steps": schedule.total_steps, **(info or {})})
-    print(f"[{stage.name}] saved {out} at step {step}/{schedule.total_steps} ({'done' if done else 'resume to continue'}); "
-          f"chunk {wall / 60:.1f} min, stage {state['wall_seconds'] / 60:.1f} min", flush=True)
+    summary = _save_chunk(stage, model, state, out, log, {"total_steps": schedule.total_steps, **(info or {})},
+                          write=world.is_main)
+    log.say(f"[{stage.name}] saved {out} at step {step}/{schedule.total_steps} ({'done' if done else 'resume to continue'}); "
+            f"chunk {wall / 60:.1f} min, stage {state['wall_seconds'] / 60:.1f} min")
+    world.barrier()  # every rank returns with the chunk saved
     return ChunkResult(summary, model)
 
 
 def _save_chunk(stage: Stage, model: TCMoA, state: dict[str, Any], out: Path, log: RunLog,
-                info: dict[str, Any]) -> dict[str, Any]:
-    """Model, state.pt, run.json and loss.png into `out`; returns the summary."""
+                info: dict[str, Any], write: bool = True) -> dict[str, Any]:
+    """Model, state.pt, run.json and loss.png into `out` (if `write`: rank 0); returns the summary."""
     total, done = state["total_steps"], state["step"] >= state["total_steps"]
-    save_model(model, out, {"stage": stage.name, "step": state["step"], "done": done, **info})
-    torch.save(state, out / STATE_FILE)
     summary = {"stage": stage.name, "done": done, "step": state["step"], "total_steps": total,
                "wall_seconds": round(state["wall_seconds"], 1), "gpu_minutes": round(state["wall_seconds"] / 60, 2),
                "chunks": state["chunks"], "args": state["args"]}
+    if not write:
+        return summary
+    save_model(model, out, {"stage": stage.name, "step": state["step"], "done": done, **info})
+    torch.save(state, out / STATE_FILE)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
     try:  # the weights and state are saved already: a plotting problem must not fail the chunk
         plot_log(log.records, out / PLOT_FILE, f"{stage.name}: step {state['step']}/{total}", stage.plot_series)
@@ -420,15 +443,16 @@ def _save_chunk(stage: Stage, model: TCMoA, state: dict[str, Any], out: Path, lo
     return summary
 
 
-def _log_steps(log: RunLog, pending: list[dict[str, Tensor]], step: int, lr: float, seconds: float) -> None:
-    """Average the pending steps' scalars (one device sync) and append a record; stop on a non-finite loss."""
+def _log_steps(log: RunLog, pending: list[dict[str, Tensor]], step: int, lr: float, seconds: float,
+               world: World = World()) -> None:
+    """Average the pending steps' scalars over steps and ranks (one device sync) and append a record; stop on a non-finite loss."""
     keys = list(pending[0])
-    values = torch.stack([torch.stack([p[k].float() for k in keys]) for p in pending]).mean(0).tolist()
+    values = world.mean(torch.stack([torch.stack([p[k].float() for k in keys]) for p in pending]).mean(0)).tolist()
     record = {"step": step, "lr": lr, "seconds": round(seconds, 2), **{k: v for k, v in zip(keys, values)}}
     if not math.isfinite(record["loss"]):
         raise FloatingPointError(f"non-finite loss at step {step}: {record}")
     log.append(record)
-    print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()), flush=True)
+    log.say(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
 
 
 def _device_name(device: torch.device) -> str:
