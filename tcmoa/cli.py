@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from .checkpoint import CheckpointError, load_model
-from .imaging import DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
-from .pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult
+from .imaging import _SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
+from .moa import ALPHA_RANGE, BETA_RANGE
+from .pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
 from .tasks import TASK_ALIASES, TASKS
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
@@ -67,20 +69,34 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_router(text: str | None, task_names: tuple[str, ...]) -> str | list[float] | None:
-    """'mff' -> 'mff'; 'vif=0.7,mff=0.3' -> weights in the model's router order."""
-    if text is None or "=" not in text:
-        return text
-    weights = dict.fromkeys(task_names, 0.0)
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        if name.strip() not in weights:
-            raise CliError(f"--router: unknown router {name.strip()!r}; this model has {', '.join(task_names)}",
+    """'mff' -> 'mff'; 'vif=0.7,mff=0.3' -> weights in the model's router order (tcmoa.pipeline.parse_route)."""
+    try:
+        return parse_route(text, task_names)
+    except ValueError as exc:
+        raise CliError(f"--router: {exc}", EXIT_INPUT) from None
+
+
+def check_output(path: Path, folder: bool, option: str = "-o") -> None:
+    """Fail before any fusion, with exit 2, when `path` (a file, or a folder) cannot be written."""
+    if not folder:
+        if path.is_dir():
+            raise CliError(f"{option} {path} is a folder; give an output file name such as {path / 'fused.png'}",
                            EXIT_INPUT)
-        try:
-            weights[name.strip()] = float(value)
-        except ValueError:
-            raise CliError(f"--router: {value!r} is not a number", EXIT_INPUT) from None
-    return list(weights.values())
+        if path.suffix.lower() not in _SAVE_FORMATS:
+            raise CliError(f"{option} {path}: unknown image extension; use one of {', '.join(sorted(_SAVE_FORMATS))}",
+                           EXIT_INPUT)
+    elif path.exists() and not path.is_dir():
+        raise CliError(f"{option} {path} is a file; give a folder", EXIT_INPUT)
+    existing = path if folder else path.parent
+    while not existing.exists():  # the folders still to create go into the nearest existing one
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CliError(f"{option} {path}: {existing} is a file, not a folder", EXIT_INPUT)
+    try:  # permissions, read-only file systems, /proc: only trying tells
+        with tempfile.TemporaryFile(dir=existing, prefix=".tcmoa-write-test-"):
+            pass
+    except OSError as exc:
+        raise CliError(f"{option} {path}: cannot write into {existing} ({exc.strerror or exc})", EXIT_INPUT) from None
 
 
 def _load(args: argparse.Namespace):
@@ -120,6 +136,15 @@ def run_fuse(args: argparse.Namespace) -> int:
         raise CliError("give either two or more source images, or --pairs DIR_A DIR_B", EXIT_INPUT)
     if args.sources and len(args.sources) < 2:
         raise CliError(f"fusion needs at least 2 source images, got {len(args.sources)}", EXIT_INPUT)
+    try:  # the library's ranges, checked before the model loads
+        for knob, value in ((ALPHA_RANGE, args.alpha), (BETA_RANGE, args.beta)):
+            if value is not None:
+                knob.check(value)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from None
+    check_output(args.output, folder=bool(args.pairs))  # before any fusion: a failed write would waste it
+    if args.maps is not None:
+        check_output(args.maps, folder=True, option="--maps")
     jobs = ([("", *args.sources)] if args.sources else _pairs(*args.pairs))
     model = _load(args)
     try:
@@ -141,10 +166,11 @@ def run_fuse(args: argparse.Namespace) -> int:
         try:
             result = fuser.fuse(sources, **options)
             _write(result, out, maps_dir, sources)
-        except (ImageError, ValueError) as exc:
+        except (ImageError, ValueError, OSError) as exc:  # OSError: the disk filled or a folder vanished
+            message = exc.explain("or --resize first") if isinstance(exc, SizeMismatchError) else str(exc)
             if not stem:
-                raise CliError(str(exc), EXIT_INPUT) from None
-            failures.append(f"{stem}: {exc}")
+                raise CliError(message, EXIT_INPUT) from None
+            failures.append(f"{stem}: {message}")
             continue
         if not args.quiet and not stem:
             print(f"wrote {out} ({result.image.shape[1]}x{result.image.shape[0]}, {result.seconds:.2f} s on "

@@ -1,6 +1,8 @@
 """The command line: single fusions, folder mode, exit codes and messages."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -94,3 +96,65 @@ def test_maps_are_written_as_images(tmp_path):
                  "--maps", str(maps), "--quiet"]) == 0
     written = sorted(p.name for p in maps.iterdir())
     assert written and all(name.endswith(".png") for name in written)
+
+
+@pytest.mark.parametrize("tile", ["64", "96", "128"])
+def test_tiles_no_bigger_than_the_overlap_work(tmp_path, tile):
+    a, b = write(tmp_path / "a.png", 0, size=(200, 150)), write(tmp_path / "b.png", 1, size=(200, 150))
+    out = tmp_path / "f.png"
+    assert main(["fuse", str(a), str(b), "--model", "compact", "-o", str(out), "--tile-size", tile, "--quiet"]) == 0
+    assert Image.open(out).size == (200, 150)
+
+
+@pytest.mark.parametrize("knob, value, message", [
+    ("--alpha", "1e9", "alpha must be a number in [0, 3], got 1000000000.0"),
+    ("--alpha", "-1", "alpha must be a number in [0, 3], got -1.0"),
+    ("--beta", "-50", "beta must be a number in [-0.5, 0.5], got -50.0"),
+    ("--alpha", "nan", "alpha must be a number in [0, 3], got nan"),
+])
+def test_knobs_out_of_range_are_refused_before_loading(tmp_path, monkeypatch, capsys, knob, value, message):
+    from tcmoa import cli
+    from tcmoa.moa import ALPHA_RANGE, BETA_RANGE
+
+    monkeypatch.setattr(cli, "_load", lambda args: pytest.fail("the model loaded despite bad input"))
+    a, b = write(tmp_path / "a.png", 0), write(tmp_path / "b.png", 1)
+    assert main(["fuse", str(a), str(b), "-o", str(tmp_path / "f.png"), knob, value]) == 2
+    assert f"error: {message}\n" == capsys.readouterr().err
+    knob_range = ALPHA_RANGE if knob == "--alpha" else BETA_RANGE
+    with pytest.raises(ValueError) as library:  # the same words as the library (and so the app and /fuse)
+        knob_range.check(float(value))
+    assert str(library.value) == message
+
+
+def unwritable_outputs(tmp_path):
+    blocker = write(tmp_path / "a_file.png", 5)
+    yield "under a file", blocker / "fused.png", "is a file, not a folder"
+    yield "in /proc", "/proc/fused.png", "cannot write into /proc"
+    yield "an existing folder", tmp_path, "is a folder; give an output file name"
+    yield "unknown extension", tmp_path / "fused.xyz", "unknown image extension"
+    if os.geteuid() != 0:  # root writes through permission bits
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        yield "a read-only folder", locked / "f.png", "cannot write into"
+
+
+def test_unwritable_output_fails_before_fusing(tmp_path, monkeypatch, capsys):
+    from tcmoa import cli
+
+    monkeypatch.setattr(cli, "_load", lambda args: pytest.fail("the model loaded despite an unwritable output"))
+    a, b = write(tmp_path / "a.png", 0), write(tmp_path / "b.png", 1)
+    for what, out, message in unwritable_outputs(tmp_path):
+        assert main(["fuse", str(a), str(b), "-o", str(out)]) == 2, what
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and "unknown extension" not in err.replace(
+            "unknown image extension", ""), (what, err)
+    assert main(["fuse", "--pairs", str(tmp_path), str(tmp_path), "-o", str(a)]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+    assert main(["fuse", str(a), str(b), "-o", str(tmp_path / "f.png"), "--maps", "/proc/maps_here"]) == 2
+    assert "--maps /proc/maps_here: cannot write into /proc" in capsys.readouterr().err
+
+
+def test_mismatched_sizes_name_the_cli_option(tmp_path, capsys):
+    a, b = write(tmp_path / "a.png", 0, size=(48, 40)), write(tmp_path / "b.png", 1, size=(40, 40))
+    assert main(["fuse", str(a), str(b), "--model", "compact", "-o", str(tmp_path / "f.png")]) == 2
+    assert "(or --resize first)" in capsys.readouterr().err
