@@ -44,9 +44,13 @@ def resolve_config(name_or_path: str) -> ModelConfig:
 
 
 def backbone_named_parameters(model: TCMoA) -> list[tuple[str, torch.nn.Parameter]]:
-    """Everything `reconstruct` uses: the backbone and the relative-position tables (no TC-MoA modules)."""
+    """Everything `reconstruct` uses: the backbone and the relative-position tables (no TC-MoA modules, no fusion head).
+
+    Nothing else: under DDP a trainable parameter without a gradient is an error (no find_unused_parameters).
+    """
     return [(n, p) for n, p in model.named_parameters()
-            if not n.startswith(("encoder_moa.", "decoder_moa.")) and n not in ("pos_embed", "decoder_pos_embed")]
+            if not n.startswith(("encoder_moa.", "decoder_moa.", "fusion_head."))
+            and n not in ("pos_embed", "decoder_pos_embed")]
 
 
 def reconstruction_loss(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
