@@ -6,18 +6,50 @@
     result = fuser.fuse(["vis.jpg", "ir.png"], task="vif", alpha=1.0, beta=0.0, maps=True)
     result.image                                # float32 [0, 1], the sources' size
     result.maps.prompt_a, result.maps.gates     # per-module prompts and routing on the token grid
-"""
-from .checkpoint import CheckpointError, load_model, save_model
-from .config import PRESETS, ModelConfig, get_config
-from .imaging import ImageError, read_image, save_image
-from .model import FusionOutput, TCMoA
-from .moa import PromptControl
-from .pipeline import FusionMaps, FusionResult, Fuser
-from .tasks import TASKS, TaskPreset, get_task
 
-__all__ = [
-    "CheckpointError", "FusionMaps", "FusionOutput", "FusionResult", "Fuser", "ImageError", "ModelConfig",
-    "PRESETS", "PromptControl", "TASKS", "TCMoA", "TaskPreset", "get_config", "get_task", "load_model",
-    "read_image", "save_image", "save_model",
-]
+The names below load on first use (PEP 562), so `import tcmoa`, `tcmoa.metrics`, `tcmoa.imaging`,
+`tcmoa.baselines` and `tcmoa.evaluation` need no torch; the model's names bring it in when asked for.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .checkpoint import CheckpointError, load_model, save_model
+    from .config import PRESETS, ModelConfig, get_config
+    from .imaging import ImageError, read_image, save_image
+    from .model import FusionOutput, TCMoA
+    from .moa import PromptControl
+    from .pipeline import FusionMaps, FusionResult, Fuser
+    from .tasks import TASKS, TaskPreset, get_task
+
+# Public name -> the submodule that defines it (the same list as the imports above).
+_SOURCES = {
+    "checkpoint": ("CheckpointError", "load_model", "save_model"),
+    "config": ("PRESETS", "ModelConfig", "get_config"),
+    "imaging": ("ImageError", "read_image", "save_image"),
+    "model": ("FusionOutput", "TCMoA"),
+    "moa": ("PromptControl",),
+    "pipeline": ("FusionMaps", "FusionResult", "Fuser"),
+    "tasks": ("TASKS", "TaskPreset", "get_task"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's submodule the first time the name is used."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's attributes, the not-yet-loaded public names included."""
+    return sorted(set(globals()) | set(__all__))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .tasks import TASK_NAMES  # the router order, part of the checkpoint format
@@ -125,3 +126,11 @@ def get_config(name: str) -> ModelConfig:
         return PRESETS[name]
     except KeyError:
         raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def resolve_config(name_or_path: str) -> ModelConfig:
+    """A preset name or a JSON file written by ModelConfig.to_json."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    return get_config(name_or_path)

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .pipeline import pick_device
+from .device import pick_device
 
 StepTerms = dict[str, Tensor]
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
 
 from . import metric_filters as mf
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
     "entropy", "standard_deviation", "spatial_frequency", "average_gradient", "edge_intensity",
     "mutual_information", "psnr", "rmse", "qabf", "ssim", "cross_entropy", "qcb", "qcv",
-    "vifp", "vif", "nabf", "mef_ssim", "MetricInfo", "METRICS", "evaluate",
+    "vifp", "vif", "nabf", "mef_ssim", "MetricInfo", "METRICS", "evaluate", "reference_psnr",
 ]
 
 _EPS = np.finfo(np.float64).eps
@@ -119,6 +122,12 @@ def psnr(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """PSNR as VIFB computes it: 20*log10(255/sqrt(rmse)) with VIFB's non-MSE "mse"."""
     v = rmse(fused, a, b)
     return math.inf if v == 0 else 20.0 * math.log10(255.0 / math.sqrt(v))
+
+
+def reference_psnr(image: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor) -> float:
+    """PSNR in dB of an image against its ground truth, both float [0, 1] (arrays or tensors, not moved)."""
+    mse = float(((image - reference) ** 2).mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 # ----------------------------------------------------------------------------- structural

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .colour import fuse_with_colour_rule
+from .device import pick_device
 from .imaging import DEFAULT_MAX_PIXELS, ImageError, read_image, resize_to, to_grey
 from .model import Route, TCMoA, normalize
 from .moa import ALPHA_RANGE, BETA_RANGE, PromptControl
@@ -113,16 +114,6 @@ class FusionResult:
     order: list[int]  # input indices in the order they were fused
     maps: FusionMaps | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """The requested device, or the GPU when present, else the CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("a CUDA device was requested but none is available; use device='cpu'")
-    return device
 
 
 def canonical_order(images: Sequence[np.ndarray], task: TaskPreset) -> list[int]:

@@ -15,32 +15,22 @@ from __future__ import annotations
 
 import argparse
 import time
-import json
-import math
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
-from .config import ModelConfig, get_config
+from .config import resolve_config
 from .data import RECON_SCALE, ImageBank, load_pack, reconstruction_batch
+from .device import pick_device
 from .losses import ssim
+from .metrics import reference_psnr
 from .model import TCMoA, denormalize, normalize, unnormalize
-from .pipeline import pick_device
 from .distributed import MicroBatches, SyncedModel, process_group
 from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, resolve_options,
                        run_stage, split_holdout, stream_seed)
 
 MAX_EVAL_IMAGES = 16  # per image group: bounds the evaluation time
-
-
-def resolve_config(name_or_path: str) -> ModelConfig:
-    """A preset name or a JSON file written by ModelConfig.to_json."""
-    path = Path(name_or_path)
-    if path.suffix == ".json" and path.is_file():
-        return ModelConfig.from_dict(json.loads(path.read_text()))
-    return get_config(name_or_path)
 
 
 def backbone_named_parameters(model: TCMoA) -> list[tuple[str, torch.nn.Parameter]]:
@@ -68,12 +58,6 @@ def whole_image(img: Tensor, multiple: int) -> Tensor | None:
         return None
     top, left = (img.shape[1] - h) // 2, (img.shape[2] - w) // 2
     return img[:, top:top + h, left:left + w]
-
-
-def psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR in dB of two [0, 1] images."""
-    mse = float(((a.float() - b.float()) ** 2).mean())
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 class PretrainStage:
@@ -128,7 +112,7 @@ class PretrainStage:
                         continue
                     with autocast(self.device, "fp32"):  # the precision the shipped model runs at on a CPU
                         pred = model.reconstruct(normalize(frame[None]))
-                    scores.append(psnr(denormalize(pred.float())[0], frame))
+                    scores.append(reference_psnr(denormalize(pred.float())[0], frame))
             if scores:
                 out[f"psnr_{name}"] = sum(scores) / len(scores)
                 every += scores

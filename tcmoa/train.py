@@ -31,12 +31,12 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CONFIG_FILE, load_backbone, load_model
-from .config import ModelConfig
+from .config import ModelConfig, resolve_config
 from .data import TASK_SCALE, ImageBank, load_pack, training_batch
+from .device import pick_device
 from .losses import task_loss
+from .metrics import reference_psnr
 from .model import TCMoA, normalize
-from .pipeline import pick_device
-from .pretrain import psnr, resolve_config
 from .synthesis import synthesize_focus_pair
 from .tasks import ROUTER_TASKS
 from .distributed import MicroBatches, SyncedModel, process_group
@@ -163,7 +163,7 @@ class FusionStage:
             terms, fused = self.loss(model, task, a, b, self.opts.warmup_epochs)
             out[f"val_{task}"] = float(terms["loss"])
             if truth:
-                out[f"psnr_{task}"] = sum(psnr(f, t) for f, t in zip(fused.float(), truth[0])) / len(fused)
+                out[f"psnr_{task}"] = sum(reference_psnr(f, t) for f, t in zip(fused.float(), truth[0])) / len(fused)
         return out
 
 

@@ -30,9 +30,9 @@ from torch import Tensor, nn
 
 from .checkpoint import load_model, save_model
 from .data import ImageBank
+from .device import pick_device
 from .distributed import MicroBatches, SyncedModel, World, current_world, micro_batch_plan
 from .model import TCMoA
-from .pipeline import pick_device
 
 STATE_FILE, LOG_FILE, PLOT_FILE, SUMMARY_FILE = "state.pt", "log.jsonl", "loss.png", "run.json"
 STATE_FORMAT = "tcmoa-train-state/1"

@@ -1,8 +1,51 @@
 """The package as others use it: one task vocabulary, light imports, the installed console script."""
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import tcmoa
 from tcmoa.config import PRESETS
 from tcmoa.tasks import OFFICIAL_TASKS, ROUTER_TASKS, TASK_NAMES, TASKS, VIF
+
+from .conftest import REPO
+
+
+def run_python(*args: str) -> subprocess.CompletedProcess:
+    """A fresh interpreter in the repository root (so `tcmoa` is this checkout), output captured."""
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def loaded_after(*modules: str) -> set[str]:
+    """Which top-level packages and tcmoa modules a fresh interpreter holds after importing `modules`."""
+    code = f"import sys; import {', '.join(modules)}; print(' '.join(sys.modules))"
+    result = run_python("-c", code)
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_numpy_only_modules_import_without_torch():
+    loaded = loaded_after("tcmoa", "tcmoa.metrics", "tcmoa.imaging", "tcmoa.baselines", "tcmoa.evaluation",
+                          "tcmoa.tasks", "tcmoa.config")
+    assert not loaded & {"torch", "timm", "gradio", "matplotlib"}
+
+
+def test_training_commands_import_neither_the_pipeline_nor_each_other():
+    loaded = loaded_after("tcmoa.train")
+    assert "torch" in loaded and not loaded & {"tcmoa.pipeline", "tcmoa.pretrain"}
+    assert "tcmoa.pipeline" not in loaded_after("tcmoa.pretrain")
+
+
+def test_public_names_load_lazily_from_their_modules():
+    for name in tcmoa.__all__:
+        module = importlib.import_module(f"tcmoa.{tcmoa._MODULE_OF[name]}")
+        assert getattr(tcmoa, name) is getattr(module, name)
+    assert set(tcmoa.__all__) <= set(dir(tcmoa))
+    with pytest.raises(AttributeError, match="no attribute 'Fusr'"):
+        _ = tcmoa.Fusr
 
 
 def test_router_order_is_the_checkpoint_format():
