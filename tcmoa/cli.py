@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .checkpoint import CheckpointError, load_model
+from .distributed import process_group, rank_device
 from .imaging import _SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
 from .moa import ALPHA_RANGE, BETA_RANGE
 from .pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
@@ -148,19 +149,21 @@ def run_fuse(args: argparse.Namespace) -> int:
     jobs = ([("", *args.sources)] if args.sources else _pairs(*args.pairs))
     model = _load(args)
     try:
-        fuser = Fuser(model, device=args.device, precision=args.precision, tile_size=args.tile_size,
+        fuser = Fuser(model, device=rank_device(args.device), precision=args.precision, tile_size=args.tile_size,
                       max_pixels=args.max_pixels, fit=args.fit)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_INPUT) from None
     route = parse_router(args.router, model.config.task_names)
     options = dict(task=args.task, alpha=args.alpha, beta=args.beta, route=route, colour=args.colour,
                    resize=args.resize, maps=args.maps is not None)
+    from .batch import PairQueue  # tqdm and the job store only when fusing
+
+    # Under torchrun the ranks share the folder's pairs; rank 0 alone reports (tcmoa/batch.py).
+    queue = PairQueue(jobs, quiet=args.quiet, shard=bool(args.pairs))
+    args.quiet = args.quiet or not queue.world.is_main
     if not model.info.get("trained") and not args.quiet:
         print(f"warning: {model.info['name']} is untrained: the output is not a meaningful fusion", file=sys.stderr)
-    failures: list[str] = []
-    from tqdm import tqdm
-
-    for stem, *sources in tqdm(jobs, disable=args.quiet or len(jobs) < 2, unit="pair"):
+    for stem, *sources in queue:
         out = args.output / f"{stem}.png" if stem else args.output
         maps_dir = (args.maps / stem if stem else args.maps) if args.maps else None
         try:
@@ -170,13 +173,16 @@ def run_fuse(args: argparse.Namespace) -> int:
             message = exc.explain("or --resize first") if isinstance(exc, SizeMismatchError) else str(exc)
             if not stem:
                 raise CliError(message, EXIT_INPUT) from None
-            failures.append(f"{stem}: {message}")
+            queue.failed(f"{stem}: {message}")
             continue
         if not args.quiet and not stem:
             print(f"wrote {out} ({result.image.shape[1]}x{result.image.shape[0]}, {result.seconds:.2f} s on "
                   f"{result.device}, task {result.task.key}, alpha {result.alpha:g}, beta {result.beta:g})")
             for note in result.notes:
                 print(f"note: {note}")
+    failures = queue.finish()
+    if not queue.world.is_main:
+        return EXIT_OK  # the job's outcome is rank 0's exit code
     if args.pairs and not args.quiet:
         print(f"wrote {len(jobs) - len(failures)} of {len(jobs)} fused images to {args.output}")
     for failure in failures:
@@ -199,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return run_fuse(args) if args.command == "fuse" else run_info(args)
+        with process_group(getattr(args, "device", None), backend="gloo"):  # under torchrun
+            return run_fuse(args) if args.command == "fuse" else run_info(args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code

@@ -1,0 +1,81 @@
+"""Folder fusion over torchrun ranks on the CPU: the same files as one process, each pair fused once."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch.distributed as dist
+from PIL import Image
+
+from tcmoa.batch import PairQueue
+from tcmoa.cli import main
+from tcmoa.distributed import World
+from tests.test_cli import write
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def pairs_folder(root: Path, n: int) -> tuple[Path, Path]:
+    """n pairs of small images plus one broken pair ('broken'), in two folders."""
+    a, b = root / "a", root / "b"
+    a.mkdir()
+    b.mkdir()
+    for i in range(n):
+        write(a / f"{i:02d}.png", i, size=(48 + 8 * (i % 3), 40))
+        write(b / f"{i:02d}.png", 100 + i, size=(48 + 8 * (i % 3), 40), mode="L")
+    (a / "broken.png").write_bytes(b"not an image")
+    write(b / "broken.png", 7)
+    return a, b
+
+
+def test_two_ranks_write_what_one_process_writes(tmp_path):
+    a, b = pairs_folder(tmp_path, 7)
+    common = ["fuse", "--pairs", str(a), str(b), "--model", "compact", "--task", "vif"]
+    assert main([*common, "-o", str(tmp_path / "one"), "--quiet"]) == 1  # exit 1: one pair failed
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "-m", "tcmoa", *common, "-o", str(tmp_path / "two")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1, done.stderr[-3000:]  # torchrun passes rank 0's exit code 1 on as its own 1
+    one, two = sorted((tmp_path / "one").iterdir()), sorted((tmp_path / "two").iterdir())
+    assert [p.name for p in two] == [p.name for p in one] == [f"{i:02d}.png" for i in range(7)]
+    for p, q in zip(one, two):
+        assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(q))), p.name
+    # Rank 0 alone reports: one summary, one error line for the broken pair, one bar.
+    assert done.stdout.count("wrote 7 of 8 fused images") == 1
+    assert done.stderr.count("error: broken:") == 1 and done.stderr.count("untrained") == 1
+    assert done.stderr.count("8/8") >= 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ranks_claim_every_pair_exactly_once(monkeypatch):
+    port = free_port()
+    server = dist.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False)  # what torchrun serves
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    jobs = [(f"{i}",) for i in range(200)]
+    claimed: list[list[str]] = [[], [], []]
+
+    def rank(r: int) -> None:
+        for stem, in PairQueue(jobs, quiet=True, world=World(rank=r, size=3)):
+            claimed[r].append(stem)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(s for c in claimed for s in c) == sorted(s for s, in jobs)  # all, none twice
+    assert server.add("tcmoa-pairs-0/done", 0) == len(jobs)
