@@ -1,28 +1,36 @@
-"""The ViT pieces of the backbone: window attention, blocks, positions, patch (un)embedding."""
-from __future__ import annotations
+"""The ViT pieces of the backbone: window attention, blocks, positions, patch (un)embedding.
 
-import math
+Built from timm's layers where they compute exactly what the official model (MAE's timm ViT plus
+windowed attention) does: `Mlp`, `PatchEmbed` (tcmoa.model) and Swin's relative-position index.
+What timm has no exact piece for is ours, each with the reason beside it.
+"""
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from timm.layers import Mlp, gen_relative_position_index, resample_abs_pos_embed
 from torch import nn
 
 
 def relative_position_index(window: int) -> torch.Tensor:
-    """Swin's (w^2, w^2) index into a (2w-1)^2 relative-position table."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
-    coords = coords.flatten(1)  # (2, w^2)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)  # (w^2, w^2, 2)
-    return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+    """Swin's (w^2, w^2) index into a (2w-1)^2 relative-position table, for a square window."""
+    return gen_relative_position_index((window, window))
 
 
 class RelativePositionBias(nn.Module):
-    """A trainable per-head bias for each relative offset inside a window (one per block pair)."""
+    """A trainable per-head bias for each relative offset inside a window (one per block pair).
+
+    Not timm's RelPosBias: the official model shares one table between two consecutive blocks
+    (`encoder_rel_pos.{i}` serves blocks 2i and 2i + 1), where timm keeps one inside each block's
+    attention, and the official key names follow this layout.
+    """
 
     def __init__(self, window: int, num_heads: int):
         super().__init__()
         self.window = window
         self.table = nn.Parameter(torch.empty((2 * window - 1) ** 2, num_heads))
+        # torch's, not timm's trunc_normal_: the same distribution, but since torch 2.14 a different
+        # draw for the same seed (rejection sampling), and the seeded untrained presets keep theirs.
         nn.init.trunc_normal_(self.table, std=0.02)
         # Derived from the window size, so not saved; official checkpoints carry it and are checked.
         self.register_buffer("index", relative_position_index(window), persistent=False)
@@ -61,7 +69,12 @@ def shifted_window_mask(h: int, w: int, window: int, shift: int, device: torch.d
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention over the tokens of each window, with an additive bias."""
+    """Multi-head self-attention over the tokens of each window, with an additive bias.
+
+    Not timm's Attention (same qkv/proj keys): a masked shifted-window bias is shared by every
+    sample here instead of being copied per window and sample, and timm switches between its fused
+    and explicit kernels by a global setting (TIMM_FUSED_ATTN), which would change the numbers.
+    """
 
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
@@ -93,21 +106,13 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
-class Mlp(nn.Module):
-    """The transformer feed-forward layer: fc1, exact GELU, fc2."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., C) -> (..., C)."""
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class Block(nn.Module):
-    """A pre-norm transformer block whose attention runs in (optionally shifted) windows."""
+    """A pre-norm transformer block whose attention runs in (optionally shifted) windows.
+
+    timm's Block's layout and keys (norm1, attn, norm2, mlp with timm's Mlp: fc1, exact GELU, fc2);
+    not timm's Block itself, whose forward has no window partition, shift or bias. No DropPath or
+    LayerScale: the official model has neither (drop_path 0, no init_values).
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float, window: int, shift: int):
         super().__init__()
@@ -138,6 +143,7 @@ class Block(nn.Module):
 
 def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:
     """MAE's fixed 2-D sin-cos table, (1 + grid^2, dim) with a zero row for the cls token."""
+    # Not timm's build_sincos2d_pos_embed: none of its layouts is MAE's (sin|cos of x, then of y).
     def one_axis(d: int, pos: torch.Tensor) -> torch.Tensor:
         omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d / 2.0))
         out = pos.reshape(-1, 1) * omega[None]
@@ -156,13 +162,8 @@ def interpolate_pos_embed(table: torch.Tensor, grid: tuple[int, int], swap_hw: b
     The official code passes the target as (W, H); with swap_hw that quirk is reproduced, which
     scrambles positions on non-square grids exactly as the released model saw them.
     """
-    c = table.shape[-1]
-    g = math.isqrt(table.shape[1] - 1)
-    square = table[:, 1:].reshape(1, g, g, c).permute(0, 3, 1, 2)
-    size = (grid[1], grid[0]) if swap_hw else grid
-    if size != (g, g):
-        square = F.interpolate(square, size=size, mode="bilinear", align_corners=False)
-    return square.flatten(2).transpose(1, 2)
+    size = [grid[1], grid[0]] if swap_hw else list(grid)
+    return resample_abs_pos_embed(table, size, num_prefix_tokens=1, interpolation="bilinear", antialias=False)[:, 1:]
 
 
 def unpatchify(tokens: torch.Tensor, grid: tuple[int, int], patch: int, chans: int = 3) -> torch.Tensor:

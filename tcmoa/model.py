@@ -11,6 +11,7 @@ from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from timm.layers import PatchEmbed
 from torch import nn
 
 from .backbone import (Block, RelativePositionBias, interpolate_pos_embed, shifted_window_mask,
@@ -78,8 +79,7 @@ class TCMoA(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = self.config = config
-        self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(c.in_chans, c.embed_dim, c.patch_size, stride=c.patch_size)
+        self.patch_embed = PatchEmbed(None, c.patch_size, c.in_chans, c.embed_dim)  # any size: the windows check it
         if c.absolute_pos:
             # Kept with MAE's shapes (cls row included) so MAE/official weights load as they are.
             self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
@@ -222,7 +222,7 @@ class TCMoA(nn.Module):
         """(B, 3, H, W) -> tokens (B, N, C), with absolute positions when configured."""
         if self.config.upsample:
             images = F.interpolate(images, scale_factor=2, mode="bilinear", align_corners=False)
-        x = self.patch_embed.proj(images).flatten(2).transpose(1, 2)
+        x = self.patch_embed(images)
         if self.config.absolute_pos:
             x = x + interpolate_pos_embed(self.pos_embed, grid, self.config.pos_swap_hw)
         return x
