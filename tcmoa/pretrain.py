@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from .checkpoint import load_model
 from .config import resolve_config
 from .data import RECON_SCALE, ImageBank, load_pack, reconstruction_batch
 from .device import pick_device
@@ -74,7 +75,9 @@ class PretrainStage:
             raise SystemExit(f"--size {opts.size} is not a multiple of {self.config.size_multiple} px (one window)")
 
     def build_model(self, device: torch.device) -> TCMoA:
-        """A fresh model of the configured preset."""
+        """A fresh model of the configured preset, or --init's weights (a new schedule on a trained backbone)."""
+        if self.opts.init:
+            return load_model(self.opts.init, device)
         return TCMoA(self.config).to(device)
 
     def param_groups(self, model: TCMoA) -> list[dict[str, Any]]:
@@ -125,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m tcmoa.pretrain`."""
     ap = argparse.ArgumentParser(prog="python -m tcmoa.pretrain", description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="compact", help="preset name or a config .json")
+    ap.add_argument("--init", help="start from this model folder's weights with a fresh optimiser and schedule "
+                                   "(e.g. a short low-lr cool-down of a pre-trained backbone)")
     ap.add_argument("--warmup", type=float, default=0.05, help="fraction of the steps spent warming up the lr")
     ap.add_argument("--min-scale", type=float, default=RECON_SCALE[0],
                     help="smallest crop, as a fraction of the image area (smaller: closer to native resolution)")
