@@ -1,7 +1,7 @@
 """Demo latency: the server-side time from an α/β slider change to the new image and heatmaps.
 
-    python benchmarks/app_latency.py                 # CPU (all threads torch uses), compact model
-    python benchmarks/app_latency.py --device cuda   # the GPU
+    python -m benchmarks.app_latency                 # CPU (all threads torch uses), compact model
+    python -m benchmarks.app_latency --device cuda   # the GPU
 
 A slider change runs `demo.callbacks.fuse_view` (fusion with maps + the two heatmap figures);
 Gradio then encodes its outputs (fused PNG, before/after pair, figures). Each is timed on a
@@ -14,22 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import gradio as gr  # noqa: E402
-
-from demo import callbacks as cb  # noqa: E402
-from demo.engine import load_engine  # noqa: E402
-from tcmoa import read_image  # noqa: E402
-from tcmoa.imaging import resize_to  # noqa: E402
-from tcmoa.visualize import prompt_figure, routing_figure  # noqa: E402
+from demo import callbacks as cb
+from demo.engine import load_engine
+from tcmoa import read_image
+from tcmoa.imaging import resize_to
+from tcmoa.visualize import prompt_figure, routing_figure
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "demo" / "examples" / "vif" / "msrs_00047N"
 

@@ -1,7 +1,9 @@
 """Evaluation benchmark: a TC-MoA model and the classical baselines on the eval sets.
 
-    python benchmarks/evaluate.py --model compact --limit 5 --out docs/eval
-    python benchmarks/evaluate.py --sets vif/tno25 mef/mefb100          # whole sets, shipped model
+    python -m benchmarks.evaluate --model compact --limit 5 --out docs/eval
+    python -m benchmarks.evaluate --sets vif/tno25 mef/mefb100          # whole sets, shipped model
+
+The sets are read from --root, by default $TCMOA_DATA/eval (else ../shared/data/eval).
 
 Writes <out>/<task>_<set>.md (methods x metrics, seconds per pair) and <out>/results.csv, and
 prints the tables. Seconds per pair: median over pairs of one fusion call on in-memory images.
@@ -9,26 +11,24 @@ prints the tables. Seconds per pair: median over pairs of one fusion call on in-
 from __future__ import annotations
 
 import argparse
-import sys
+from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tcmoa.baselines import BASELINES, run_baseline  # noqa: E402
-from tcmoa.checkpoint import load_model  # noqa: E402
-from tcmoa.evaluation import discover_sets, markdown_table, metric_names, run_method, write_csv  # noqa: E402
-from tcmoa.pipeline import Fuser  # noqa: E402
-
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
+from tcmoa.baselines import BASELINES, run_baseline
+from tcmoa.checkpoint import load_model
+from tcmoa.data import DATA_ROOT
+from tcmoa.evaluation import discover_sets, markdown_table, metric_names, run_method, write_csv
+from tcmoa.pipeline import Fuser
+from tcmoa.tasks import get_task
 
 
 def main() -> None:
     """Parse arguments, run every method on every set, write and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="the eval/ folder")
+    parser.add_argument("--root", type=Path, default=DATA_ROOT / "eval", help="the eval/ folder")
     parser.add_argument("--sets", nargs="*", default=None, help="e.g. vif/tno25 (default: all)")
     parser.add_argument("--model", default=None, help="model folder / .pth / preset (default: shipped)")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
@@ -48,13 +48,13 @@ def main() -> None:
 
     all_rows = []
     for eval_set in discover_sets(args.root, args.sets):
-        methods = {name: (lambda src, s, n=name: run_baseline(n, src, s.task if s.task in ("vif", "mef", "mff")
-                                                              else "medical")) for name in args.baselines}
+        methods = {name: (lambda src, s, n=name: run_baseline(n, src, get_task(s.task).router))
+                   for name in args.baselines}
         if fuser is not None:
             methods[model_label] = lambda src, s: fuser.fuse(src, s.task).image
         rows = []
         for method, fuse in methods.items():
-            bar = lambda items, m=method: tqdm(items, desc=f"{eval_set.name} {m}", leave=False, unit="pair")
+            bar = partial(tqdm, desc=f"{eval_set.name} {method}", leave=False, unit="pair")
             rows += run_method(eval_set, method, fuse, args.limit, bar)
         all_rows += rows
         table = markdown_table(rows, metric_names(eval_set))

@@ -1,7 +1,7 @@
 """Speed benchmark: time per image pair, after warm-up, median of many runs, with peak memory.
 
-    python benchmarks/speed.py                      # CPU (2 threads): compact
-    python benchmarks/speed.py --gpu                # + compact and official-large in bf16, batch 1 and 8
+    python -m benchmarks.speed                      # CPU (2 threads): compact
+    python -m benchmarks.speed --gpu                # + compact and official-large in bf16, batch 1 and 8
 
 Each row times one model forward on a pair already padded to the model's window multiple
 (640x480 -> 640x512 for compact; 640x512 -> 672x560 for the official shapes, as the official
@@ -15,15 +15,12 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tcmoa.checkpoint import load_model  # noqa: E402
-from tcmoa.pipeline import Fuser  # noqa: E402
+from tcmoa.checkpoint import load_model
+from tcmoa.pipeline import Fuser
 
 
 def padded(size: int, multiple: int) -> int:

@@ -174,7 +174,7 @@ def baseline_gallery(images: Sequence[np.ndarray], preset: TaskPreset, fused: np
     for name, caption in BASELINE_NAMES.items():
         try:
             out.append((to_uint8(run_baseline(name, same, preset.router)), caption))
-        except Exception as exc:  # a baseline failing must not hide the model's result
+        except Exception as exc:  # noqa: BLE001 (a baseline failing must not hide the model's result)
             log.warning("baseline %s failed: %s", name, exc)
     return out
 

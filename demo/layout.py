@@ -35,7 +35,7 @@ class SourceImage(gr.Image):
         """The uploaded file's path; a file Pillow cannot open is passed through for a clear message later."""
         try:
             return super().preprocess(payload)
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever Pillow refuses, the callback explains)
             return str(payload.path) if payload is not None and getattr(payload, "path", None) else None
 
 

@@ -168,7 +168,7 @@ def read_torch_state(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as exc:  # weights_only refuses pickled code; a torn file fails to unzip
+    except Exception as exc:  # noqa: BLE001 (weights_only refuses pickled code; a torn file fails to unzip)
         raise CheckpointError(f"{path}: not a readable weights-only PyTorch checkpoint ({exc})") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
@@ -222,7 +222,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except FileNotFoundError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (a corrupt header or a torn file, each its own type)
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
 
 

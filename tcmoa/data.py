@@ -11,6 +11,7 @@ B=CT/PET/SPECT. Only pretrain/natural and train/ are read, never eval/.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import math
@@ -32,7 +33,8 @@ from .imaging import image_files
 from .synthesis import as_generator, rand, synthesize_exposure_pair, synthesize_focus_pair
 from .tasks import ROUTER_TASKS, TASK_NAMES
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Holds pretrain/, train/ and eval/: $TCMOA_DATA, else shared/data beside the repository (a source checkout).
+DATA_ROOT = Path(os.environ.get("TCMOA_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 FORMAT = "tcmoa-pack/1"
 TASK_SCALE = {t.name: t.crop_scale for t in ROUTER_TASKS.values()}  # RandomResizedCrop area ranges
 RECON_SCALE = (0.2, 1.0)  # MAE-style pre-training crops
@@ -108,7 +110,8 @@ def pack(
         side = mef_max_side if name == "mef" else max_side  # few real MEF pairs, small crops (scale 0.2)
         sub = 0 if name.startswith("medical") else 2  # 4:4:4 keeps pseudo-colour PET/SPECT edges crisp
         with ThreadPoolExecutor(workers) as ex:  # PIL releases the GIL while coding
-            res = list(tqdm(ex.map(lambda it: _encode_item(it, side, quality, codec, sub), grp["items"]),
+            encode = functools.partial(_encode_item, max_side=side, quality=quality, codec=codec, subsampling=sub)
+            res = list(tqdm(ex.map(encode, grp["items"]),
                             total=len(grp["items"]), desc=name, disable=not verbose, leave=False))
         nbytes = 0
         for r, role in enumerate(("a", "b")[: len(grp["roles"])]):
@@ -146,31 +149,32 @@ def load_pack(path: str | Path, device: str | torch.device = "cpu", groups: Sequ
               workers: int | None = None) -> dict[str, ImageBank]:
     """Decode a pack once into device-resident banks: {group: ImageBank} (natural 3 channels, pairs 6)."""
     meta, tensors = read_meta(path), load_file(str(path))
-    banks = {}
     workers = workers or min(16, os.cpu_count() or 1)
-    for name, info in meta["groups"].items():
-        if groups is not None and name not in groups:
-            continue
-        sizes = tensors[f"{name}.sizes"].numpy().astype(np.int64)  # (N, 2)
-        roles = ("a", "b")[: len(info["roles"])]
-        blobs = [(tensors[f"{name}.{r}.bytes"].numpy(), tensors[f"{name}.{r}.offsets"].numpy()) for r in roles]
-        hw = sizes.prod(1)
-        start = np.concatenate([[0], np.cumsum(hw)])
-        pixels = np.zeros((int(start[-1]), 4 * len(roles)), np.uint8)  # (P, 4|8): the bank's padded rows
+    return {name: _decode_group(tensors, name, info, workers, device, str(path))
+            for name, info in meta["groups"].items() if groups is None or name in groups}
 
-        def decode(i: int) -> None:
-            for r, (blob, off) in enumerate(blobs):
-                a = np.asarray(Image.open(io.BytesIO(blob[off[i]: off[i + 1]].tobytes())))
-                if a.shape[:2] != tuple(sizes[i]):
-                    raise ValueError(f"{path}: {name}[{i}] decodes to {a.shape}, expected {sizes[i]}")
-                # (h*w, 1) grey broadcasts into the 3 channels of its role.
-                pixels[start[i]: start[i + 1], 3 * r: 3 * r + 3] = a.reshape(int(hw[i]), -1)
 
-        with ThreadPoolExecutor(workers) as ex:
-            list(ex.map(decode, range(len(sizes))))
-        pixels = torch.from_numpy(pixels).to(device)
-        banks[name] = ImageBank(pixels, torch.from_numpy(sizes), name, info, channels=3 * len(roles))
-    return banks
+def _decode_group(tensors: dict[str, Tensor], name: str, info: dict, workers: int, device: str | torch.device,
+                  path: str) -> ImageBank:
+    """Decode one group of a pack (images in parallel threads) into a bank on `device`."""
+    sizes = tensors[f"{name}.sizes"].numpy().astype(np.int64)  # (N, 2)
+    roles = ("a", "b")[: len(info["roles"])]
+    blobs = [(tensors[f"{name}.{r}.bytes"].numpy(), tensors[f"{name}.{r}.offsets"].numpy()) for r in roles]
+    hw = sizes.prod(1)
+    start = np.concatenate([[0], np.cumsum(hw)])
+    pixels = np.zeros((int(start[-1]), 4 * len(roles)), np.uint8)  # (P, 4|8): the bank's padded rows
+
+    def decode(i: int) -> None:
+        for r, (blob, off) in enumerate(blobs):
+            a = np.asarray(Image.open(io.BytesIO(blob[off[i]: off[i + 1]].tobytes())))
+            if a.shape[:2] != tuple(sizes[i]):
+                raise ValueError(f"{path}: {name}[{i}] decodes to {a.shape}, expected {sizes[i]}")
+            # (h*w, 1) grey broadcasts into the 3 channels of its role.
+            pixels[start[i]: start[i + 1], 3 * r: 3 * r + 3] = a.reshape(int(hw[i]), -1)
+
+    with ThreadPoolExecutor(workers) as ex:
+        list(ex.map(decode, range(len(sizes))))
+    return ImageBank(torch.from_numpy(pixels).to(device), torch.from_numpy(sizes), name, info, channels=3 * len(roles))
 
 
 # --- device-resident crops -------------------------------------------------------------------
@@ -392,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="pack the training images into one safetensors file")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--root", type=Path, default=DATA_ROOT, help="data root holding pretrain/natural and train/")
+    p.add_argument("--root", type=Path, default=DATA_ROOT,
+                   help="data root holding pretrain/natural and train/ (default: $TCMOA_DATA, else ../shared/data)")
     p.add_argument("--max-side", type=int, default=352)
     p.add_argument("--mef-max-side", type=int, default=512)
     p.add_argument("--quality", type=int, default=85)

@@ -155,7 +155,7 @@ def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: 
     try:
         if im.getexif().get(0x0112, 1) not in (0, 1):  # exif_transpose copies even when upright
             im = ImageOps.exif_transpose(im) or im
-    except Exception:  # a malformed EXIF block should not make a good image unreadable
+    except Exception:  # noqa: BLE001 (a malformed EXIF block should not make a good image unreadable)
         pass
     arr = _pil_to_float(im, label)
     if arr.ndim == 3 and collapse_grey and is_grey(arr):

@@ -445,7 +445,7 @@ def _save_chunk(stage: Stage, model: TCMoA, state: dict[str, Any], out: Path, lo
 
 def _log_steps(log: RunLog, pending: list[dict[str, Tensor]], step: int, lr: float, seconds: float,
                world: World = World()) -> None:
-    """Average the pending steps' scalars over steps and ranks (one device sync) and append a record; stop on a non-finite loss."""
+    """Average the pending steps' scalars over steps and ranks (one device sync), append a record; stop on a non-finite loss."""
     keys = list(pending[0])
     values = world.mean(torch.stack([torch.stack([p[k].float() for k in keys]) for p in pending]).mean(0)).tolist()
     record = {"step": step, "lr": lr, "seconds": round(seconds, 2), **{k: v for k, v in zip(keys, values)}}

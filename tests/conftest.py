@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tcmoa.data import DATA_ROOT
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -18,7 +20,7 @@ def fixture_dir(env_var: str, default: str) -> Path:
 
 OFFICIAL_FIXTURE = fixture_dir("TCMOA_OFFICIAL_FIXTURE", "official_tiny")
 VIFB_FIXTURE = fixture_dir("TCMOA_VIFB_FIXTURE", "vifb_metrics")
-DATA = SHARED / "data"
+DATA = DATA_ROOT  # $TCMOA_DATA, else ../shared/data
 
 
 def official_cases() -> list[Path]:
@@ -27,7 +29,7 @@ def official_cases() -> list[Path]:
 
 
 def needs_data(path: Path):
-    """Skip marker for tests that read ../shared/data."""
+    """Skip marker for tests that read the data root (DATA)."""
     return pytest.mark.skipif(not path.exists(), reason=f"{path} not available")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +18,11 @@ from tcmoa.colour import combine_chroma, fuse_with_colour_rule, is_colour
 from tcmoa.imaging import read_image, rgb_to_ycbcr, to_grey, ycbcr_to_rgb
 from tcmoa.tasks import TASK_NAMES
 
+from .conftest import DATA
+
 RNG = np.random.default_rng(1)
 H, W = 48, 64
-EVAL = Path("/work/shared/data/eval")
+EVAL = DATA / "eval"
 
 
 def _grey() -> np.ndarray:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from tcmoa.checkpoint import load_model
 from tcmoa.distributed import micro_batch_plan

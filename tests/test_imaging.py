@@ -22,7 +22,9 @@ from tcmoa.imaging import (
     ycbcr_to_rgb,
 )
 
-EVAL = Path("/work/shared/data/eval")
+from .conftest import DATA
+
+EVAL = DATA / "eval"
 RNG = np.random.default_rng(0)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,10 @@ import torch
 from tcmoa import losses as L
 from tcmoa.model import denormalize
 
-FIXTURE_DIR = Path(
-    os.environ.get("TCMOA_OFFICIAL_FIXTURE") or Path(__file__).resolve().parents[2] / "shared/fixtures/official_tiny"
-)
-CASES = sorted(FIXTURE_DIR.glob("case_*.npz"))
+from .conftest import OFFICIAL_FIXTURE, official_cases
+
+FIXTURE_DIR = OFFICIAL_FIXTURE
+CASES = official_cases()
 _NO_CASES = [pytest.param(None, marks=pytest.mark.skip(reason=f"no case_*.npz in {FIXTURE_DIR}"), id="no-fixture")]
 CASE_PARAMS = [pytest.param(p, id=p.stem) for p in CASES] or _NO_CASES
 

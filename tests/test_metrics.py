@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,8 +13,9 @@ from PIL import Image
 from tcmoa import metric_filters as mf
 from tcmoa import metrics as M
 
-FIXTURE = Path(os.environ.get("TCMOA_VIFB_FIXTURE")
-               or Path(__file__).resolve().parents[2] / "shared/fixtures/vifb_metrics")
+from .conftest import VIFB_FIXTURE
+
+FIXTURE = VIFB_FIXTURE
 _EXPECTED = FIXTURE / "expected.json"
 ENTRIES = json.loads(_EXPECTED.read_text()) if _EXPECTED.is_file() else []
 VIFB_NAMES = ["EN", "SD", "SF", "AG", "MI", "PSNR", "RMSE", "Qabf", "SSIM", "CE", "EI", "Qcb", "Qcv"]

@@ -116,7 +116,7 @@ def test_route_blends_router_logits(tiny, pair):
         vif, mef = tiny(*pair, 0), by_index
         blend = tiny(*pair, [1.0, 3.0, 0.0])
     assert torch.equal(by_index.fused, by_name.fused) and torch.equal(by_index.fused, by_weights.fused)
-    first = lambda out: out.encoder_traces[0].router_logits
+    first = lambda out: out.encoder_traces[0].router_logits  # noqa: E731
     torch.testing.assert_close(first(blend), 0.25 * first(vif) + 0.75 * first(mef))
     assert not torch.equal(vif.fused, mef.fused)
 

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -59,3 +62,32 @@ def test_every_preset_borrows_a_known_router():
     assert {p.router for p in TASKS.values()} <= set(ROUTER_TASKS)
     assert ROUTER_TASKS["medical"].loss == VIF  # the official zero-shot medical route is VIF's
     assert all(t.loss in range(len(OFFICIAL_TASKS)) and len(t.folders) >= 2 for t in ROUTER_TASKS.values())
+
+
+def test_python_m_tcmoa_runs_the_cli():
+    result = run_python("-m", "tcmoa", "info", "--model", "official-tiny")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout[result.stdout.index("{"):])["task_names"] == ["vif", "mef", "mff"]
+
+
+def test_pip_install_gives_the_tcmoa_command(tmp_path):
+    # The wheel `pip install .` builds (no isolation, so no download), installed into a bare folder.
+    built = run_python("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), ".")
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("tcmoa-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    assert {f"tcmoa/{p.name}" for p in (REPO / "tcmoa").glob("*.py")} <= names
+    assert not [n for n in names if n.startswith(("tests/", "demo/", "benchmarks/"))]
+    site = tmp_path / "site"
+    installed = run_python("-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheel))
+    assert installed.returncode == 0, installed.stderr
+    # Away from the checkout, the console script runs the installed package's CLI.
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    result = subprocess.run([str(site / "bin" / "tcmoa"), "info", "--model", "official-tiny"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout[result.stdout.index("{"):])["name"] == "official-tiny"
+    where = subprocess.run([sys.executable, "-c", "import tcmoa; print(tcmoa.__file__, tcmoa.__version__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert where.stdout.split() == [str(site / "tcmoa" / "__init__.py"), tcmoa.__version__]

@@ -38,7 +38,6 @@ def test_impossible_tiles_are_a_clear_error():
 
 def test_every_accepted_tile_size_plans_valid_tiles():
     config = get_config("compact")
-    fuser = Fuser(TCMoA(config), device="cpu")
     m, patch = config.size_multiple, int(config.pixel_patch)
     for requested in range(m, 1300, 8):  # every size validation accepts, from the smallest up
         fuser_tile = requested // m * m
