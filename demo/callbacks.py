@@ -1,31 +1,38 @@
 """The demo's callbacks: plain functions of values (paths, arrays, numbers) -> output values.
 
-No layout and no model maths here: fusion is `tcmoa.Fuser`, figures are `tcmoa.visualize`.
-Every function takes the shared, immutable `Engine` first and keeps no state between calls,
-so concurrent users cannot see each other's results; each is testable without a browser.
+No layout and no model maths here: fusion is `tcmoa.Fuser` (through `Engine.fuse`), figures are
+`tcmoa.visualize`, metrics and the sweep are demo.analysis. Every function takes the shared,
+immutable `Engine` first and keeps no state between calls (what a session needs later is returned
+to it as a `Shown`), so concurrent users cannot see each other's results; each is testable
+without a browser.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
-from typing import NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import gradio as gr
 import numpy as np
 
 from tcmoa import ImageError, get_task, read_image
 from tcmoa.baselines import run_baseline
-from tcmoa.imaging import resize_to, to_uint8
-from tcmoa.pipeline import FusionResult
+from tcmoa.imaging import to_uint8
+from tcmoa.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
+from tcmoa.pipeline import FusionResult, SizeMismatchError, match_sizes
 from tcmoa.tasks import TaskPreset
-from tcmoa.visualize import prompt_figure, routing_figure
+from tcmoa.visualize import sweep_curve
 
+from . import analysis
+from .analysis import Shown, SweepResult
 from .engine import MAX_SOURCES, UNTRAINED_WARNING, Engine
 
 log = logging.getLogger("tcmoa.demo")
 BASELINE_NAMES = {"average": "Average", "laplacian": "Laplacian pyramid", "mertens": "Mertens"}
+RESIZE_HINT = "or tick “Resize sources to source 1's size”"
+ROUTER_WEIGHT = KnobRange("router weight", 0.0, 1.0, 0.05)
+SKIP: Any = gr.skip()  # an output a step leaves as it is
 
 
 class InputError(ValueError):
@@ -33,14 +40,18 @@ class InputError(ValueError):
 
 
 class FuseView(NamedTuple):
-    """Everything one fusion shows (None clears an output)."""
+    """Everything one fusion shows, in the order of the page's outputs (None clears one, SKIP keeps it)."""
 
     fused: np.ndarray | None  # uint8, full resolution
     comparison: tuple[np.ndarray, np.ndarray] | None  # (source, fused) for the before/after slider
-    prompts: np.ndarray | None  # prompt heatmap figure
-    routing: np.ndarray | None  # routing figure
-    baselines: list[tuple[np.ndarray, str]] | None  # (image, caption) pairs
     status: str  # Markdown
+    metrics: str | None  # Markdown table
+    baselines: list[tuple[np.ndarray, str]] | None  # (image, caption) pairs
+    prompts: np.ndarray | None  # the map tabs' figures (analysis.TABS order); closed tabs are None
+    routing: np.ndarray | None
+    weight: np.ndarray | None
+    difference: np.ndarray | None
+    shown: Shown | None  # kept by the session for the tabs and the slider
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -68,30 +79,35 @@ def read_sources(engine: Engine, sources: Sequence[object]) -> list[np.ndarray]:
     return images
 
 
-def explain(message: str) -> str:
-    """Point library hints at the page's controls."""
-    return message.replace("(or resize='first' / --resize first)", "(or tick “Resize sources to source 1's size”)")
+def user_message(exc: Exception, resize_hint: str = RESIZE_HINT) -> str:
+    """The message to show for an input problem, pointing at this entry point's resize control."""
+    return exc.explain(resize_hint) if isinstance(exc, SizeMismatchError) else str(exc)
 
 
-def check_number(name: str, value: object, low: float, high: float) -> float:
-    """A finite float within [low, high], else InputError."""
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(x) or not low <= x <= high:
-        raise InputError(f"{name} must be a finite number in [{low:g}, {high:g}], got {x}")
-    return x
-
-
-def route_for(engine: Engine, preset: TaskPreset, blend: bool, weights: Sequence[float]) -> object:
-    """The task's own router, or the user's router blend (validated: finite, >= 0, positive sum)."""
+def chosen_route(engine: Engine, preset: TaskPreset, blend: bool, weights: Sequence[float]) -> object:
+    """The task's own router, or the user's router blend (validated: within [0, 1], positive sum)."""
     if not blend:
         return preset.route_for(engine.router_names)
-    w = [check_number(f"{name} router weight", v, 0.0, 1.0) for name, v in zip(engine.router_names, weights)]
+    w = [ROUTER_WEIGHT.check(v) for v in weights]
     if len(w) != len(engine.router_names) or sum(w) <= 0:
         raise InputError("router blending needs a positive weight on at least one router")
     return w
+
+
+def prepare(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, blend: bool,
+            router_weights: Sequence[float], resize: bool) -> tuple[TaskPreset, dict[str, Any], list[np.ndarray]]:
+    """Validate a request: the preset, the Fuser.fuse settings and the source images (cheap checks first)."""
+    try:
+        preset = get_task(str(task))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    sources = present(slots)
+    if len(sources) < 2:
+        raise InputError(f"fusion needs at least two source images ({' and '.join(preset.roles)}); got "
+                         f"{len(sources)}. Upload them above or click an example.")
+    settings = {"alpha": ALPHA_RANGE.check(alpha), "beta": BETA_RANGE.check(beta),
+                "route": chosen_route(engine, preset, blend, router_weights), "resize": "first" if resize else None}
+    return preset, settings, read_sources(engine, sources)
 
 
 def slot_labels(task: str, n: int = MAX_SOURCES) -> list[str]:
@@ -103,88 +119,73 @@ def slot_labels(task: str, n: int = MAX_SOURCES) -> list[str]:
     return (labels + [f"Source {i}: {more}" for i in range(3, MAX_SOURCES + 1)])[:n]
 
 
-def to_display(image: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A float [0, 1] image as uint8, resized to (h, w) when given and different."""
-    if size is not None and image.shape[:2] != tuple(size):
-        image = resize_to(image, size)
-    return to_uint8(image)
-
-
 # ------------------------------------------------------------------------------ fusion
-def fuse_view(engine: Engine, slots: Sequence[object], task: str, alpha: float, beta: float, *,
-              blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False,
-              baselines: bool = False, compare: int = 1, notify: bool = False) -> FuseView:
-    """Fuse the filled slots and build every output; problems become a status message, never an exception."""
+def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, *,
+               blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False,
+               baselines: bool = False, compare: int = 1, open_tab: str = "prompts") -> Iterator[FuseView]:
+    """Fuse the filled slots: first the image and status, then metrics, baselines and the open map tab.
+
+    The image is shown as soon as it exists; the rest follows in a second step, so metrics never
+    delay it. Problems become a status message, never an exception.
+    """
     try:
-        return _fuse_view(engine, present(slots), task, alpha, beta, blend, router_weights, resize, baselines,
-                          compare)
+        start = time.perf_counter()
+        preset, settings, images = prepare(engine, slots, task, alpha, beta, blend, router_weights, resize)
+        result = engine.fuse(images, preset.key, [{**settings, "maps": True}])[0]
+        images, _ = match_sizes(images, settings["resize"])  # as the pipeline fused them
+        fused = to_uint8(result.image)
+        shown = analysis.shown_fusion(fused, images, result.maps, result.order, preset)
+        status = status_line(engine, result, len(images), time.perf_counter() - start, blend)
     except (InputError, ImageError, ValueError, RuntimeError) as exc:
-        message = str(exc)
+        yield failed_view(user_message(exc))
+        return
     except Exception as exc:  # a bug, not bad input: log it, show one line
         log.exception("fusion failed")
-        message = f"internal error ({type(exc).__name__}); the server log has the details"
-    message = explain(message)
-    if notify:
-        gr.Warning(message)
-    return FuseView(None, None, None, None, None, f"⚠️ **Cannot fuse:** {message}")
-
-
-def _fuse_view(engine: Engine, sources: list[object], task: str, alpha: float, beta: float, blend: bool,
-               weights: Sequence[float], resize: bool, baselines: bool, compare: int) -> FuseView:
-    start = time.perf_counter()
+        yield failed_view(f"internal error ({type(exc).__name__}); the server log has the details")
+        return
+    yield FuseView(fused, compare_pair(shown, compare), status, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP, shown)
     try:
-        preset = get_task(str(task))
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if len(sources) < 2:
-        roles = " and ".join(preset.roles)
-        raise InputError(f"fusion needs at least two source images ({roles}); got {len(sources)}. "
-                         "Upload them above or click an example.")
-    alpha = check_number("α", alpha, 0.0, 3.0)
-    beta = check_number("β", beta, -0.5, 0.5)
-    route = route_for(engine, preset, blend, weights)
-    images = read_sources(engine, sources)
-    result = engine.fuser.fuse(images, preset, alpha=alpha, beta=beta, route=route,
-                               resize="first" if resize else None, maps=True)
-    fused = to_uint8(result.image)
-    t_maps = time.perf_counter()
-    prompts = routing = None
-    if result.maps is not None:
-        if len(images) == 2:
-            background, roles = images[result.order[0]], preset.roles
-        else:
-            background = images[result.order[-1]]  # the last step fuses the others' result (A) with it (B)
-            roles = ("sources fused so far", f"source {result.order[-1] + 1}")
-        prompts = prompt_figure(result.maps, background, roles)
-        routing = routing_figure(result.maps)
-    t_maps = time.perf_counter() - t_maps
-    gallery = baseline_gallery(images, preset, fused) if baselines else None
-    size = fused.shape[:2]
-    pick = min(max(int(compare or 1), 1), len(images)) - 1
-    status = status_line(engine, result, len(images), t_maps, time.perf_counter() - start, blend)
-    return FuseView(fused, (to_display(images[pick], size), fused), prompts, routing, gallery, status)
+        gallery = baseline_gallery(images, preset, fused) if baselines else None
+        metrics = analysis.scores_table(fused, images, preset.key, gallery[1:] if gallery else ())
+        figures = analysis.tab_figures(open_tab, shown)
+    except Exception as exc:  # the image stands; say what is missing
+        log.exception("metrics or maps failed")
+        gallery, metrics = None, f"⚠️ metrics unavailable: internal error ({type(exc).__name__})"
+        figures = [None] * len(analysis.TABS)
+    yield FuseView(SKIP, SKIP, SKIP, metrics, gallery, *figures, SKIP)
+
+
+def failed_view(message: str) -> FuseView:
+    """Every output cleared and the reason in the status line."""
+    return FuseView(None, None, f"⚠️ **Cannot fuse:** {message}", None, None, None, None, None, None, None)
+
+
+def final_view(steps: Iterator[FuseView]) -> FuseView:
+    """What the page shows once every step of a fusion has arrived (for tests and benchmarks)."""
+    shown: list[Any] = [None] * len(FuseView._fields)
+    for view in steps:
+        shown = [old if new is SKIP else new for old, new in zip(shown, view)]
+    return FuseView(*shown)
 
 
 def baseline_gallery(images: Sequence[np.ndarray], preset: TaskPreset, fused: np.ndarray
                      ) -> list[tuple[np.ndarray, str]]:
-    """The classical baselines (average, Laplacian, Mertens) beside the model's result."""
-    size = images[0].shape[:2]
-    same = [im if im.shape[:2] == size else resize_to(im, size) for im in images]
+    """The classical baselines (average, Laplacian, Mertens) beside the model's result (images of one size)."""
     out = [(fused, "TC-MoA (this model)")]
     for name, caption in BASELINE_NAMES.items():
         try:
-            out.append((to_uint8(run_baseline(name, same, preset.router)), caption))
+            out.append((to_uint8(run_baseline(name, images, preset.router)), caption))
         except Exception as exc:  # noqa: BLE001 (a baseline failing must not hide the model's result)
             log.warning("baseline %s failed: %s", name, exc)
     return out
 
 
-def status_line(engine: Engine, result: FusionResult, n: int, t_maps: float, total: float, blend: bool) -> str:
+def status_line(engine: Engine, result: FusionResult, n: int, total: float, blend: bool) -> str:
     """One Markdown line: what was fused, how long it took, on what, with which model."""
     h, w = result.image.shape[:2]
     route = "blended routers" if blend else f"router `{result.task.route_for(engine.router_names)}`"
-    line = (f"**Fused** {n} sources · {w}×{h} px · **{total:.2f} s** (fusion {result.seconds:.2f} s, maps "
-            f"{t_maps:.2f} s) · {engine.device_label} · model **{engine.model_label}** · α = {result.alpha:.2f}, "
+    line = (f"**Fused** {n} sources · {w}×{h} px · **{total:.2f} s** (fusion {result.seconds:.2f} s) · "
+            f"{engine.device_label} · model **{engine.model_label}** · α = {result.alpha:.2f}, "
             f"β = {result.beta:+.2f} · {route}")
     notes = [f"Note: {note}" for note in result.notes]
     if not engine.trained:
@@ -192,34 +193,42 @@ def status_line(engine: Engine, result: FusionResult, n: int, t_maps: float, tot
     return "\n\n".join([line, *notes])
 
 
-def compare_view(slots: Sequence[object], fused: np.ndarray | None, index: int, max_pixels: int
-                 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(source `index` (1-based), fused) for the before/after slider, or None when either is missing."""
-    sources = present(slots)
-    if fused is None or not sources:
+def compare_pair(shown: Shown | None, index: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """(source `index` (1-based), fused) for the before/after slider, or None before any fusion."""
+    if shown is None:
         return None
-    pick = min(max(int(index or 1), 1), len(sources)) - 1
-    try:
-        image = read_image(sources[pick], max_pixels=max_pixels)
-    except ImageError:
-        return None
-    return to_display(image, fused.shape[:2]), np.asarray(fused)
+    pick = min(max(int(index or 1), 1), len(shown.sources)) - 1
+    return shown.sources[pick], shown.fused
 
 
-def api_fuse(engine: Engine, source_a: object, source_b: object, task: str, alpha: float, beta: float
-             ) -> np.ndarray:
-    """The /fuse endpoint: two sources -> the fused uint8 image; bad input raises gr.Error with the reason."""
+# ------------------------------------------------------------------------------ sweep strip
+def sweep_view(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, knob: str,
+               metric: str, *, blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False
+               ) -> tuple[list[tuple[np.ndarray, str]] | None, np.ndarray | None, str, SweepResult | None]:
+    """The sweep strip: (thumbnails, curve, status, the sweep kept for re-plotting); problems in the status."""
     try:
-        preset = get_task(str(task))
-        alpha = check_number("alpha", alpha, 0.0, 3.0)
-        beta = check_number("beta", beta, -0.5, 0.5)
-        sources = present([source_a, source_b])
-        if len(sources) < 2:
-            raise InputError("the /fuse endpoint needs two source images")
-        result = engine.fuser.fuse(read_sources(engine, sources), preset, alpha=alpha, beta=beta)
+        preset, settings, images = prepare(engine, slots, task, alpha, beta, blend, router_weights, resize)
+        sweep = analysis.run_sweep(engine, images, preset, knob, settings)
     except (InputError, ImageError, ValueError, RuntimeError) as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
-    return to_uint8(result.image)
+        return None, None, f"⚠️ **Cannot sweep:** {user_message(exc)}", None
+    except Exception as exc:
+        log.exception("sweep failed")
+        return None, None, f"⚠️ **Cannot sweep:** internal error ({type(exc).__name__})", None
+    return (*sweep_plot(sweep, metric), sweep)
+
+
+def sweep_plot(sweep: SweepResult | None, metric: str) -> tuple[list[tuple[np.ndarray, str]] | None,
+                                                                np.ndarray | None, str]:
+    """Thumbnails captioned with `metric`, its curve against the knob, and a status line."""
+    if sweep is None:
+        return None, None, "Press **Sweep** to fuse at five values of the knob."
+    scores = [s.get(metric) for s in sweep.scores]
+    h, w = sweep.thumbs[0].shape[:2]
+    status = f"{len(sweep.values)} fusions at {w}×{h} px in {sweep.seconds:.1f} s"
+    if None in scores:
+        status += f" · ⚠️ {metric} is not computed here (MEF-SSIM: exposure stacks; Qabf, VIF, SSIM: two sources)"
+    curve = sweep_curve(sweep.values, scores, sweep.knob, metric, sweep.current)
+    return analysis.sweep_gallery(sweep, metric), curve, status
 
 
 # ------------------------------------------------------------------------------ controls
@@ -247,9 +256,3 @@ def swap_sources(first: object, second: object) -> tuple[object, object]:
 def clamp_sources(n: int) -> int:
     """The number of visible source slots, within [2, MAX_SOURCES]."""
     return min(max(int(n), 2), MAX_SOURCES)
-
-
-def count_sources(slots: Sequence[object]) -> int:
-    """Visible slots needed after an example fills them: the last filled slot's number (at least 2)."""
-    filled = [i for i, s in enumerate(slots, start=1) if s is not None]
-    return clamp_sources(max(filled, default=2))

@@ -1,11 +1,16 @@
 """The one model the demo serves: loaded once at start-up and shared by every request."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from tcmoa import Fuser, load_model
+from tcmoa.pipeline import FusionResult
+
+from . import gpu
 
 # The demo's own limits, tighter than the library's (64 MP): a CPU needs ~2 s per megapixel.
 MAX_PIXELS = 16_000_000
@@ -26,13 +31,28 @@ class Engine:
     load_note: str = ""
     max_pixels: int = MAX_PIXELS
     max_file_mb: float = MAX_FILE_MB
+    _fuse_jobs: Callable[..., list[FusionResult]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fuser = self.fuser
+
+        def fuse_jobs(images: list[np.ndarray], task: str, jobs: list[dict[str, Any]]) -> list[FusionResult]:
+            return [fuser.fuse(images, task, **job) for job in jobs]
+
+        # A closure over the fuser: on ZeroGPU only the images and settings are pickled to the GPU worker.
+        object.__setattr__(self, "_fuse_jobs", gpu.on_gpu(fuse_jobs))
+
+    def fuse(self, images: Sequence[np.ndarray], task: str, jobs: Sequence[dict[str, Any]]) -> list[FusionResult]:
+        """One fusion per job (keyword arguments of Fuser.fuse) in one GPU call (`spaces.GPU` on ZeroGPU)."""
+        return self._fuse_jobs(list(images), task, [dict(job) for job in jobs])
 
     @property
     def device_label(self) -> str:
-        """'GPU (name)' or 'CPU (n threads)'."""
+        """'GPU (name, precision)', 'GPU (ZeroGPU, precision)' or 'CPU (n threads)'."""
         device = self.fuser.device
-        if device.type == "cuda":
-            return f"GPU ({torch.cuda.get_device_name(device)}, {self.fuser.precision})"
+        if device.type == "cuda":  # on ZeroGPU the main process must not initialise CUDA: no device name
+            name = "ZeroGPU" if gpu.ZERO_GPU else torch.cuda.get_device_name(device)
+            return f"GPU ({name}, {self.fuser.precision})"
         return f"CPU ({torch.get_num_threads()} threads)"
 
     @property

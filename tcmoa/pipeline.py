@@ -132,6 +132,19 @@ def canonical_order(images: Sequence[np.ndarray], task: TaskPreset) -> list[int]
     return sorted(range(len(images)), key=lambda i: (keys[i], i))
 
 
+def match_sizes(images: Sequence[np.ndarray], resize: str | None) -> tuple[list[np.ndarray], list[str]]:
+    """The sources at source 1's size (resize='first') with a note per resized one; else SizeMismatchError."""
+    out, notes = list(images), []
+    h, w = out[0].shape[:2]
+    for i, im in enumerate(out[1:], start=2):
+        if im.shape[:2] != (h, w):
+            if resize != "first":
+                raise SizeMismatchError(i, (im.shape[1], im.shape[0]), (w, h))
+            notes.append(f"source {i} resized from {im.shape[1]}x{im.shape[0]} to {w}x{h}")
+            out[i - 1] = resize_to(im, (h, w))
+    return out, notes
+
+
 class Fuser:
     """Runs a TC-MoA model on real images; safe to share between threads (inference only)."""
 
@@ -213,15 +226,7 @@ class Fuser:
                 images.append(read_image(src, max_pixels=self.max_pixels))
             except ImageError as exc:
                 raise ImageError(f"source {i + 1}: {exc}") from None
-        notes = []
-        h, w = images[0].shape[:2]
-        for i, im in enumerate(images[1:], start=2):
-            if im.shape[:2] != (h, w):
-                if resize != "first":
-                    raise SizeMismatchError(i, (im.shape[1], im.shape[0]), (w, h))
-                notes.append(f"source {i} resized from {im.shape[1]}x{im.shape[0]} to {w}x{h}")
-                images[i - 1] = resize_to(im, (h, w))
-        return images, notes
+        return match_sizes(images, resize)
 
     def _fuse_pair(self, a: np.ndarray, b: np.ndarray, route: Route, control: PromptControl,
                    want_maps: bool) -> tuple[np.ndarray, FusionMaps | None]:

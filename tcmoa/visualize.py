@@ -1,4 +1,4 @@
-"""Figures of what TC-MoA did: prompt (dominance) maps and routing, as RGB uint8 arrays.
+"""Figures of what TC-MoA did (prompts, routing, source weights) and of its result, as RGB uint8 arrays.
 
 Everything renders off-screen with matplotlib's Agg canvas on `Figure` objects that are never
 registered with pyplot, so nothing needs closing, no global backend is switched, and the app, the
@@ -9,6 +9,9 @@ CLI (`save_map_images`) and notebooks can all call these functions.
   red where source A dominates the fused token, blue where source B does.
 * `routing_figure`: each expert's gate map per module (a module x expert mosaic) and each
   expert's share of the routing mass per module (`FusionMaps.expert_share`) as a bar chart.
+* `weight_figure`: the per-pixel weight of source A of models with a source-weight head.
+* `difference_figure`: the fused image's luminance minus each source's, on one symmetric scale.
+* `sweep_curve`: a metric against the values of alpha or beta (the app's sweep strip).
 """
 from __future__ import annotations
 
@@ -26,9 +29,11 @@ from PIL import Image
 from .imaging import read_image, to_grey
 from .pipeline import FusionMaps
 
-__all__ = ["figure_to_array", "map_cells", "prompt_figure", "routing_figure", "save_map_images"]
+__all__ = ["difference_figure", "figure_to_array", "map_cells", "panel_figure", "prompt_figure", "routing_figure",
+           "save_map_images", "sweep_curve", "weight_figure"]
 
 SHARE_CMAP = "RdBu_r"  # 0 = source B (blue), 0.5 = balanced (white), 1 = source A (red)
+DIFF_CMAP = "RdBu_r"  # signed differences: 0 is white
 GATE_CMAP = "viridis"
 DPI = 100
 MAX_BACKGROUND_SIDE = 512  # the source under the prompt maps is shown at most this large
@@ -80,44 +85,106 @@ def _axes(fig: Figure, left: float, top: float, width: float, height: float):
     return fig.add_axes((left / fw, 1 - (top + height) / fh, width / fw, height / fh))
 
 
-def prompt_figure(maps: FusionMaps, background: object | None = None,
-                  roles: tuple[str, str] = ("source A", "source B"), overlay: float = 0.6,
-                  width_px: int = 760) -> np.ndarray:
-    """Source-A share per module and averaged over modules, overlaid on `background`, as RGB uint8."""
-    shares = [np.clip(maps.source_a_share(), 0.0, 1.0)] + \
-        [_share(a, b) for a, b in zip(maps.prompt_a, maps.prompt_b)]
-    titles = ["all modules (mean)"] + list(maps.module_names)
-    bg = _background(background, maps.image_size)
-    h, w = maps.image_size
-    gh, gw = maps.prompt_a.shape[-2:]
-    extent = (0, gw * maps.pixel_patch, gh * maps.pixel_patch, 0)  # the grid may overhang the image
-    cols = math.ceil(math.sqrt(len(shares)))
-    rows = math.ceil(len(shares) / cols)
+def panel_figure(panels: Sequence[tuple[str, np.ndarray]], size: tuple[int, int], *, cmap: str, limits: tuple[float, float],
+                 bar_label: str, title: str, background: object | None = None, cell: float = 1,
+                 overlay: float = 0.6, width_px: int = 760) -> np.ndarray:
+    """Maps of one image as a grid of panels with one shared colour bar, as RGB uint8.
+
+    Each panel is (title, (h, w) map) whose cells cover `cell` x `cell` image pixels of an image of
+    `size` (H, W) (the map may overhang it by part of a cell), drawn over `background` when given.
+    """
+    bg = _background(background, size)
+    h, w = size
+    cols = math.ceil(math.sqrt(len(panels)))
+    rows = math.ceil(len(panels) / cols)
     fig_w, margin, gap, head, title_h = width_px / DPI, 0.1, 0.1, 0.4, 0.25
     panel_w = (fig_w - 2 * margin - (cols - 1) * gap) / cols
-    panel_h = panel_w * h / w
+    panel_h = min(panel_w * h / w, 4.0)  # tall images: keep the figure short
     row_h = title_h + panel_h + 0.05
     fig = Figure(figsize=(fig_w, head + rows * row_h + 0.85), dpi=DPI)
     image = None
-    for i, (share, title) in enumerate(zip(shares, titles)):
+    for i, (name, grid) in enumerate(panels):
         r, c = divmod(i, cols)
         ax = _axes(fig, margin + c * (panel_w + gap), head + r * row_h + title_h, panel_w, panel_h)
+        gh, gw = grid.shape[-2:]
         if bg is not None:
             ax.imshow(bg, cmap="gray", vmin=0, vmax=1, extent=(0, w, h, 0), interpolation="bilinear")
-        image = ax.imshow(map_cells(share, 4 * MAX_MAP_CELLS), cmap=SHARE_CMAP, vmin=0, vmax=1, extent=extent,
-                          interpolation="nearest", alpha=overlay if bg is not None else 1.0)
+        image = ax.imshow(map_cells(grid, 4 * MAX_MAP_CELLS), cmap=cmap, vmin=limits[0], vmax=limits[1],
+                          extent=(0, gw * cell, gh * cell, 0), interpolation="nearest",
+                          alpha=overlay if bg is not None else 1.0)
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
-        ax.set_title(title, fontsize=9, fontweight="bold" if i == 0 else "normal", pad=3)
+        ax.set_title(name, fontsize=9, pad=3)
         ax.set_axis_off()
     cax = _axes(fig, margin + 0.2, head + rows * row_h + 0.1, fig_w - 2 * margin - 0.4, 0.14)
     bar = fig.colorbar(image, cax=cax, orientation="horizontal")
-    bar.set_ticks([0, 0.25, 0.5, 0.75, 1])
-    bar.set_label(f"prompt share p_A/(p_A+p_B):  0 = {roles[1]} dominates,  1 = {roles[0]} dominates",
-                  fontsize=8)
+    bar.set_ticks(np.linspace(limits[0], limits[1], 5))
+    bar.set_label(bar_label, fontsize=8)
     bar.ax.tick_params(labelsize=7)
-    fig.suptitle("Prompts: which source each region takes its intensity from", fontsize=10,
-                 y=1 - 0.12 / fig.get_size_inches()[1], va="top")
+    fig.suptitle(title, fontsize=10, y=1 - 0.12 / fig.get_size_inches()[1], va="top")
+    return figure_to_array(fig)
+
+
+def prompt_figure(maps: FusionMaps, background: object | None = None,
+                  roles: tuple[str, str] = ("source A", "source B"), width_px: int = 760) -> np.ndarray:
+    """Source-A share per module and averaged over modules, overlaid on `background`, as RGB uint8."""
+    panels = [("all modules (mean)", np.clip(maps.source_a_share(), 0.0, 1.0))] + \
+        [(name, _share(a, b)) for name, a, b in zip(maps.module_names, maps.prompt_a, maps.prompt_b)]
+    return panel_figure(panels, maps.image_size, cmap=SHARE_CMAP, limits=(0.0, 1.0), background=background,
+                        cell=maps.pixel_patch, width_px=width_px,
+                        bar_label=f"prompt share p_A/(p_A+p_B):  0 = {roles[1]} dominates,  1 = {roles[0]} dominates",
+                        title="Prompts: which source each region takes its intensity from")
+
+
+def weight_figure(maps: FusionMaps, background: object | None = None,
+                  roles: tuple[str, str] = ("source A", "source B"), width_px: int = 760) -> np.ndarray | None:
+    """The per-pixel weight of source A (`FusionMaps.source_weight`) over `background`; None without one."""
+    if maps.source_weight is None:
+        return None
+    weight = maps.source_weight  # image size, or a display-size copy of it (cells then span several pixels)
+    return panel_figure([("weight of source A per pixel", weight)], maps.image_size, cmap=SHARE_CMAP,
+                        limits=(0.0, 1.0), background=background, width_px=width_px,
+                        cell=maps.image_size[1] / weight.shape[1],
+                        bar_label=f"w:  0 = all {roles[1]},  0.5 = even mix,  1 = all {roles[0]}",
+                        title="Fused image = w · A + (1 − w) · B + a small residual")
+
+
+def difference_figure(fused: np.ndarray, sources: Sequence[np.ndarray], labels: Sequence[str],
+                      width_px: int = 760) -> np.ndarray:
+    """Luminance of the fused image minus each source's, one panel per source, as RGB uint8."""
+    def luma(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        x = x / 255.0 if x.max(initial=0) > 1.0 else x
+        return to_grey(x) if x.ndim == 3 else x
+
+    f = luma(fused)
+    diffs = [f - luma(s) for s in sources]
+    # One symmetric scale for every panel, set by the strongest differences (99th percentile).
+    limit = max(0.05, float(np.percentile(np.abs(np.stack(diffs)), 99)))
+    limit = math.ceil(limit * 20) / 20
+    return panel_figure([(f"fused − {label}", d) for label, d in zip(labels, diffs)], f.shape, cmap=DIFF_CMAP,
+                        limits=(-limit, limit), width_px=width_px,
+                        bar_label="luminance difference:  red = fused brighter than the source,  blue = darker",
+                        title="Difference: what the fusion took from, and changed in, each source")
+
+
+def sweep_curve(values: Sequence[float], scores: Sequence[float | None], knob: str, metric: str,
+                current: float | None = None, width_px: int = 420) -> np.ndarray:
+    """A metric against a knob's values (the sweep strip's curve), the current value marked, as RGB uint8."""
+    fig = Figure(figsize=(width_px / DPI, 2.4), dpi=DPI)
+    ax = _axes(fig, 0.75, 0.35, width_px / DPI - 1.0, 1.55)
+    points = [(v, s) for v, s in zip(values, scores) if s is not None and math.isfinite(s)]
+    if points:
+        ax.plot(*zip(*points), marker="o", color="#3b5ba9")
+    if current is not None:
+        ax.axvline(current, color="#f0a030", linestyle="--", linewidth=1, label=f"current {knob} = {current:g}")
+        ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.set_xticks(list(values), [f"{v:g}" for v in values])
+    ax.set_xlabel(knob, fontsize=8)
+    ax.set_ylabel(metric, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{metric} of the fused image against {knob}", fontsize=9, pad=4)
     return figure_to_array(fig)
 
 
@@ -175,15 +242,19 @@ def routing_figure(maps: FusionMaps, width_px: int = 760) -> np.ndarray:
 def save_map_images(maps: FusionMaps, sources: Sequence[object], out_dir: str | Path,
                     roles: tuple[str, str] = ("source A", "source B"),
                     order: Sequence[int] | None = None) -> list[Path]:
-    """Write prompts.png and routing.png for one fusion into out_dir; returns the paths.
+    """Write prompts.png, routing.png (and source_weight.png when the model has one) into out_dir.
 
     `sources` are the fused inputs (paths or arrays); the first in `order` (the fusion order,
-    `FusionResult.order`, default as given) is source A and is drawn under the prompt maps.
+    `FusionResult.order`, default as given) is source A and is drawn under the maps. Returns the paths.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     first = sources[order[0] if order else 0] if len(sources) else None
-    paths = [out / "prompts.png", out / "routing.png"]
-    for path, rgb in zip(paths, (prompt_figure(maps, first, roles), routing_figure(maps))):
-        Image.fromarray(rgb).save(path, optimize=False)
+    figures = {"prompts.png": prompt_figure(maps, first, roles), "routing.png": routing_figure(maps),
+               "source_weight.png": weight_figure(maps, first, roles)}
+    paths = []
+    for name, rgb in figures.items():
+        if rgb is not None:
+            paths.append(out / name)
+            Image.fromarray(rgb).save(paths[-1], optimize=False)
     return paths

@@ -1,8 +1,8 @@
-"""The demo's callbacks and figures, without a browser (untrained compact model, tiny images)."""
+"""The demo's callbacks, API, sweep, figures and wiring, without a browser (untrained compact model, tiny images)."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
@@ -10,13 +10,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from demo import analysis, gpu
 from demo import callbacks as cb
+from demo.api import api_fuse
 from demo.engine import FUSION_CONCURRENCY, MAX_SOURCES, UNTRAINED_WARNING, load_engine
+from demo.events import slot_updates
 from demo.example_sets import find_examples
-from demo.layout import SourceImage, build_demo, slot_updates
+from demo.layout import SourceImage, build_demo
 from tcmoa import TASKS
+from tcmoa.imaging import to_uint8
+from tcmoa.moa import ALPHA_RANGE, BETA_RANGE
 from tcmoa.pipeline import FusionMaps
-from tcmoa.visualize import map_cells, prompt_figure, routing_figure, save_map_images
+from tcmoa.visualize import (difference_figure, map_cells, prompt_figure, routing_figure, save_map_images,
+                             sweep_curve, weight_figure)
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +39,21 @@ def pair():
 
 
 def fuse(engine, slots, task="vif", alpha=1.0, beta=0.0, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # gr.Warning outside a request
-        return cb.fuse_view(engine, slots, task, alpha, beta, **kw)
+    return cb.final_view(cb.fuse_steps(engine, slots, task, alpha, beta, **kw))
 
 
 def assert_failed(view, *words):
-    assert view.fused is None and view.prompts is None and view.comparison is None
+    assert view.fused is None and view.prompts is None and view.comparison is None and view.metrics is None
     assert view.status.startswith("⚠️ **Cannot fuse:**"), view.status
     assert "Traceback" not in view.status
     for word in words:
         assert word.lower() in view.status.lower(), (word, view.status)
+
+
+def range_message(knob, value):
+    with pytest.raises(ValueError) as caught:
+        knob.check(value)
+    return str(caught.value)
 
 
 # ------------------------------------------------------------------------------ fusion
@@ -52,11 +62,31 @@ def test_fusion_outputs(engine, pair):
     assert view.fused.shape == (64, 96, 3) and view.fused.dtype == np.uint8
     source, fused = view.comparison
     assert source.shape[:2] == fused.shape[:2] == (64, 96)
-    for figure in (view.prompts, view.routing):
-        assert figure.dtype == np.uint8 and figure.ndim == 3 and figure.shape[2] == 3 and figure.shape[0] > 200
+    assert view.prompts.dtype == np.uint8 and view.prompts.ndim == 3 and view.prompts.shape[0] > 200
+    assert view.routing is None and view.weight is None and view.difference is None  # closed tabs: drawn on opening
     assert view.baselines is None
     for text in ("Fused", "2 sources", "96×64", "CPU", "compact (untrained)", "α = 1.50", "β = +0.10", UNTRAINED_WARNING):
         assert text in view.status, text
+    for name in ("Qabf ↑", "VIF ↑", "SSIM ↑", "EN ↑", "SD ↑", "| TC-MoA |", "on luminance"):
+        assert name in view.metrics, name
+    assert "MEF-SSIM" not in view.metrics  # exposure stacks only
+
+
+def test_image_is_shown_before_metrics_and_maps(engine, pair):
+    first, second = cb.fuse_steps(engine, list(pair), "vif", 1.0, 0.0, open_tab="weight")
+    assert first.fused is not None and "Fused" in first.status and first.shown is not None
+    assert all(x is cb.SKIP for x in (first.metrics, first.prompts, first.weight))  # the slow part comes next
+    assert second.fused is cb.SKIP and second.status is cb.SKIP
+    assert "Qabf" in second.metrics and second.weight is not None and second.prompts is None
+
+
+def test_metrics_panel_scores_are_the_metrics_of_the_shown_image(engine, pair):
+    from tcmoa.metrics import evaluate
+
+    view = fuse(engine, list(pair))
+    grey = [analysis.luma8(x) for x in (view.fused, *pair)]
+    expected = evaluate(grey[0], grey[1:], ["Qabf", "SD"])
+    assert f"{expected['Qabf']:.3f}" in view.metrics and f"{expected['SD']:.3f}" in view.metrics
 
 
 def test_alpha_changes_the_result(engine, pair):
@@ -73,28 +103,44 @@ def test_grey_sources_give_grey_result_and_files_work(engine, tmp_path):
     assert view.fused.shape == (64, 64)
 
 
-def test_three_sources_and_compare_index(engine, pair):
+def test_three_sources_compare_index_and_metrics(engine, pair):
     third = np.clip(pair[0] * 0.5, 0, 1)
     view = fuse(engine, [pair[0], None, third, pair[0]], task="mef", compare=3)
     assert "3 sources" in view.status and view.fused is not None
-    assert np.array_equal(view.comparison[0], cb.to_display(pair[0]))
+    assert np.array_equal(view.comparison[0], to_uint8(pair[0]))
+    assert "MEF-SSIM ↑" in view.metrics and "EN ↑" in view.metrics
+    assert "Qabf" not in view.metrics.split("\n")[0] and "exactly two sources" in view.metrics
 
 
-def test_baselines_gallery(engine, pair):
+def test_baselines_gallery_with_their_metrics(engine, pair):
     view = fuse(engine, list(pair), baselines=True)
     captions = [c for _, c in view.baselines]
     assert captions == ["TC-MoA (this model)", "Average", "Laplacian pyramid", "Mertens"]
     assert all(img.shape[:2] == (64, 96) and img.dtype == np.uint8 for img, _ in view.baselines)
+    for method in ("| TC-MoA |", "| Average |", "| Laplacian pyramid |", "| Mertens |"):
+        assert method in view.metrics
+
+
+def test_every_map_tab_renders_and_the_weight_tab_handles_official_models(engine, pair):
+    shown = fuse(engine, list(pair)).shown
+    for tab in analysis.TABS:
+        figure = analysis.render_tab(tab, shown)
+        assert figure.dtype == np.uint8 and figure.shape[1] == 760, tab
+    no_weight = dataclasses.replace(shown, maps=dataclasses.replace(shown.maps, source_weight=None))
+    assert analysis.render_tab("weight", no_weight) is None  # an official checkpoint: the tab stays empty
+    assert analysis.render_tab("prompts", None) is None
+    with pytest.raises(ValueError, match="unknown tab"):
+        analysis.render_tab("histogram", shown)
 
 
 class SpyFuser:
-    """Records the route each fusion used, then fuses as usual."""
+    """Records the keyword arguments of each fusion, then fuses as usual."""
 
     def __init__(self, fuser):
-        self.fuser, self.routes = fuser, []
+        self.fuser, self.calls = fuser, []
 
     def fuse(self, *args, **kwargs):
-        self.routes.append(kwargs["route"])
+        self.calls.append(kwargs)
         return self.fuser.fuse(*args, **kwargs)
 
     def __getattr__(self, name):
@@ -106,12 +152,13 @@ def test_router_blending(engine, pair):
     spying = dataclasses.replace(engine, fuser=spy)
     own = fuse(spying, list(pair), task="mri-spect")
     blended = fuse(spying, list(pair), task="mri-spect", blend=True, router_weights=[0.5, 0.5, 0.0, 0.0])
-    assert spy.routes == ["medical", [0.5, 0.5, 0.0, 0.0]]
+    assert [c["route"] for c in spy.calls] == ["medical", [0.5, 0.5, 0.0, 0.0]]
     assert "router `medical`" in own.status and "blended routers" in blended.status
     same = fuse(engine, list(pair), blend=True, router_weights=[1.0, 0.0, 0.0, 0.0])
     assert np.array_equal(fuse(engine, list(pair)).fused, same.fused)  # one-hot vif == the vif router
     assert_failed(fuse(engine, list(pair), blend=True, router_weights=[0, 0, 0, 0]), "positive weight")
-    assert_failed(fuse(engine, list(pair), blend=True, router_weights=[float("nan"), 1, 0, 0]), "finite")
+    assert_failed(fuse(engine, list(pair), blend=True, router_weights=[float("nan"), 1, 0, 0]),
+                  "router weight must be a number in [0, 1], got nan")
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -133,9 +180,12 @@ def test_corrupt_and_empty_files(engine, pair, tmp_path):
 
 def test_mismatched_sizes_and_resize_policy(engine, pair):
     small = pair[1][:32, :48]
-    assert_failed(fuse(engine, [pair[0], small]), "source 2 is 48x32", "Resize sources to source 1")
+    view = fuse(engine, [pair[0], small])
+    assert_failed(view, "source 2 is 48x32", "tick “Resize sources to source 1's size”")
+    assert "--resize" not in view.status and "resize='first'" not in view.status
     view = fuse(engine, [pair[0], small], resize=True)
     assert view.fused.shape[:2] == (64, 96) and "resized from 48x32" in view.status
+    assert "Qabf" in view.metrics and view.comparison[0].shape[:2] == (64, 96)
 
 
 def test_pixel_and_file_size_limits(engine, pair, tmp_path):
@@ -146,34 +196,21 @@ def test_pixel_and_file_size_limits(engine, pair, tmp_path):
     assert_failed(fuse(tiny_limit, [pair[0], str(big)]), "source 2", "above this demo's limit")
 
 
-def test_nan_inputs(engine, pair):
-    assert_failed(fuse(engine, list(pair), alpha=float("nan")), "α", "finite")
-    assert_failed(fuse(engine, list(pair), beta=0.9), "β", "[-0.5, 0.5]")
-    assert_failed(fuse(engine, list(pair), alpha="abc"), "α must be a number")
+@pytest.mark.parametrize("knobs", [{"alpha": float("nan")}, {"alpha": 1e9}, {"alpha": -1}, {"alpha": "abc"},
+                                   {"alpha": None}, {"beta": 0.9}, {"beta": -50}])
+def test_knobs_out_of_range_get_the_library_message(engine, pair, knobs):
+    (name, value), = knobs.items()
+    message = range_message(ALPHA_RANGE if name == "alpha" else BETA_RANGE, value)
+    assert_failed(fuse(engine, list(pair), **knobs), message)
+
+
+def test_nan_pixels_unknown_task_and_internal_errors(engine, pair):
     poisoned = pair[1].copy()
     poisoned[3, 3] = np.nan
     assert_failed(fuse(engine, [pair[0], poisoned]), "source 2", "nan")
-
-
-def test_unknown_task_and_internal_errors(engine, pair, monkeypatch):
     assert_failed(fuse(engine, list(pair), task="sonar"), "unknown task")
     broken = dataclasses.replace(engine, fuser=None)  # any bug inside: one line, no traceback
     assert_failed(fuse(broken, list(pair)), "internal error (AttributeError)")
-
-
-def test_notify_raises_a_toast_not_an_exception(engine, pair):
-    with pytest.warns(UserWarning, match="at least two"):
-        view = cb.fuse_view(engine, [pair[0]], "vif", 1.0, 0.0, notify=True)
-    assert view.fused is None
-
-
-def test_api_fuse(engine, pair):
-    out = cb.api_fuse(engine, pair[0], pair[1], "vif", 1.0, 0.0)
-    assert out.shape == (64, 96, 3) and out.dtype == np.uint8
-    with pytest.raises(gr.Error, match="two source images"):
-        cb.api_fuse(engine, pair[0], None, "vif", 1.0, 0.0)
-    with pytest.raises(gr.Error, match="alpha"):
-        cb.api_fuse(engine, pair[0], pair[1], "vif", float("inf"), 0.0)
 
 
 def test_corrupt_upload_reaches_the_callback(tmp_path):
@@ -183,7 +220,101 @@ def test_corrupt_upload_reaches_the_callback(tmp_path):
     assert SourceImage(type="filepath", image_mode=None).preprocess(payload) == str(bad)
 
 
-# ------------------------------------------------------------------------------ controls
+# ------------------------------------------------------------------------------ /fuse
+def test_api_fuse_two_and_three_sources(engine, pair):
+    image, report = api_fuse(engine, list(pair), "vif", 1.5, -0.1)
+    assert image.shape == (64, 96, 3) and image.dtype == np.uint8
+    assert report["sources"] == 2 and report["size"] == [96, 64] and report["router"] == "vif"
+    assert (report["alpha"], report["beta"]) == (1.5, -0.1) and report["trained"] is False
+    assert set(report["metrics"]) == {"Qabf", "VIF", "SSIM", "EN", "SD"}
+    assert report["timing_s"]["total"] >= report["timing_s"]["fusion"] > 0 and report["device"].startswith("CPU")
+    third = np.clip(pair[0] * 0.4, 0, 1)
+    image, report = api_fuse(engine, [pair[0], third, pair[0]], "mef", 1.0, 0.0, "mef=0.5,mff=0.5")
+    assert report["sources"] == 3 and set(report["metrics"]) == {"EN", "SD", "MEF-SSIM"}
+    assert report["router"] == {"vif": 0.0, "mef": 0.5, "mff": 0.5, "medical": 0.0}
+    assert "3 sources fused pairwise" in report["notes"][0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("vif", "abc", 0.0), "alpha must be a number in [0, 3], got 'abc'"),
+    (("vif", None, 0.0), "alpha must be a number in [0, 3], got None"),
+    (("vif", 1.0, -50), "beta must be a number in [-0.5, 0.5], got -50"),
+    (("sonar", 1.0, 0.0), "unknown task 'sonar'"),
+    (("vif", 1.0, 0.0, "pan=1"), "unknown router 'pan'"),
+])
+def test_api_fuse_bad_input(engine, pair, args, message):
+    with pytest.raises(gr.Error) as caught:
+        api_fuse(engine, list(pair), *args)
+    assert message in str(caught.value)
+
+
+def test_api_fuse_sources_and_sizes(engine, pair):
+    with pytest.raises(gr.Error, match="needs at least 2 source images, got 1"):
+        api_fuse(engine, [pair[0], None], "vif", 1.0, 0.0)
+    with pytest.raises(gr.Error) as caught:
+        api_fuse(engine, [pair[0], pair[1][:32, :48]], "vif", 1.0, 0.0)
+    assert "(or pass resize=True)" in str(caught.value) and "--resize" not in str(caught.value)
+    image, report = api_fuse(engine, [pair[0], pair[1][:32, :48]], "vif", 1.0, 0.0, resize=True)
+    assert image.shape[:2] == (64, 96) and "resized from 48x32" in report["notes"][0]
+
+
+# ------------------------------------------------------------------------------ sweep strip
+def test_sweep_fuses_at_five_knob_values(engine, pair):
+    spy = SpyFuser(engine.fuser)
+    gallery, curve, status, sweep = cb.sweep_view(dataclasses.replace(engine, fuser=spy), list(pair), "vif", 1.2,
+                                                  0.1, "β", "Qabf")
+    assert [c["beta"] for c in spy.calls] == BETA_RANGE.sweep(5) == [-0.5, -0.25, 0.0, 0.25, 0.5]
+    assert all(c["alpha"] == 1.2 for c in spy.calls)  # the other knob as set
+    assert len(gallery) == 5 and gallery[0][1].startswith("β = -0.5 · Qabf ")
+    assert curve.dtype == np.uint8 and "5 fusions at 96×64 px" in status
+    assert len({t.tobytes() for t in sweep.thumbs}) == 5  # beta moves the result
+    gallery, curve, status = cb.sweep_plot(sweep, "MEF-SSIM")  # re-plot without fusing again
+    assert curve is not None and "MEF-SSIM is not computed here" in status and gallery[0][1] == "β = -0.5"
+    _, _, _, alphas = cb.sweep_view(engine, list(pair), "vif", 1.0, 0.0, "α", "SD")
+    assert alphas.values == (0.0, 0.75, 1.5, 2.25, 3.0) and alphas.current == 1.0
+
+
+def test_sweep_bad_input_and_large_sources(engine, pair):
+    gallery, curve, status, sweep = cb.sweep_view(engine, [pair[0], pair[1][:32, :48]], "vif", 1.0, 0.0, "β", "SSIM")
+    assert gallery is None and sweep is None and "Cannot sweep" in status and "Resize sources" in status
+    big = [np.zeros((700, 1400, 3), np.float32), np.ones((700, 1400), np.float32) * 0.5]
+    _, _, status, sweep = cb.sweep_view(engine, big, "vif", 1.0, 0.0, "β", "SSIM")
+    assert sweep.thumbs[0].shape[:2] == (256, 512) and "at 512×256 px" in status  # preview size
+
+
+# ------------------------------------------------------------------------------ ZeroGPU
+class FakeSpaces:
+    """Stands in for Hugging Face's `spaces` package: counts the calls that would hold a GPU."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def GPU(self, duration):  # noqa: N802 (the package's name)
+        def wrap(fn):
+            def on_gpu(*args, **kwargs):
+                self.calls += 1
+                pickle.dumps((args, kwargs))  # ZeroGPU pickles the arguments to its worker...
+                return pickle.loads(pickle.dumps(fn(*args, **kwargs)))  # ...and the results back
+            return on_gpu
+        return wrap
+
+
+def test_fusion_runs_inside_spaces_gpu_when_present(engine, pair, monkeypatch):
+    def plain(x):
+        return x
+
+    assert gpu.spaces is None and gpu.on_gpu(plain) is plain  # locally nothing changes
+    fake = FakeSpaces()
+    monkeypatch.setattr(gpu, "spaces", fake)
+    on_spaces = dataclasses.replace(engine)  # a new Engine wraps its fusion call at creation
+    assert fuse(on_spaces, list(pair)).fused is not None and fake.calls == 1
+    cb.sweep_view(on_spaces, list(pair), "vif", 1.0, 0.0, "β", "SSIM")
+    assert fake.calls == 2  # five fusions, one GPU call
+    api_fuse(on_spaces, list(pair), "vif", 1.0, 0.0)
+    assert fake.calls == 3
+
+
+# ------------------------------------------------------------------------------ controls and wiring
 def test_swap_reset_labels_and_slots(engine):
     assert cb.swap_sources("a", "b") == ("b", "a")
     alpha, beta, weights = cb.task_defaults(engine, "mri-pet")
@@ -192,18 +323,20 @@ def test_swap_reset_labels_and_slots(engine):
     assert cb.slot_labels("mef")[2] == "Source 3: another exposure"
     assert len(cb.slot_labels("mff")) == MAX_SOURCES
     assert "zero-shot" in cb.task_info(engine, "mri-ct") and "trained task" in cb.task_info(engine, "vif")
-    assert cb.count_sources(["a", "b", None, None]) == 2 and cb.count_sources(["a", "b", "c", None]) == 3
-    n, third, fourth, choices = slot_updates(9)
-    assert n == MAX_SOURCES and third["visible"] and fourth["visible"] and len(choices["choices"]) == 4
-    n, third, fourth, _ = slot_updates(1)
-    assert n == 2 and third == {"__type__": "update", "visible": False, "value": None}
+    n, *slots, choices = slot_updates(9)
+    assert n == MAX_SOURCES and all(s["visible"] and "value" not in s for s in slots) and len(choices["choices"]) == 4
+    n, *slots, _ = slot_updates(1)
+    assert n == 2 and slots[2] == {"__type__": "update", "visible": False, "value": None}
+    n, *slots, _ = slot_updates(3, "mff", ["a.jpg", "b.jpg", "c.jpg", None])
+    assert [s.get("value") for s in slots] == ["a.jpg", "b.jpg", "c.jpg", None]
+    assert slots[2]["label"] == "Source 3: another focal plane" and not slots[3]["visible"]
 
 
-def test_compare_view(engine, pair):
-    fused = np.zeros((64, 96, 3), np.uint8)
-    source, same = cb.compare_view([pair[0], pair[1], None, None], fused, 2, engine.max_pixels)
-    assert source.shape == (64, 96) and same is not None
-    assert cb.compare_view([pair[0], None], None, 1, engine.max_pixels) is None
+def test_compare_pair(engine, pair):
+    shown = fuse(engine, list(pair)).shown
+    source, fused = cb.compare_pair(shown, 2)
+    assert source.shape == (64, 96) and fused.shape == (64, 96, 3)
+    assert cb.compare_pair(shown, 9)[0].shape == (64, 96) and cb.compare_pair(None, 1) is None
 
 
 def test_examples_cover_every_task_and_are_small():
@@ -219,14 +352,31 @@ def test_examples_cover_every_task_and_are_small():
     assert any(len(s.files) == 3 for s in sets)
 
 
+def test_sliders_use_the_library_ranges(engine):
+    demo = build_demo(engine)
+    sliders = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Slider)}
+    for elem_id, knob in (("alpha", ALPHA_RANGE), ("beta", BETA_RANGE)):
+        assert (sliders[elem_id].minimum, sliders[elem_id].maximum, sliders[elem_id].step) == (knob.low, knob.high,
+                                                                                              knob.step)
+
+
 def test_build_demo_wiring(engine):
     demo = build_demo(engine)
     fns = {fn.api_name: fn for fn in demo.fns.values()}
     assert fns["fuse"].api_visibility == "public"  # the /fuse endpoint for gradio_client
+    assert [c.label for c in fns["fuse"].inputs] == ["sources", "task", "alpha", "beta", "router", "resize"]
+    assert [c.label for c in fns["fuse"].outputs] == ["fused", "report"]
     live = fns["live_fuse"]
-    assert live.trigger_mode == "always_last"  # while one runs, only the latest slider value waits
-    assert len(live.targets) == MAX_SOURCES + 6 + len(engine.router_names)  # slots, task, α, β, 3 boxes, routers
-    for name in ("live_fuse", "fuse_button", "fuse", "compare"):
+    assert live.trigger_mode == "always_last"  # while one runs, only the latest request waits
+    events = [event for _, event in live.targets]
+    # Only user events fuse (".change" also fires on values a callback sets): one action, one fusion.
+    assert events.count("change") == 1 and set(events) == {"upload", "clear", "input", "click", "change"}
+    (request_id,) = [block_id for block_id, event in live.targets if event == "change"]
+    assert isinstance(demo.blocks[request_id], gr.State)
+    setters = [fn for fn in demo.fns.values() if any(o._id == request_id for o in fn.outputs)]
+    assert {fn.api_name for fn in setters} == {"on_task", "on_example", "on_reset", "on_swap", "on_remove"}
+    assert all(fn.queue for fn in setters)  # only queued events report State changes to the page
+    for name in ("live_fuse", "fuse", "sweep"):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("fusion", FUSION_CONCURRENCY)
 
 
@@ -240,20 +390,27 @@ def test_concurrent_users_get_their_own_results(engine, pair):
 
 
 # ------------------------------------------------------------------------------ figures
-def fake_maps(h=40, w=56, modules=8, experts=4):
+def fake_maps(h=40, w=56, modules=8, experts=4, weight=True):
     rng = np.random.default_rng(1)
     gh, gw = -(-h // 8), -(-w // 8)
     names = [f"encoder {i + 1}" for i in range(modules - 2)] + ["decoder 1", "decoder 2"]
     gates = rng.random((modules, experts, gh, gw)).astype(np.float32)
     return FusionMaps(names, rng.random((modules, gh, gw)).astype(np.float32),
-                      rng.random((modules, gh, gw)).astype(np.float32), gates, (h, w), 8)
+                      rng.random((modules, gh, gw)).astype(np.float32), gates, (h, w), 8,
+                      rng.random((h, w)).astype(np.float32) if weight else None)
 
 
 def test_figures_shapes_and_files(tmp_path):
     maps = fake_maps()
-    for figure in (prompt_figure(maps, np.zeros((40, 56), np.float32)), prompt_figure(maps), routing_figure(maps)):
+    for figure in (prompt_figure(maps, np.zeros((40, 56), np.float32)), prompt_figure(maps), routing_figure(maps),
+                   weight_figure(maps, np.zeros((40, 56, 3), np.float32)),
+                   difference_figure(np.zeros((40, 56, 3), np.uint8), [np.ones((40, 56), np.float32)] * 3,
+                                     ["a", "b", "c"])):
         assert figure.dtype == np.uint8 and figure.shape[1] == 760 and figure.shape[2] == 3
+    assert weight_figure(fake_maps(weight=False)) is None
+    assert sweep_curve([0, 1, 2], [0.1, None, 0.3], "α", "SD", current=1.0).shape == (240, 420, 3)
     paths = save_map_images(maps, [np.zeros((40, 56, 3), np.float32)], tmp_path, ("visible", "infrared"))
-    assert [p.name for p in paths] == ["prompts.png", "routing.png"]
+    assert [p.name for p in paths] == ["prompts.png", "routing.png", "source_weight.png"]
     assert all(Image.open(p).size[0] == 760 for p in paths)
+    assert len(save_map_images(fake_maps(weight=False), [], tmp_path / "official")) == 2
     assert map_cells(np.ones((2, 300, 200)), 96).shape == (2, 75, 50)

@@ -1,0 +1,161 @@
+"""The page's events: which user action runs which callback.
+
+One user action gives exactly one fusion. Fusions run only on *user* events (`.input`, `.select`,
+`.upload`, `.clear`, clicks), never on `.change`, which also fires when a callback sets a value. Actions
+that set several inputs at once (a task change, an example, swap, reset, removing a filled slot)
+update them without a fusion and bump `request`, whose change runs the one fusion with the new
+values. Every fusion goes through one event with trigger_mode="always_last": while one runs, only
+the latest request waits, and results arrive in order.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any, Sequence
+
+import gradio as gr
+
+from . import callbacks as cb
+from .analysis import TABS, render_tab
+from .api import ApiValue, api_fuse
+from .engine import FUSION_CONCURRENCY, MAX_SOURCES, Engine
+
+if TYPE_CHECKING:
+    from .layout import Inputs, Outputs
+
+FUSION_EVENT: dict[str, Any] = dict(concurrency_limit=FUSION_CONCURRENCY, concurrency_id="fusion")
+# Cheap updates. Queued all the same: only queued events report `request` changes back to the page.
+QUICK: dict[str, Any] = dict(api_visibility="private")
+
+
+def slot_updates(n: int, task: str | None = None, files: Sequence[object] | None = None) -> list[Any]:
+    """[n, an update per source slot, compare choices]: slots past n hidden and emptied, labels for `task`,
+    values from `files` (an example's) when given."""
+    n = cb.clamp_sources(n)
+    labels = cb.slot_labels(task) if task else [None] * MAX_SOURCES
+    slots = []
+    for i, label in enumerate(labels):
+        change: dict[str, Any] = {"visible": i < n}
+        if i >= n or files is not None:
+            change["value"] = files[i] if files is not None and i < n else None
+        if label:
+            change["label"] = label
+        slots.append(gr.update(**change))
+    return [n, *slots, gr.update(choices=[(f"Source {i}", i) for i in range(1, n + 1)], value=1)]
+
+
+def open_map_tab(key: str, shown: Any) -> tuple[str, Any]:
+    """A map tab was opened: remember it, and draw its figure for the last fusion."""
+    return key, render_tab(key, shown)
+
+
+def fusing_status(task: str) -> str:
+    """The status while the fusion an action asked for runs (never the previous result's)."""
+    return f"⏳ Fusing for **{cb.get_task(task).label}**…"
+
+
+def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
+    """Connect the input and output columns (call inside the Blocks)."""
+    n_sources = gr.State(2)
+    request = gr.State(0)
+    open_tab = gr.State(TABS[0])
+    shown = gr.State(None)
+    figures = [o.figures[key] for key in TABS]
+
+    # -- fusion: the image first, then metrics, baselines and the open map tab
+    def run(task: str, a: float, b: float, blend: bool, resize: bool, base: bool, pick: int, tab: str,
+            *rest: Any) -> Any:
+        for view in cb.fuse_steps(engine, rest[:MAX_SOURCES], task, a, b, blend=blend,
+                                  router_weights=rest[MAX_SOURCES:], resize=resize, baselines=base, compare=pick,
+                                  open_tab=tab):
+            yield tuple(view)
+
+    user_actions = [*(s.upload for s in i.slots), *(s.clear for s in i.slots), i.alpha.input, i.beta.input,
+                    i.blend.input, i.resize.input, i.show_baselines.input, *(r.input for r in i.routers),
+                    i.fuse.click, request.change]
+    gr.on(user_actions, run,
+          [i.task, i.alpha, i.beta, i.blend, i.resize, i.show_baselines, o.compare_with, open_tab, *i.slots,
+           *i.routers],
+          [o.fused, o.comparison, o.status, o.metrics, o.baselines, *figures, shown],
+          trigger_mode="always_last", show_progress="minimal", api_name="live_fuse", api_visibility="private",
+          **FUSION_EVENT)
+
+    # -- actions that set several inputs, then ask for one fusion
+    def on_task(task: str, req: int) -> list[Any]:
+        a, b, weights = cb.task_defaults(engine, task)
+        labels = [gr.update(label=text) for text in cb.slot_labels(task)]
+        return [*labels, a, b, *weights, cb.task_info(engine, task), fusing_status(task), req + 1]
+
+    # .select: the user picked a task (.input fires twice for one pick)
+    i.task.select(on_task, [i.task, request], [*i.slots, i.alpha, i.beta, *i.routers, i.info, o.status, request],
+                  **QUICK)
+    def on_example(index: int, req: int) -> list[Any]:
+        example = i.example_sets[index]
+        a, b, weights = cb.task_defaults(engine, example.task)
+        cleared = [None, None, None, *[None] * len(TABS), None]  # fused, comparison, metrics, figures, shown
+        return [example.task, *slot_updates(len(example.files), example.task, example.row()[1:]), a, b, False,
+                *weights, cb.task_info(engine, example.task), fusing_status(example.task), *cleared, req + 1]
+
+    # One update sets the example's sources with the task, its settings and a fresh status, so no
+    # moment shows new sources beside an old status; then the request runs one fusion.
+    i.examples.click(on_example, [i.examples, request],
+                     [i.task, n_sources, *i.slots, o.compare_with, i.alpha, i.beta, i.blend, *i.routers, i.info,
+                      o.status, o.fused, o.comparison, o.metrics, *figures, shown, request], **QUICK)
+
+    def on_reset(task: str, req: int) -> list[Any]:
+        a, b, weights = cb.task_defaults(engine, task)
+        return [a, b, False, *weights, req + 1]
+
+    i.reset.click(on_reset, [i.task, request], [i.alpha, i.beta, i.blend, *i.routers, request], **QUICK)
+
+    def on_swap(first: Any, second: Any, req: int) -> list[Any]:
+        return [*cb.swap_sources(first, second), req + 1]
+
+    i.swap.click(on_swap, [*i.slots[:2], request], [*i.slots[:2], request], **QUICK)
+    slot_outputs = [n_sources, *i.slots, o.compare_with]
+    i.add.click(lambda n: slot_updates(n + 1), n_sources, slot_outputs, **QUICK)
+
+    def on_remove(n: int, req: int, *slots: Any) -> list[Any]:
+        emptied = n > 2 and slots[n - 1] is not None  # the fusion changes only if the slot held a source
+        return [*slot_updates(n - 1), req + 1 if emptied else req]
+
+    i.remove.click(on_remove, [n_sources, request, *i.slots], [*slot_outputs, request], **QUICK)
+    i.show_baselines.change(lambda on: gr.update(visible=on), i.show_baselines, o.baselines, **QUICK)
+    o.compare_with.change(cb.compare_pair, [shown, o.compare_with], o.comparison, **QUICK)
+
+    # -- map tabs: a tab's figure is drawn when it opens, and after each fusion only for the open tab
+    for key in TABS:
+        o.tabs[key].select(partial(open_map_tab, key), shown, [open_tab, o.figures[key]], api_visibility="private",
+                           concurrency_id="figures", concurrency_limit=FUSION_CONCURRENCY)
+
+    wire_sweep(engine, i, o)
+    wire_api(engine)
+
+
+def wire_sweep(engine: Engine, i: Inputs, o: Outputs) -> None:
+    """The sweep strip: one click fuses at five values of the knob; picking a metric re-plots."""
+    sweep = gr.State(None)
+
+    def run(task: str, a: float, b: float, knob: str, metric: str, blend: bool, resize: bool, *rest: Any) -> Any:
+        return cb.sweep_view(engine, rest[:MAX_SOURCES], task, a, b, knob, metric, blend=blend,
+                             router_weights=rest[MAX_SOURCES:], resize=resize)
+
+    o.sweep.click(run, [i.task, i.alpha, i.beta, o.sweep_knob, o.sweep_metric, i.blend, i.resize, *i.slots,
+                        *i.routers], [o.sweep_strip, o.sweep_curve, o.sweep_status, sweep],
+                  api_name="sweep", api_visibility="private", **FUSION_EVENT)
+    o.sweep_metric.input(cb.sweep_plot, [sweep, o.sweep_metric], [o.sweep_strip, o.sweep_curve, o.sweep_status],
+                         **QUICK)
+
+
+def wire_api(engine: Engine) -> None:
+    """The documented `/fuse` endpoint on hidden components (see demo.api)."""
+    with gr.Column(visible=False):
+        sources = gr.File(file_count="multiple", label="sources")
+        task = gr.Textbox("vif", label="task")
+        alpha, beta = ApiValue(1.0, label="alpha"), ApiValue(0.0, label="beta")
+        router = gr.Textbox("", label="router")
+        resize = gr.Checkbox(False, label="resize")
+        fused = gr.Image(format="png", label="fused")
+        report = gr.JSON(label="report")
+        trigger = gr.Button()
+    trigger.click(partial(api_fuse, engine), [sources, task, alpha, beta, router, resize], [fused, report],
+                  api_name="fuse", **FUSION_EVENT)
