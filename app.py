@@ -1,6 +1,7 @@
 """Serve the TC-MoA fusion demo in the browser: `python app.py` (http://127.0.0.1:7860).
 
-Options: --port, --host (0.0.0.0 to serve the network), --share (a public Gradio link),
+Options: --port, --host (0.0.0.0 to serve the network; on Spaces Gradio's environment sets both),
+--share (a public Gradio link),
 --model (a model folder, an official .pth or a preset name; default: the shipped model, else the
 untrained compact preset), --device (cpu, cuda, cuda:1; default: the GPU when present).
 """
@@ -14,8 +15,10 @@ from demo import build_demo, launch_options, load_engine
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description="Interactive TC-MoA image-fusion demo (Gradio).")
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    # Defaults from Gradio's own variables: Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0.
+    parser.add_argument("--port", type=int, default=None, help="port to serve on (default $GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--host", default=None,
+                        help="address to bind (default $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--share", action="store_true", help="also create a public gradio.live link")
     parser.add_argument("--model", default=None, metavar="PATH_OR_PRESET",
                         help="model folder, official .pth, or preset (default: shipped model, else 'compact')")

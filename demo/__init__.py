@@ -1,8 +1,10 @@
 """The interactive TC-MoA demo (Gradio): `python app.py` serves it.
 
-demo.engine loads the model once; demo.callbacks holds the browser-free callbacks;
-demo.layout builds the page; demo.example_sets finds the bundled examples.
+demo.engine loads the model once; demo.callbacks and demo.analysis hold the browser-free callbacks;
+demo.layout builds the page and demo.events wires it; demo.api is the /fuse endpoint; demo.gpu runs
+model calls inside `spaces.GPU` on Hugging Face ZeroGPU; demo.example_sets finds the bundled examples.
 """
+from . import gpu  # noqa: F401  first: on Spaces, `spaces` must be imported before CUDA initialises
 from .engine import Engine, load_engine
 from .layout import build_demo, launch_options
 

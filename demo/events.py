@@ -91,15 +91,18 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
     def on_example(index: int, req: int) -> list[Any]:
         example = i.example_sets[index]
         a, b, weights = cb.task_defaults(engine, example.task)
-        cleared = [None, None, None, *[None] * len(TABS), None]  # fused, comparison, metrics, figures, shown
         return [example.task, *slot_updates(len(example.files), example.task, example.row()[1:]), a, b, False,
-                *weights, cb.task_info(engine, example.task), fusing_status(example.task), *cleared, req + 1]
+                *weights, cb.task_info(engine, example.task), fusing_status(example.task), req + 1]
 
-    # One update sets the example's sources with the task, its settings and a fresh status, so no
-    # moment shows new sources beside an old status; then the request runs one fusion.
-    i.examples.click(on_example, [i.examples, request],
-                     [i.task, n_sources, *i.slots, o.compare_with, i.alpha, i.beta, i.blend, *i.routers, i.info,
-                      o.status, o.fused, o.comparison, o.metrics, *figures, shown, request], **QUICK)
+    # First the previous result goes (status, image, metrics, maps), then the example's sources
+    # arrive with its task and settings in one update, and the request runs one fusion: no moment
+    # shows the new sources beside the old status.
+    i.examples.click(lambda: ["⏳ Loading the example…", None, None, None, *[None] * len(TABS), None], None,
+                     [o.status, o.fused, o.comparison, o.metrics, *figures, shown], queue=False,
+                     api_visibility="private").then(
+        on_example, [i.examples, request],
+        [i.task, n_sources, *i.slots, o.compare_with, i.alpha, i.beta, i.blend, *i.routers, i.info, o.status,
+         request], **QUICK)
 
     def on_reset(task: str, req: int) -> list[Any]:
         a, b, weights = cb.task_defaults(engine, task)
