@@ -105,11 +105,25 @@ def status_log(page) -> list[list[str]]:
     return page.evaluate("() => { const log = window.__log; window.__log = []; return log; }")
 
 
-def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
-    if not CHROMIUM.exists():
+def need_chromium(chromium: Path = CHROMIUM) -> None:
+    """Skip without chromium, except under CI=true, where the browser test must run: fail instead."""
+    if not chromium.exists():
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but /usr/bin/chromium is missing: the browser test must run in CI")
-        pytest.skip("/usr/bin/chromium is absent (apt-get install -y chromium)")
+            pytest.fail(f"CI=true but {chromium} is missing: the browser test must run in CI")
+        pytest.skip(f"{chromium} is absent (apt-get install -y chromium)")
+
+
+def test_ci_never_skips_the_browser_test(monkeypatch, tmp_path):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="must run in CI"):
+        need_chromium(tmp_path / "chromium")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        need_chromium(tmp_path / "chromium")
+
+
+def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
+    need_chromium()
     url, counter = app
     sync_api = pytest.importorskip("playwright.sync_api")
     expect = sync_api.expect
