@@ -1,13 +1,16 @@
-"""Demo latency: the server-side time from an α/β slider change to the new image and heatmaps.
+"""Demo latency and memory: slider to image, the metrics panel's share, resident memory.
 
-    python -m benchmarks.app_latency                 # CPU (all threads torch uses), compact model
-    python -m benchmarks.app_latency --device cuda   # the GPU
+    nice -n 5 python -m benchmarks.app_latency                 # CPU (all threads torch uses), compact model
+    python -m benchmarks.app_latency --device cuda             # the GPU
+    python -m benchmarks.app_latency --memory                  # + RSS after load and after 20 fusions
 
-A slider change runs `demo.callbacks.fuse_view` (fusion with maps + the two heatmap figures);
-Gradio then encodes its outputs (fused PNG, before/after pair, figures). Each is timed on a
-640x480 pair (the bundled MSRS example, resized), median of --runs after --warmup runs; alpha
-alternates between two values so every run is a real re-fusion. The machine's load average is
-printed too: timings on a shared machine are only as good as its load.
+A slider change runs `demo.callbacks.fuse_steps`: step 1 fuses and returns the image (Gradio
+encodes it and the before/after pair: "slider to image"), step 2 computes the metrics panel and
+the open map tab's figure (the prompt maps). Timed on a 640x480 pair (the bundled MSRS example,
+resized), median of --runs after --warmup runs; alpha alternates between two values so every run
+is a real re-fusion. "metrics share" is the metrics panel's time over the rest of a full cycle:
+what it adds to the slider loop when a drag keeps the server busy. The load average is printed
+too: timings on a shared machine are only as good as its load.
 """
 from __future__ import annotations
 
@@ -21,13 +24,14 @@ import gradio as gr
 import numpy as np
 import torch
 
+from demo import analysis
 from demo import callbacks as cb
 from demo.engine import load_engine
 from tcmoa import read_image
 from tcmoa.imaging import resize_to
-from tcmoa.visualize import prompt_figure, routing_figure
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "demo" / "examples" / "vif" / "msrs_00047N"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "demo" / "examples" / "vif" / "msrs_00047N"
 
 
 def pair(width: int, height: int) -> list[np.ndarray]:
@@ -41,55 +45,113 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def rss_mb(pid: int | str = "self") -> tuple[float, float]:
+    """(resident, peak resident) memory of a process in MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def load_line() -> str:
+    """The machine's load average, for the record."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
 def main() -> None:
-    """Time fuse / maps / callback / encode and print a Markdown table."""
+    """Time the slider loop's steps and print a Markdown table; with --memory, resident memory too."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder / .pth / preset (default: as app.py)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: GPU when present)")
     parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the pair (default 640x480)")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--memory", action="store_true", help="also measure app.py's resident memory")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.lower().split("x"))
     engine = load_engine(args.model, args.device)
     device = engine.fuser.device
     sources = pair(width, height)
     encoders = {"fused": gr.Image(format="png"), "figure": gr.Image(format="webp"),
                 "slider": gr.ImageSlider(format="webp")}
-    load_before = os.getloadavg()
-    rows: dict[str, list[float]] = {"fuse": [], "maps": [], "callback": [], "encode": []}
+    print(f"{width}x{height} pair, median of {args.runs} runs after {args.warmup} warm-up; before: {load_line()}")
+    rows: dict[str, list[float]] = {key: [] for key in ("image", "encode_image", "after", "metrics", "encode_after")}
     for i in range(args.warmup + args.runs):
         alpha = 1.0 + 0.5 * (i % 2)
         sync(device)
         t0 = time.perf_counter()
-        result = engine.fuser.fuse(sources, "vif", alpha=alpha, maps=True)
+        steps = cb.fuse_steps(engine, sources, "vif", alpha, 0.0)
+        first = next(steps)
         sync(device)
         t1 = time.perf_counter()
-        prompt_figure(result.maps, sources[0], result.task.roles)
-        routing_figure(result.maps)
+        encoders["fused"].postprocess(first.fused)
+        encoders["slider"].postprocess(first.comparison)
         t2 = time.perf_counter()
-        view = cb.fuse_view(engine, sources, "vif", alpha, 0.0)  # what a slider change runs
-        sync(device)
+        second = next(steps)
         t3 = time.perf_counter()
-        encoders["fused"].postprocess(view.fused)
-        encoders["slider"].postprocess(view.comparison)
-        encoders["figure"].postprocess(view.prompts)
-        encoders["figure"].postprocess(view.routing)
+        encoders["figure"].postprocess(second.prompts)
         t4 = time.perf_counter()
-        if view.fused is None:
-            raise SystemExit(f"fusion failed: {view.status}")
+        if first.fused is None:
+            raise SystemExit(f"fusion failed: {first.status}")
+        fused = first.fused
+        t5 = time.perf_counter()
+        analysis.scores_table(fused, sources, "vif")  # the panel's share of step 2
+        t6 = time.perf_counter()
         if i >= args.warmup:
-            for key, seconds in zip(rows, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            for key, seconds in zip(rows, (t1 - t0, t2 - t1, t3 - t2, t6 - t5, t4 - t3)):
                 rows[key].append(seconds * 1000)
     ms = {key: statistics.median(values) for key, values in rows.items()}
-    load_after = os.getloadavg()
-    print(f"{width}x{height} pair, median of {args.runs} runs after {args.warmup} warm-up; "
-          f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
-          f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} ({os.cpu_count()} cores)\n")
-    print("| device | model | ms fuse | ms maps | ms total (callback) | ms encode (Gradio) | ms slider-to-image |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    print(f"| {engine.device_label} | {engine.model_label} | {ms['fuse']:.0f} | {ms['maps']:.0f} | "
-          f"{ms['callback']:.0f} | {ms['encode']:.0f} | {ms['callback'] + ms['encode']:.0f} |")
+    to_image = ms["image"] + ms["encode_image"]
+    cycle = to_image + ms["after"] + ms["encode_after"]
+    print(f"after: {load_line()}\n")
+    print("| device | model | ms fuse (step 1) | ms encode image | **ms slider-to-image** | ms metrics + map (step 2) "
+          "| ms of which metrics | ms full cycle | metrics share |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {engine.device_label} | {engine.model_label} | {ms['image']:.0f} | {ms['encode_image']:.0f} | "
+          f"**{to_image:.0f}** | {ms['after'] + ms['encode_after']:.0f} | {ms['metrics']:.0f} | {cycle:.0f} | "
+          f"{100 * ms['metrics'] / (cycle - ms['metrics']):.0f}% |")
+    if args.memory:
+        measure_memory(args.model, args.device)
+
+
+def measure_memory(model: str | None, device: str | None) -> None:
+    """The app's own process (app.py): RSS after load, and after 20 /fuse calls over three example sets."""
+    import socket
+    import subprocess
+    import sys
+
+    from gradio_client import Client, handle_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, str(REPO / "app.py"), "--port", str(port)]
+    command += ["--model", model] if model else []
+    command += ["--device", device] if device else []
+    app = subprocess.Popen(command, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        after_load, _ = rss_mb(app.pid)
+        sets = [("vif", "vif/tno_18"), ("mff", "mff/lytro_triple_02"), ("mef", "mef/mefb_cave")]
+        for i in range(20):
+            task, folder = sets[i % len(sets)]
+            files = [handle_file(str(f)) for f in sorted((REPO / "demo" / "examples" / folder).iterdir())]
+            client.predict(files, task, 1.0 + 0.1 * (i % 5), 0.0, api_name="/fuse")
+        after_20, peak = rss_mb(app.pid)
+    finally:
+        app.terminate()
+        app.wait()
+    print(f"\n| app.py resident memory | MiB |\n|---|---:|\n| after load | {after_load:.0f} |\n"
+          f"| after 20 fusions (/fuse: 512-px pairs and a triple) | {after_20:.0f} |\n| peak | {peak:.0f} |")
 
 
 if __name__ == "__main__":

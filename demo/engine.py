@@ -1,6 +1,7 @@
 """The one model the demo serves: loaded once at start-up and shared by every request."""
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -18,6 +19,23 @@ MAX_FILE_MB = 25
 MAX_SOURCES = 4
 FUSION_CONCURRENCY = 2  # fusions running at once; further requests wait in the queue
 UNTRAINED_WARNING = "untrained model: outputs are not meaningful fusion yet"
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_GLIBC = _glibc()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap a fusion freed back to the system (glibc keeps it otherwise, so RSS only grows)."""
+    if _GLIBC is not None:
+        _GLIBC.malloc_trim(0)
 
 
 @dataclass(frozen=True)
@@ -44,7 +62,10 @@ class Engine:
 
     def fuse(self, images: Sequence[np.ndarray], task: str, jobs: Sequence[dict[str, Any]]) -> list[FusionResult]:
         """One fusion per job (keyword arguments of Fuser.fuse) in one GPU call (`spaces.GPU` on ZeroGPU)."""
-        return self._fuse_jobs(list(images), task, [dict(job) for job in jobs])
+        try:
+            return self._fuse_jobs(list(images), task, [dict(job) for job in jobs])
+        finally:
+            release_freed_memory()
 
     @property
     def device_label(self) -> str:
