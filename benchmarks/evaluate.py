@@ -21,6 +21,7 @@ from tcmoa.baselines import BASELINES, run_baseline
 from tcmoa.checkpoint import load_model
 from tcmoa.data import DATA_ROOT
 from tcmoa.evaluation import discover_sets, markdown_table, metric_names, run_method, write_csv
+from tcmoa.metrics import METRICS
 from tcmoa.pipeline import Fuser
 from tcmoa.tasks import get_task
 
@@ -33,6 +34,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder / .pth / preset (default: shipped)")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
     parser.add_argument("--limit", type=int, default=None, help="first N items per set")
+    parser.add_argument("--metrics", nargs="*", default=None, choices=list(METRICS),
+                        help="score only these (default: every metric; Qcb, Qcv and Nabf take half the time)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("docs/eval"))
@@ -55,7 +58,7 @@ def main() -> None:
         rows = []
         for method, fuse in methods.items():
             bar = partial(tqdm, desc=f"{eval_set.name} {method}", leave=False, unit="pair")
-            rows += run_method(eval_set, method, fuse, args.limit, bar)
+            rows += run_method(eval_set, method, fuse, args.limit, bar, args.metrics)
         all_rows += rows
         table = markdown_table(rows, metric_names(eval_set))
         n_items = min(len(eval_set.items), args.limit or len(eval_set.items))

@@ -75,8 +75,10 @@ class Row:
 
 
 def run_method(eval_set: EvalSet, method: str, fuse: FuseFn, limit: int | None = None,
-               progress: Callable[[Iterable], Iterable] = lambda x: x) -> list[Row]:
-    """Fuse and score every item (two-source items only are scored; others are timed)."""
+               progress: Callable[[Iterable], Iterable] = lambda x: x,
+               metrics: Sequence[str] | None = None) -> list[Row]:
+    """Fuse and score every item with `metrics` (default: all of the set's); 3+ source items are timed only."""
+    names = metric_names(eval_set) if metrics is None else [m for m in metric_names(eval_set) if m in metrics]
     rows = []
     for item, paths in progress(eval_set.items[:limit]):
         sources = [read_image(p) for p in paths]
@@ -85,7 +87,7 @@ def run_method(eval_set: EvalSet, method: str, fuse: FuseFn, limit: int | None =
         seconds = time.perf_counter() - start
         scores = {}
         if len(sources) == 2:
-            scores = evaluate(to_uint8(fused), [to_uint8(s) for s in sources], metric_names(eval_set))
+            scores = evaluate(to_uint8(fused), [to_uint8(s) for s in sources], names)
         rows.append(Row(eval_set.name, method, item, seconds, scores))
     return rows
 

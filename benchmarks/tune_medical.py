@@ -1,0 +1,66 @@
+"""Tune the alpha/beta defaults of the unseen medical tasks on train/medical (never eval/).
+
+    python -m benchmarks.tune_medical                      # shipped model, 8 pairs per modality
+    python -m benchmarks.tune_medical --model runs/medical --pairs 12
+
+For MRI + CT / PET / SPECT, every (alpha, beta) of a small grid fuses N training pairs (taken evenly
+through the set); the score is mean Qabf + mean VIF (VIFB conventions, tcmoa.metrics). Prints the
+grid per modality and the best setting; the chosen values go into tcmoa/tasks.py by hand, with the
+table in docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from tcmoa.checkpoint import load_model
+from tcmoa.data import DATA_ROOT
+from tcmoa.evaluation import discover_sets
+from tcmoa.imaging import read_image, to_uint8
+from tcmoa.metrics import evaluate
+from tcmoa.pipeline import Fuser
+
+ALPHAS = (0.5, 1.0, 1.5, 2.0)
+BETAS = (-0.2, -0.1, 0.0, 0.1, 0.2)
+
+
+def score(fuser: Fuser, pairs: list[list[np.ndarray]], task: str, alpha: float, beta: float) -> tuple[float, float]:
+    """Mean Qabf and mean VIF of the fusions of `pairs` at (alpha, beta)."""
+    values = []
+    for sources in pairs:
+        fused = fuser.fuse(sources, task, alpha=alpha, beta=beta).image
+        m = evaluate(to_uint8(fused), [to_uint8(s) for s in sources], ["Qabf", "VIF"])
+        values.append((m["Qabf"], m["VIF"]))
+    return tuple(np.mean(values, axis=0))
+
+
+def main() -> None:
+    """Grid-search alpha/beta per medical modality on training pairs; print the tables."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model folder / preset (default: the shipped model)")
+    ap.add_argument("--root", type=Path, default=DATA_ROOT / "train")
+    ap.add_argument("--pairs", type=int, default=8)
+    args = ap.parse_args()
+    fuser = Fuser(load_model(args.model))
+    for eval_set in discover_sets(args.root, [f"medical/harvard_{m}" for m in ("ct", "pet", "spect")]):
+        idx = np.linspace(0, len(eval_set.items) - 1, args.pairs).round().astype(int)
+        pairs = [[read_image(p) for p in eval_set.items[i][1]] for i in idx]
+        print(f"\n### {eval_set.name} ({args.pairs} training pairs): Qabf + VIF\n")
+        print("| alpha \\ beta | " + " | ".join(f"{b:+g}" for b in BETAS) + " |")
+        print("|---|" + "---|" * len(BETAS))
+        best = (-1.0, None)
+        for alpha in ALPHAS:
+            cells = []
+            for beta in BETAS:
+                q, v = score(fuser, pairs, eval_set.task, alpha, beta)
+                cells.append(f"{q + v:.3f}")
+                best = max(best, (q + v, (alpha, beta, q, v)), key=lambda x: x[0])
+            print(f"| {alpha:g} | " + " | ".join(cells) + " |", flush=True)
+        alpha, beta, q, v = best[1]
+        print(f"\nbest for {eval_set.task}: alpha {alpha:g}, beta {beta:+g} (Qabf {q:.3f}, VIF {v:.3f})")
+
+
+if __name__ == "__main__":
+    main()

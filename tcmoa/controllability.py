@@ -1,0 +1,137 @@
+"""What alpha and beta do to a fusion, measured: the knobs of the paper's Eq. 8 swept on real pairs.
+
+- beta shifts dominance between the sources: as it rises, the result should move towards source A,
+  measured as SSIM(F, A) - SSIM(F, B) (VIFB's SSIM, grey images).
+- alpha scales the per-region preference: as it rises, the prompt maps should spread out, measured
+  as the standard deviation of p_A over the token grid, averaged over the TC-MoA modules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .evaluation import discover_sets
+from .imaging import image_files, read_image, resize_to, to_grey
+from .metrics import ssim
+from .pipeline import Fuser, canonical_order
+from .tasks import get_task
+
+BETAS = (-0.3, -0.15, 0.0, 0.15, 0.3)
+ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)
+
+
+@dataclass
+class Sweep:
+    """One knob swept on one source pair: the knob values, the fused images and the measure."""
+
+    knob: str  # "alpha" or "beta"
+    values: tuple[float, ...]
+    images: list[np.ndarray]
+    measure: list[float]
+
+    def rises_at_every_step(self) -> bool:
+        """True when the measure strictly increases from each knob value to the next."""
+        return all(b > a for a, b in zip(self.measure, self.measure[1:]))
+
+
+def _smaller(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    return image if scale >= 1 else resize_to(image, (round(h * scale), round(w * scale)))
+
+
+def _evenly(items: list, n: int) -> list:
+    idx = np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int)
+    return [items[i] for i in idx]
+
+
+def training_pairs(root: Path, task: str, n: int, max_side: int = 320) -> list[list[np.ndarray]]:
+    """N source pairs of a task key from root/train (MFF: synthetic focus pairs from root/pretrain/natural).
+
+    Taken evenly through the task's training sets, shrunk to max_side; never from eval/.
+    """
+    if task == "mff":  # no real multi-focus training pairs: defocus natural images as training does
+        import torch
+
+        from .synthesis import synthesize_focus_pair
+
+        pairs = []
+        for i, path in enumerate(_evenly(list(image_files(root / "pretrain" / "natural").values()), n)):
+            sharp = torch.from_numpy(_smaller(read_image(path, collapse_grey=False), max_side)).permute(2, 0, 1)[None]
+            far, near, _ = synthesize_focus_pair(sharp, generator=1000 + i)
+            pairs.append([x[0].permute(1, 2, 0).numpy() for x in (far, near)])
+        return pairs
+    items = [paths for s in discover_sets(root / "train") if s.task == task for _, paths in s.items]
+    return [[_smaller(read_image(p), max_side) for p in paths] for paths in _evenly(items, n)]
+
+
+def _grey255(image: np.ndarray) -> np.ndarray:
+    return (to_grey(image) if image.ndim == 3 else image).astype(np.float64) * 255.0
+
+
+def towards_a(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM(F, A) - SSIM(F, B) on grey images: > 0 when the result resembles source A more."""
+    f, ga, gb = _grey255(fused), _grey255(a), _grey255(b)
+    # metrics.ssim returns SSIM(A, F) + SSIM(B, F); with one source twice it is 2 * SSIM(A, F).
+    return (ssim(f, ga, ga) - ssim(f, gb, gb)) / 2.0
+
+
+def prompt_spread(p_a: np.ndarray) -> float:
+    """Standard deviation of p_A over the token grid, averaged over modules; p_a is (M, h, w)."""
+    return float(np.mean([m.std() for m in p_a]))
+
+
+def model_order(sources: Sequence[np.ndarray], task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The pair as the model sees it (A first): order-free tasks are sorted as the pipeline sorts them."""
+    order = canonical_order(sources[:2], get_task(task))
+    return sources[order[0]], sources[order[1]]
+
+
+def beta_sweep(fuser: Fuser, sources: Sequence[np.ndarray], task: str, betas: Sequence[float] = BETAS,
+               alpha: float | None = None) -> Sweep:
+    """Fuse at every beta; measure how far each result leans towards source A (the model's stream A)."""
+    a, b = model_order(sources, task)
+    images = [fuser.fuse([a, b], task, alpha=alpha, beta=beta).image for beta in betas]
+    return Sweep("beta", tuple(betas), images, [towards_a(f, a, b) for f in images])
+
+
+def alpha_sweep(fuser: Fuser, sources: Sequence[np.ndarray], task: str, alphas: Sequence[float] = ALPHAS,
+                beta: float | None = None) -> Sweep:
+    """Fuse at every alpha; measure the spread of the prompt maps."""
+    pair = list(model_order(sources, task))
+    results = [fuser.fuse(pair, task, alpha=alpha, beta=beta, maps=True) for alpha in alphas]
+    return Sweep("alpha", tuple(alphas), [r.image for r in results],
+                 [prompt_spread(r.maps.prompt_a) for r in results])
+
+
+def sweep_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], Sweep]], path: str | Path,
+                 thumb: int = 160) -> None:
+    """One row per (title, sources, sweep): the sources, the fused strip, and the measure's curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_img = max(len(s.images) for _, _, s in rows) + 2
+    fig, axes = plt.subplots(len(rows), n_img + 1, figsize=(1.9 * (n_img + 1.6), 2.0 * len(rows)),
+                             gridspec_kw={"width_ratios": [1] * n_img + [1.6]}, squeeze=False)
+    for r, (title, sources, sweep) in enumerate(rows):
+        tiles = [("source A", sources[0]), ("source B", sources[1])]  # pass them in model order
+        tiles += [(f"{sweep.knob}={v:g}", im) for v, im in zip(sweep.values, sweep.images)]
+        for c, (label, im) in enumerate(tiles):
+            ax = axes[r, c]
+            ax.imshow(np.clip(im, 0, 1), cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_title(label, fontsize=8)
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[r, 0].set_ylabel(title, fontsize=8)
+        ax = axes[r, -1]
+        ax.plot(sweep.values, sweep.measure, marker="o")
+        ax.set_xlabel(sweep.knob, fontsize=8)
+        ax.set_ylabel("SSIM(F,A) - SSIM(F,B)" if sweep.knob == "beta" else "prompt spread (std p_A)", fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
