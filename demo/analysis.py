@@ -169,7 +169,7 @@ def run_sweep(engine: Engine, images: Sequence[np.ndarray], preset: TaskPreset, 
 
 
 def sweep_gallery(sweep: SweepResult, metric: str) -> list[tuple[np.ndarray, str]]:
-    """(thumbnail, caption) per knob value, the caption with the chosen metric."""
-    return [(thumb, f"{sweep.knob} = {v:g} · {metric} {s[metric]:.3f}" if metric in s else f"{sweep.knob} = {v:g}")
+    """(thumbnail, caption) per knob value: the caption is the value and the chosen metric's score."""
+    return [(thumb, f"{sweep.knob} {v:g} · {s[metric]:.3f}" if metric in s else f"{sweep.knob} {v:g}")
             for thumb, v, s in zip(sweep.thumbs, sweep.values, sweep.scores)]
 

@@ -146,8 +146,8 @@ def output_column() -> Outputs:
             compare_with = gr.Radio([("Source 1", 1), ("Source 2", 2)], value=1,
                                     label="Compare the fused image with", elem_id="compare-with")
     metrics = gr.Markdown("", label="Metrics", elem_id="metrics")
-    baselines = gr.Gallery(label="TC-MoA and the classical baselines", columns=4, height="auto", visible=False,
-                           elem_id="baselines")
+    baselines = gr.Gallery(label="TC-MoA and the classical baselines", columns=4, rows=1, height=230,
+                           object_fit="contain", visible=False, elem_id="baselines")
     tabs, figures = {}, {}
     with gr.Tabs():
         for key, title in MAP_TABS:
@@ -164,8 +164,8 @@ def output_column() -> Outputs:
             sweep_metric = gr.Dropdown(list(SWEEP_METRICS), value="SSIM", label="Metric", elem_id="sweep-metric")
             sweep = gr.Button("Sweep", variant="secondary", elem_id="sweep")
         sweep_status = gr.Markdown("", elem_id="sweep-status")
-        sweep_strip = gr.Gallery(label="Fused at each value", columns=SWEEP_COUNT, rows=1, height=210,
-                                 object_fit="contain", elem_id="sweep-strip")
+        sweep_strip = gr.Gallery(label="Fused at each value (caption: the knob, then the metric)",
+                                 columns=SWEEP_COUNT, rows=1, height=180, object_fit="contain", elem_id="sweep-strip")
         sweep_curve = gr.Image(label="Metric against the knob", interactive=False, height=260, show_label=False,
                                buttons=["download"], elem_id="sweep-curve")
     return Outputs(status, fused, comparison, compare_with, metrics, baselines, tabs, figures, sweep_knob,

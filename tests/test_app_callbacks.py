@@ -265,11 +265,11 @@ def test_sweep_fuses_at_five_knob_values(engine, pair):
                                                   0.1, "β", "Qabf")
     assert [c["beta"] for c in spy.calls] == BETA_RANGE.sweep(5) == [-0.5, -0.25, 0.0, 0.25, 0.5]
     assert all(c["alpha"] == 1.2 for c in spy.calls)  # the other knob as set
-    assert len(gallery) == 5 and gallery[0][1].startswith("β = -0.5 · Qabf ")
+    assert len(gallery) == 5 and gallery[0][1] == f"β -0.5 · {sweep.scores[0]['Qabf']:.3f}"
     assert curve.dtype == np.uint8 and "5 fusions at 96×64 px" in status
     assert len({t.tobytes() for t in sweep.thumbs}) == 5  # beta moves the result
     gallery, curve, status = cb.sweep_plot(sweep, "MEF-SSIM")  # re-plot without fusing again
-    assert curve is not None and "MEF-SSIM is not computed here" in status and gallery[0][1] == "β = -0.5"
+    assert curve is not None and "MEF-SSIM is not computed here" in status and gallery[0][1] == "β -0.5"
     _, _, _, alphas = cb.sweep_view(engine, list(pair), "vif", 1.0, 0.0, "α", "SD")
     assert alphas.values == (0.0, 0.75, 1.5, 2.25, 3.0) and alphas.current == 1.0
 

@@ -178,6 +178,8 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
 
             assert fusions_after(pick_task, "α = 1.00") == 1
             expect(page.locator("#metrics")).to_contain_text("MEF-SSIM")
+            assert fusions_after(lambda: page.get_by_text("Multi-exposure: mefb chinese garden").click(),
+                                 "Fused 2 sources") == 1  # the screenshot's example
             assert fusions_after(lambda: page.get_by_label("Show classical baselines").check(), "Laplacian pyramid",
                                  where="#metrics") == 1
             expect(page.locator("#baselines img").first).to_be_visible()
@@ -194,9 +196,11 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
             assert counter.count - before == 5
             expect(page.locator("#sweep-strip img")).to_have_count(5)
             expect(page.locator("#sweep-curve img")).to_be_visible()
+            curve = page.locator("#sweep-curve img").get_attribute("src")
             page.locator("#sweep-metric input").click()
-            page.get_by_role("option", name="Qabf").click()
-            expect(page.locator("#sweep-strip")).to_contain_text("Qabf")
+            page.get_by_role("option", name="Qabf").click()  # re-plots without fusing again
+            expect(page.locator("#sweep-curve img")).not_to_have_attribute("src", curve)
+            assert counter.count - before == 5
             time.sleep(1.0)  # let the images paint before the screenshot
             shot = SCREENSHOT if os.environ.get("TCMOA_UPDATE_SCREENSHOT") == "1" else tmp_path / "app.png"
             page.screenshot(path=str(shot), full_page=True)
