@@ -73,9 +73,9 @@ def test_fuse_endpoint_with_gradio_client(app, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(app[0], verbose=False)
-    fused, report = client.predict(sources=[handle_file(str(TNO / "1_visible.png")),
-                                            handle_file(str(TNO / "2_infrared.png"))],
-                                   task="vif", alpha=1.5, beta=0.1, api_name="/fuse")
+    fused, report = client.predict(  # as the README shows it
+        sources=[handle_file(str(TNO / "1_visible.png")), handle_file(str(TNO / "2_infrared.png"))],
+        task="vif", alpha=1.5, beta=0.1, router="", resize=False, api_name="/fuse")
     with Image.open(fused) as image:
         assert image.format == "PNG" and image.size == (512, 372)
     assert report["size"] == [512, 372] and report["router"] == "vif" and report["alpha"] == 1.5
