@@ -79,15 +79,19 @@ def test_pip_install_gives_the_tcmoa_command(tmp_path):
         names = set(zf.namelist())
     assert {f"tcmoa/{p.name}" for p in (REPO / "tcmoa").glob("*.py")} <= names
     assert not [n for n in names if n.startswith(("tests/", "demo/", "benchmarks/"))]
+    shipped = [p.name for p in (REPO / "checkpoints").glob("*.safetensors")]
+    assert {f"tcmoa/checkpoints/{name}" for name in shipped} <= names
     site = tmp_path / "site"
     installed = run_python("-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheel))
     assert installed.returncode == 0, installed.stderr
-    # Away from the checkout, the console script runs the installed package's CLI.
+    # Away from the checkout, the console script runs the installed package's CLI on its shipped model.
     env = {**os.environ, "PYTHONPATH": str(site)}
-    result = subprocess.run([str(site / "bin" / "tcmoa"), "info", "--model", "official-tiny"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([str(site / "bin" / "tcmoa"), "info", *([] if shipped else ["--model", "compact"])],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout[result.stdout.index("{"):])["name"] == "official-tiny"
+    expected = json.loads((REPO / "checkpoints" / "config.json").read_text())["name"] if shipped else "compact"
+    assert json.loads(result.stdout[result.stdout.index("{"):])["name"] == expected
+    assert not shipped or f"source: {site / 'tcmoa' / 'checkpoints'}" in result.stdout
     where = subprocess.run([sys.executable, "-c", "import tcmoa; print(tcmoa.__file__, tcmoa.__version__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert where.stdout.split() == [str(site / "tcmoa" / "__init__.py"), tcmoa.__version__]
