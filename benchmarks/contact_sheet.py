@@ -44,9 +44,8 @@ def main() -> None:
     for row, eval_set in zip(axes, sets):
         item_id, paths = eval_set.items[min(args.item, len(eval_set.items) - 1)]
         sources = [read_image(p) for p in paths]
-        baseline_task = eval_set.task if eval_set.task in ("vif", "mef", "mff") else "medical"
         ours = fuser.fuse(sources, eval_set.task).image
-        laplacian = run_baseline("laplacian", sources, baseline_task)
+        laplacian = run_baseline("laplacian", sources, get_task(eval_set.task).router)
         roles = get_task(eval_set.task).roles
         panels = [(roles[0], sources[0]), (roles[1], sources[1]), ("TC-MoA (ours)", ours), ("Laplacian", laplacian)]
         for ax, (label, image) in zip(row, panels):

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from .backbone import relative_position_index
 from .config import PRESETS, ModelConfig, get_config
 from .model import TCMoA
+from .tasks import OFFICIAL_TASKS
 
 # The shipped model: inside the package in an installed wheel (pyproject.toml copies checkpoints/ there),
 # else checkpoints/ beside the package (a source checkout or an editable install).
@@ -133,7 +134,7 @@ def infer_official_config(state: Mapping[str, torch.Tensor], version: str = "202
                        decoder_embed_dim=dec_dim, decoder_depth=dec_depth, decoder_num_heads=dec_heads,
                        num_tasks=gate.shape[0], num_experts=gate.shape[2],
                        task_names=tuple(f"task{i}" for i in range(gate.shape[0])) if gate.shape[0] != 3
-                       else ("vif", "mef", "mff"),
+                       else OFFICIAL_TASKS,
                        decoder_restandardize=_restandardize_for(version))
 
 
