@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +12,7 @@ import pytest
 import torch.distributed as dist
 from PIL import Image
 
-from tcmoa.batch import PairQueue
+from tcmoa.batch import PairQueue, free_port
 from tcmoa.cli import main
 from tcmoa.distributed import World
 from tests.test_cli import write
@@ -35,29 +34,45 @@ def pairs_folder(root: Path, n: int) -> tuple[Path, Path]:
     return a, b
 
 
-def test_two_ranks_write_what_one_process_writes(tmp_path):
-    a, b = pairs_folder(tmp_path, 7)
+def same_images(one: Path, other: Path) -> None:
+    """The same file names with the same pixels."""
+    first, second = sorted(one.iterdir()), sorted(other.iterdir())
+    assert [p.name for p in second] == [p.name for p in first] == [f"{i:02d}.png" for i in range(7)]
+    for p, q in zip(first, second):
+        assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(q))), p.name
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """7 good pairs and a broken one, and what one process (1 thread) writes for them: exit code 1."""
+    root = tmp_path_factory.mktemp("pairs")
+    a, b = pairs_folder(root, 7)
     common = ["fuse", "--pairs", str(a), str(b), "--model", "compact", "--task", "vif"]
-    assert main([*common, "-o", str(tmp_path / "one"), "--quiet"]) == 1  # exit 1: one pair failed
+    assert main([*common, "-o", str(root / "one"), "--quiet"]) == 1  # exit 1: one pair failed
+    return root, common
+
+
+def test_torchrun_ranks_write_what_one_process_writes(folder):
+    root, common = folder
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           "-m", "tcmoa", *common, "-o", str(tmp_path / "two")],
+                           "-m", "tcmoa", *common, "-o", str(root / "two")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 1, done.stderr[-3000:]  # torchrun passes rank 0's exit code 1 on as its own 1
-    one, two = sorted((tmp_path / "one").iterdir()), sorted((tmp_path / "two").iterdir())
-    assert [p.name for p in two] == [p.name for p in one] == [f"{i:02d}.png" for i in range(7)]
-    for p, q in zip(one, two):
-        assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(q))), p.name
+    assert done.returncode == 1, done.stderr[-3000:]  # torchrun reports rank 0's exit code 1 as its own 1
+    same_images(root / "one", root / "two")
     # Rank 0 alone reports: one summary, one error line for the broken pair, one bar.
     assert done.stdout.count("wrote 7 of 8 fused images") == 1
     assert done.stderr.count("error: broken:") == 1 and done.stderr.count("untrained") == 1
     assert done.stderr.count("8/8") >= 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_workers_write_what_one_process_writes_with_its_exit_codes(folder, monkeypatch, capsys):
+    root, common = folder
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # 1 thread per worker, as the reference
+    assert main([*common, "-o", str(root / "workers"), "--workers", "2", "--quiet"]) == 1
+    same_images(root / "one", root / "workers")
+    assert main([*common[:-4], "--model", "nowhere", "-o", str(root / "x"), "--workers", "2"]) == 3
 
 
 def test_ranks_claim_every_pair_exactly_once(monkeypatch):

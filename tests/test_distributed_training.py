@@ -9,9 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tcmoa.checkpoint import load_model
 from tcmoa.distributed import micro_batch_plan
+from tcmoa.losses import task_loss
+from tcmoa.model import normalize
+from tcmoa.pretrain import reconstruction_loss
 from tcmoa.training import read_state
 from tests.test_training import COMMON, losses, run_pretrain, run_train, workdir  # noqa: F401 (fixture)
 
@@ -87,3 +91,24 @@ def test_micro_batch_plan():
     g, k, note = micro_batch_plan(2, None, 3)  # 3 ranks cannot split 2 micro-batches
     assert (g, k) == (3, 1) and "changes from 2 to 3" in note
     assert micro_batch_plan(8, 2, 2)[2] is not None  # an explicit --accumulate that changes G says so
+
+
+def test_which_losses_are_per_sample_means():
+    """Where 2 micro-batches of b/2 make the gradient of one batch of b: losses that are means over samples."""
+    g = torch.Generator().manual_seed(0)
+    a, b, fused = (torch.rand(4, 3, 32, 32, generator=g) for _ in range(3))
+    enc, dec = ([(torch.rand(4, 16, 1, generator=g), torch.rand(4, 16, 1, generator=g))] for _ in range(2))
+    halves = (slice(0, 2), slice(2, 4))
+    whole = float(reconstruction_loss(normalize(fused), a)["loss"])
+    assert whole == pytest.approx(sum(float(reconstruction_loss(normalize(fused[h]), a[h])["loss"]) for h in halves) / 2,
+                                  rel=1e-5)
+    for task in range(3):
+        for epoch in (0, 5):  # warm-up and main phase
+            full = task_loss(task, fused, a, b, enc, dec, 0.0, epoch)
+            parts = [task_loss(task, fused[h], a[h], b[h], [(p[h], q[h]) for p, q in enc],
+                               [(p[h], q[h]) for p, q in dec], 0.0, epoch) for h in halves]
+            for name, value in full.items():
+                mean = (parts[0][name] + parts[1][name]) / 2
+                # MEF-SSIM (official): the batch is one tall image with batch-wide luminance weights.
+                batch_wide = name == "MEF_SSIM_loss" or (name == "loss" and "MEF_SSIM_loss" in full)
+                assert (abs(float(value - mean)) > 1e-3) == batch_wide, (task, epoch, name)
