@@ -42,18 +42,20 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model folder / preset (default: the shipped model)")
     ap.add_argument("--root", type=Path, default=DATA_ROOT / "train")
     ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS))
+    ap.add_argument("--betas", type=float, nargs="+", default=list(BETAS))
     args = ap.parse_args()
     fuser = Fuser(load_model(args.model))
     for eval_set in discover_sets(args.root, [f"medical/harvard_{m}" for m in ("ct", "pet", "spect")]):
         idx = np.linspace(0, len(eval_set.items) - 1, args.pairs).round().astype(int)
         pairs = [[read_image(p) for p in eval_set.items[i][1]] for i in idx]
         print(f"\n### {eval_set.name} ({args.pairs} training pairs): Qabf + VIF\n")
-        print("| alpha \\ beta | " + " | ".join(f"{b:+g}" for b in BETAS) + " |")
-        print("|---|" + "---|" * len(BETAS))
+        print("| alpha \\ beta | " + " | ".join(f"{b:+g}" for b in args.betas) + " |")
+        print("|---|" + "---|" * len(args.betas))
         best = (-1.0, None)
-        for alpha in ALPHAS:
+        for alpha in args.alphas:
             cells = []
-            for beta in BETAS:
+            for beta in args.betas:
                 q, v = score(fuser, pairs, eval_set.task, alpha, beta)
                 cells.append(f"{q + v:.3f}")
                 best = max(best, (q + v, (alpha, beta, q, v)), key=lambda x: x[0])

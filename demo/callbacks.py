@@ -243,7 +243,12 @@ def task_info(engine: Engine, task: str) -> str:
     """A short Markdown description of the task preset."""
     preset = get_task(task)
     route = preset.route_for(engine.router_names)
-    seen = "trained task" if preset.seen else f"unseen task: zero-shot through the `{route}` router"
+    if preset.seen:
+        seen = "trained task"
+    elif route == preset.router:  # its own router, fitted alone; the shared adapters never saw the task
+        seen = f"unseen by the adapters: only the `{route}` router was fitted to this kind of pair"
+    else:
+        seen = f"unseen task: zero-shot through the `{route}` router"
     order = " Source order does not matter (sorted by content)." if preset.order_free else ""
     return f"**{preset.label}**: A = {preset.roles[0]}, B = {preset.roles[1]} · {seen} · {preset.colour_rule}.{order}"
 

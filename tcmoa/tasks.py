@@ -77,11 +77,13 @@ TASKS: dict[str, TaskPreset] = {p.key: p for p in (
                colour_rule=_ALL_COLOUR),
     TaskPreset("mff", "Multi-focus", ("far focus", "near focus"), "mff", order_free=True,
                colour_rule=_ALL_COLOUR),
-    TaskPreset("mri-pet", "MRI + PET (unseen)", ("MRI", "PET"), "medical", seen=False,
+    # Medical alpha/beta: tuned on train/medical only (python -m benchmarks.tune_medical, Qabf + VIF;
+    # docs/BENCHMARKS.md). Larger alpha and a lean towards CT / PET help; gains flatten beyond alpha 2.
+    TaskPreset("mri-pet", "MRI + PET (unseen)", ("MRI", "PET"), "medical", alpha=2.0, beta=-0.2, seen=False,
                colour_rule=_ONE_COLOUR + " (the PET pseudo-colour)"),
-    TaskPreset("mri-spect", "MRI + SPECT (unseen)", ("MRI", "SPECT"), "medical", seen=False,
+    TaskPreset("mri-spect", "MRI + SPECT (unseen)", ("MRI", "SPECT"), "medical", alpha=2.0, beta=0.0, seen=False,
                colour_rule=_ONE_COLOUR + " (the SPECT pseudo-colour)"),
-    TaskPreset("mri-ct", "MRI + CT (unseen)", ("MRI", "CT"), "medical", seen=False,
+    TaskPreset("mri-ct", "MRI + CT (unseen)", ("MRI", "CT"), "medical", alpha=2.0, beta=-0.2, seen=False,
                colour_rule="grey in, grey out"),
 )}
 TASK_ALIASES = {"medical": "mri-pet", "ivf": "vif", "multi-exposure": "mef", "multi-focus": "mff"}

@@ -21,6 +21,7 @@ from tcmoa import TASKS
 from tcmoa.imaging import to_uint8
 from tcmoa.moa import ALPHA_RANGE, BETA_RANGE
 from tcmoa.pipeline import FusionMaps
+from tcmoa.tasks import get_task
 from tcmoa.visualize import (difference_figure, map_cells, prompt_figure, routing_figure, save_map_images,
                              sweep_curve, weight_figure)
 
@@ -318,11 +319,12 @@ def test_fusion_runs_inside_spaces_gpu_when_present(engine, pair, monkeypatch):
 def test_swap_reset_labels_and_slots(engine):
     assert cb.swap_sources("a", "b") == ("b", "a")
     alpha, beta, weights = cb.task_defaults(engine, "mri-pet")
-    assert (alpha, beta) == (1.0, 0.0) and weights == [0.0, 0.0, 0.0, 1.0]  # the medical router
+    preset = get_task("mri-pet")  # the tuned medical defaults reach the sliders
+    assert (alpha, beta) == (preset.alpha, preset.beta) and weights == [0.0, 0.0, 0.0, 1.0]  # the medical router
     assert cb.slot_labels("vif")[:2] == ["Source 1: visible (A)", "Source 2: infrared (B)"]
     assert cb.slot_labels("mef")[2] == "Source 3: another exposure"
     assert len(cb.slot_labels("mff")) == MAX_SOURCES
-    assert "zero-shot" in cb.task_info(engine, "mri-ct") and "trained task" in cb.task_info(engine, "vif")
+    assert "only the `medical` router" in cb.task_info(engine, "mri-ct") and "trained task" in cb.task_info(engine, "vif")
     n, *slots, choices = slot_updates(9)
     assert n == MAX_SOURCES and all(s["visible"] and "value" not in s for s in slots) and len(choices["choices"]) == 4
     n, *slots, _ = slot_updates(1)
