@@ -10,7 +10,8 @@ and the best (least disturbed) run of each is reported, with the machine's load 
   ranks, one after the other), and torchrun with 2 ranks of 1 thread each. Steps/s from
   log.jsonl's clock over the steps after the first two.
 - Folder fusion (eval/vif/msrs20, 20 pairs of 640x480, random `compact` weights): 1 process with
-  all threads, 1 process with 1 thread, 2 ranks of 1 thread each (torchrun, and --workers 2).
+  all threads, 1 process with 1 thread, 2 ranks of 1 thread each (torchrun). (Commit 3e92df6 also
+  had `fuse --workers 2`, local ranks started by the command itself; measured, then left out.)
   Pairs/s from the output files' times: 19 / (last written - first written), which leaves out the
   start-up (imports, model; reported as the time to the first file).
 """
@@ -99,7 +100,7 @@ def main() -> None:
         run([sys.executable, "-m", "tcmoa.pretrain", *common, "--steps", "1", "--out", str(backbone)], o.threads)
         pairs = DATA / "eval" / "vif" / "msrs20"
         fusion = {"1 process": (o.threads, 1, []), "1 process x 1 thread": (1, 1, []),
-                  "2 ranks x 1 thread (torchrun)": (1, 2, []), "--workers 2": (o.threads, 1, ["--workers", "2"])}
+                  "2 ranks x 1 thread (torchrun)": (1, 2, [])}
         for rep in range(o.repeats):
             for stage, module, extra in (() if o.only == "fuse" else (
                     ("pretrain", "tcmoa.pretrain", []), ("tcmoa", "tcmoa.train", ["--backbone", str(backbone)]))):

@@ -1,7 +1,7 @@
 """Folder fusion over several processes: the ranks of a torchrun job share one queue of pairs.
 
     torchrun --nproc_per_node=8 -m tcmoa fuse --pairs vi/ ir/ --task vif -o out/    # one GPU per rank
-    python -m tcmoa fuse --pairs vi/ ir/ --task vif -o out/ --workers 2              # 2 CPU processes
+    torchrun --standalone --nproc_per_node=2 -m tcmoa fuse --pairs vi/ ir/ -o out/   # 2 CPU processes
 
 Ranks claim pairs from one queue, an atomic counter in the job's key-value store (the TCPStore
 torchrun's rendezvous already runs). So every pair is fused exactly once, by the rank that claimed
@@ -9,16 +9,14 @@ it, which writes it; and a slow pair holds nobody up. Rank 0 shows one progress 
 (the store's count of finished pairs) and, at the end, one summary with every rank's failures, in
 folder order, as one process would. A failed pair is reported and skipped, as in one process.
 
-`--workers N` starts the N ranks on this machine itself (rank 0 serves the store), each with
-cores / N threads, and exits with rank 0's exit code, so the codes mean what they mean in one
-process (torchrun reports any failure as its own exit code 1).
+Rank 0 returns the exit code one process would (0, 1 when some pairs failed, 2, 3); the other ranks
+return 0 once their pairs are done. torchrun exits with 1 when any rank fails, and names the rank
+and its code. (A `--workers N` option that started local ranks itself was measured and left out:
+docs/SCALING.md.)
 """
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from typing import Iterator, Sequence
@@ -83,31 +81,3 @@ class PairQueue:
         every = self.world.gather(self._failures) if self.shared else [self._failures]
         return [message for _, message in sorted(f for failures in every for f in failures)]
 
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago (for rank 0's store)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_workers(argv: Sequence[str], workers: int) -> int:
-    """`python -m tcmoa <argv>` as `workers` local ranks of cores/workers threads; returns rank 0's exit code."""
-    threads = max(1, (os.cpu_count() or workers) // workers)
-    ranks = {"WORLD_SIZE": str(workers), "LOCAL_WORLD_SIZE": str(workers), "MASTER_ADDR": "127.0.0.1",
-             "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": str(threads)}
-    procs = [subprocess.Popen([sys.executable, "-m", "tcmoa", *argv],
-                              env={**os.environ, **ranks, "RANK": str(r), "LOCAL_RANK": str(r)})
-             for r in range(workers)]
-    try:
-        while procs[0].poll() is None:
-            crashed = [p.returncode for p in procs[1:] if p.poll() not in (None, 0)]
-            if crashed:  # rank 0 would wait for its pairs forever: stop everyone, as torchrun does
-                return crashed[0]
-            time.sleep(POLL_S)
-        return procs[0].returncode  # rank 0 finishes last: it waits for every rank's pairs
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-            p.wait()

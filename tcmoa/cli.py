@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .checkpoint import CheckpointError, load_model
-from .distributed import launched_ranks, process_group, rank_device
+from .distributed import process_group, rank_device
 from .imaging import _SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
 from .moa import ALPHA_RANGE, BETA_RANGE
 from .pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
@@ -58,9 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
                            "(use 'resize' with official checkpoints to reproduce official numbers)")
     fuse.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger sources")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    fuse.add_argument("--workers", type=int, default=1, metavar="N",
-                      help="with --pairs: N processes on this machine share the pairs, each with cores/N threads "
-                           "(faster on shared or busy cores; docs/SCALING.md)")
     info = commands.add_parser("info", help="describe a model")
     _model_args(info)
     return parser
@@ -207,10 +204,6 @@ def run_info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
-    if args.command == "fuse" and args.workers > 1 and launched_ranks() == 1:  # the ranks see WORLD_SIZE
-        from .batch import run_workers
-
-        return run_workers(sys.argv[1:] if argv is None else list(argv), args.workers)
     try:
         with process_group(getattr(args, "device", None), backend="gloo"):  # under torchrun
             return run_fuse(args) if args.command == "fuse" else run_info(args)
