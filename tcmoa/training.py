@@ -18,6 +18,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -76,6 +77,8 @@ def add_common_arguments(ap: argparse.ArgumentParser, *, batch: int, size: int, 
 def resolve_options(ap: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse; on --resume, every non-runtime option comes from the saved run (a differing one is reported)."""
     opts = ap.parse_args(argv)
+    if opts.accumulate is not None and opts.accumulate < 1:
+        ap.error("--accumulate must be at least 1")
     if opts.resume is None:
         if (opts.steps is None) == (opts.budget_minutes is None):
             ap.error("give exactly one of --steps and --budget-minutes")
@@ -86,7 +89,7 @@ def resolve_options(ap: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
             continue
         given = getattr(opts, key)
         given = str(given) if isinstance(given, Path) else given
-        if given != saved and given != ap.get_default(key):
+        if given != saved and given != ap.get_default(key) and os.environ.get("RANK", "0") == "0":  # once per job
             print(f"note: --{key.replace('_', '-')} {given} ignored; the run was started with {saved}", file=sys.stderr)
         setattr(opts, key, saved)
     return opts

@@ -1,10 +1,7 @@
 """Folder fusion over torchrun ranks on the CPU: the same files as one process, each pair fused once."""
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,8 +14,8 @@ from tcmoa.batch import PairQueue
 from tcmoa.cli import main
 from tcmoa.distributed import World
 from tests.test_cli import write
+from tests.test_distributed_training import torchrun
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
@@ -55,10 +52,7 @@ def folder(tmp_path_factory):
 
 def test_torchrun_ranks_write_what_one_process_writes(folder):
     root, common = folder
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           "-m", "tcmoa", *common, "-o", str(root / "two")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    done = torchrun(["-m", "tcmoa", *common, "-o", str(root / "two")])
     assert done.returncode == 1, done.stderr[-3000:]  # torchrun reports rank 0's exit code 1 as its own 1
     same_images(root / "one", root / "two")
     # Rank 0 alone reports: one summary, one error line for the broken pair, one bar.

@@ -24,13 +24,17 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 HALF = ["--batch", "2"]  # per micro-batch; COMMON's --batch 4 is the global batch b
 
 
-def torchrun(jobs: list[tuple[str, list[str]]], ranks: int = 2, timeout: float = 240) -> float:
-    """Run training commands in `ranks` gloo processes (torchrun --standalone: a free port); returns seconds."""
+def torchrun(args: list[str], ranks: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`torchrun --standalone` (a free port) with `ranks` processes of 1 thread each, from the repo root."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
+                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def train_on_ranks(jobs: list[tuple[str, list[str]]], ranks: int = 2) -> float:
+    """Run training commands one after another in `ranks` gloo processes; returns seconds."""
     t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
-                           str(REPO / "tests" / "ddp_jobs.py"), json.dumps(jobs)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    done = torchrun([str(REPO / "tests" / "ddp_jobs.py"), json.dumps(jobs)], ranks)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return time.monotonic() - t0
 
@@ -54,7 +58,7 @@ def runs(workdir):  # noqa: F811
     run_pretrain(workdir, w / "pre1", *HALF, "--steps", "4", *one)
     run_train(workdir, w / "tc1", *HALF, "--backbone", str(w / "pre1"), "--steps", "2", *one)
     run_train(workdir, w / "med1", *HALF, "--init", str(w / "tc1"), "--router-only", "medical", "--steps", "2", *one)
-    seconds = torchrun([
+    seconds = train_on_ranks([
         ("pretrain", [*pre, "--chunk-steps", "2", "--out", str(w / "pre2_half")]),
         ("train", [*tc, "--backbone", str(w / "pre1"), "--out", str(w / "tc2")]),
         ("train", [*tc, "--init", str(w / "tc1"), "--router-only", "medical", "--out", str(w / "med2")]),
