@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     fuser = Fuser(load_model(args.model))
     lines = [f"# Controllability ({args.pairs} training pairs per task, model "
-             f"`{fuser.model.info.get('source')}`)\n",
+             f"`{args.model or 'shipped (checkpoints/)'}`)\n",
              "beta: SSIM(F,A) - SSIM(F,B) (grey, VIFB SSIM), mean over pairs; alpha: std of p_A over tokens, "
              "mean over modules and pairs. 'rises' = pairs whose measure rises at every step.\n",
              "| task | knob (values) | measure at value 1 | 2 | 3 | 4 | 5 | rises |", "|---|---|" + "---|" * 6]
@@ -44,7 +44,7 @@ def main() -> None:
             sweeps = [sweep_fn(fuser, pair, task) for pair in pairs]
             mean = np.mean([s.measure for s in sweeps], axis=0)
             rises = sum(s.rises_at_every_step() for s in sweeps)
-            header = " | ".join(f"{v:g}" for v in values)
+            header = ", ".join(f"{v:g}" for v in values)
             lines.append(f"| {task} | {knob} ({header}) | " + " | ".join(f"{m:+.4f}" for m in mean)
                          + f" | {rises}/{len(sweeps)} |")
             figure_rows.append((f"{task}: {knob}", list(model_order(pairs[0], task)), sweeps[0]))
