@@ -100,8 +100,8 @@ def markdown_table(rows: Sequence[Row], metrics: Sequence[str]) -> str:
     methods = list(dict.fromkeys(r.method for r in rows))
     metrics = [m for m in metrics if any(m in r.scores for r in rows)]
     arrow = {n: ("↑" if METRICS[n].higher_is_better else "↓") for n in metrics}
-    lines = ["| method | n | " + " | ".join(f"{m} {arrow[m]}" for m in metrics) + " | s/pair |",
-             "|---|---|" + "---|" * len(metrics) + "---|"]
+    header = ["method", "n", *(f"{m} {arrow[m]}" for m in metrics), "s/pair"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in methods:
         mine = [r for r in rows if r.method == method]
         cells = []
@@ -109,7 +109,7 @@ def markdown_table(rows: Sequence[Row], metrics: Sequence[str]) -> str:
             values = [r.scores[metric] for r in mine if metric in r.scores]
             cells.append(f"{np.nanmean(values):.4g}" if values else "—")
         seconds = np.median([r.seconds for r in mine])
-        lines.append(f"| {method} | {len(mine)} | " + " | ".join(cells) + f" | {seconds:.3f} |")
+        lines.append("| " + " | ".join([method, str(len(mine)), *cells, f"{seconds:.3f}"]) + " |")
     return "\n".join(lines)
 
 

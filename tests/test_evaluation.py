@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tcmoa.baselines import run_baseline
-from tcmoa.evaluation import discover_sets, markdown_table, metric_names, run_method, write_csv
+from tcmoa.evaluation import Row, discover_sets, markdown_table, metric_names, run_method, write_csv
 
 
 @pytest.fixture()
@@ -60,3 +60,9 @@ def test_run_tabulate_and_write(eval_root, tmp_path):
     with open(tmp_path / "out" / "results.csv") as f:
         lines = list(csv.DictReader(f))
     assert len(lines) == 3 and lines[0]["set"] == "mef/bracket" and float(lines[0]["Qabf"]) > 0
+
+
+def test_table_of_timed_only_items_has_no_empty_metric_column():
+    # Scenes of 3+ sources are timed, not scored: the table must stay a well-formed markdown table.
+    table = markdown_table([Row("mff/lytro_triples", "average", "lytro-01", 0.25, {})], ["Qabf", "VIF"])
+    assert table.splitlines() == ["| method | n | s/pair |", "|---|---|---|", "| average | 1 | 0.250 |"]
