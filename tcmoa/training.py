@@ -34,6 +34,7 @@ from .data import ImageBank
 from .device import pick_device
 from .distributed import MicroBatches, SyncedModel, World, current_world, micro_batch_plan
 from .model import TCMoA
+from .run_log import RunLog, plot_log
 
 STATE_FILE, LOG_FILE, PLOT_FILE, SUMMARY_FILE = "state.pt", "log.jsonl", "loss.png", "run.json"
 STATE_FORMAT = "tcmoa-train-state/1"
@@ -226,66 +227,6 @@ def read_state(directory: str | Path) -> dict[str, Any]:
     if state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path}: unknown state format {state.get('format')!r}")
     return state
-
-
-class RunLog:
-    """log.jsonl of the whole run: earlier chunks' lines are copied in, new ones appended as they come."""
-
-    def __init__(self, path: Path, previous: Path | None = None, active: bool = True):
-        old = previous.read_text().splitlines() if active and previous is not None and previous.is_file() else []
-        self.records = [json.loads(line) for line in old if line.strip()]
-        self.path, self.active = path, active  # inactive (ranks > 0): writes and prints nothing
-        if active:
-            path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-
-    def append(self, record: dict[str, Any]) -> None:
-        """Add one record (flushed at once, so a killed chunk still leaves its log)."""
-        self.records.append(record)
-        if self.active:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def say(self, line: str) -> None:
-        """Print a progress line (rank 0 only)."""
-        if self.active:
-            print(line, flush=True)
-
-
-def plot_log(records: Sequence[dict[str, Any]], path: Path, title: str, series: Sequence[str]) -> None:
-    """loss.png: loss curves (log scale), the learning rate, and the held-out metrics."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r for r in records if "lr" in r]
-    evals = [r for r in records if r.get("event") == "eval"]
-    metrics = sorted({k for r in evals for k in r if k not in ("event", "step", "seconds")})
-    fig, axes = plt.subplots(1, 3 if metrics else 2, figsize=(15 if metrics else 10, 4))
-    for key in series:
-        pts = [(r["step"], r[key]) for r in steps if key in r and r[key] > 0]
-        if pts:
-            axes[0].plot(*zip(*pts), label=key, lw=1)
-    axes[0].set(yscale="log", xlabel="step", title="training loss")
-    if axes[0].lines:
-        axes[0].legend(fontsize=8)
-    if steps:
-        axes[1].plot([r["step"] for r in steps], [r["lr"] for r in steps])
-    axes[1].set(xlabel="step", title="learning rate")
-    for key in metrics:
-        pts = [(r["step"], r[key]) for r in evals if key in r]
-        axes[2].plot(*zip(*pts), marker=".", label=key)
-    if metrics:
-        axes[2].set(xlabel="step", title="held-out")
-        axes[2].legend(fontsize=8)
-    for r in records:  # chunk boundaries
-        if r.get("event") == "chunk":
-            for ax in axes:
-                ax.axvline(r["last_step"], color="grey", lw=0.5, ls=":")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _sync(device: torch.device) -> None:
