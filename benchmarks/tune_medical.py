@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from tcmoa.checkpoint import load_model
+from tcmoa.controllability import training_pairs
 from tcmoa.data import DATA_ROOT
-from tcmoa.evaluation import discover_sets
-from tcmoa.imaging import read_image, to_uint8
+from tcmoa.imaging import to_uint8
 from tcmoa.metrics import evaluate
 from tcmoa.pipeline import Fuser
 
@@ -40,28 +40,27 @@ def main() -> None:
     """Grid-search alpha/beta per medical modality on training pairs; print the tables."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model folder / preset (default: the shipped model)")
-    ap.add_argument("--root", type=Path, default=DATA_ROOT / "train")
+    ap.add_argument("--root", type=Path, default=DATA_ROOT, help="data root holding train/")
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS))
     ap.add_argument("--betas", type=float, nargs="+", default=list(BETAS))
     args = ap.parse_args()
     fuser = Fuser(load_model(args.model))
-    for eval_set in discover_sets(args.root, [f"medical/harvard_{m}" for m in ("ct", "pet", "spect")]):
-        idx = np.linspace(0, len(eval_set.items) - 1, args.pairs).round().astype(int)
-        pairs = [[read_image(p) for p in eval_set.items[i][1]] for i in idx]
-        print(f"\n### {eval_set.name} ({args.pairs} training pairs): Qabf + VIF\n")
+    for task in ("mri-ct", "mri-pet", "mri-spect"):
+        pairs = training_pairs(args.root, task, args.pairs)  # evenly through the set, as the sweeps take them
+        print(f"\n### {task} ({len(pairs)} training pairs): Qabf + VIF\n")
         print("| alpha \\ beta | " + " | ".join(f"{b:+g}" for b in args.betas) + " |")
         print("|---|" + "---|" * len(args.betas))
         best = (-1.0, None)
         for alpha in args.alphas:
             cells = []
             for beta in args.betas:
-                q, v = score(fuser, pairs, eval_set.task, alpha, beta)
+                q, v = score(fuser, pairs, task, alpha, beta)
                 cells.append(f"{q + v:.3f}")
                 best = max(best, (q + v, (alpha, beta, q, v)), key=lambda x: x[0])
             print(f"| {alpha:g} | " + " | ".join(cells) + " |", flush=True)
         alpha, beta, q, v = best[1]
-        print(f"\nbest for {eval_set.task}: alpha {alpha:g}, beta {beta:+g} (Qabf {q:.3f}, VIF {v:.3f})")
+        print(f"\nbest for {task}: alpha {alpha:g}, beta {beta:+g} (Qabf {q:.3f}, VIF {v:.3f})")
 
 
 if __name__ == "__main__":

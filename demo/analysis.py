@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tcmoa.imaging import resize_to, to_grey, to_uint8
+from tcmoa.imaging import shrink_to, to_grey, to_uint8
 from tcmoa.metrics import evaluate
 from tcmoa.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 from tcmoa.pipeline import FusionMaps, match_sizes
@@ -82,14 +82,7 @@ def scores_table(fused: np.ndarray, sources: Sequence[np.ndarray], task: str,
 # ------------------------------------------------------------------------------ map tabs
 def display_copy(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
     """An image (or map) at most `side` px on its longer side, keeping its dtype kind."""
-    h, w = image.shape[:2]
-    scale = side / max(h, w)
-    if scale >= 1:
-        return image
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    if image.dtype == np.uint8:
-        return to_uint8(resize_to(image.astype(np.float32) / 255.0, size))
-    return resize_to(image, size)
+    return shrink_to(image, side)
 
 
 @dataclass(frozen=True)

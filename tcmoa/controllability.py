@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from .evaluation import discover_sets
-from .imaging import image_files, read_image, resize_to, to_grey
-from .metrics import ssim
+from .imaging import image_files, read_image, shrink_to, to_grey
+from .metrics import ssim_each
 from .pipeline import Fuser, canonical_order
 from .tasks import get_task
 
@@ -37,12 +37,6 @@ class Sweep:
         return all(b > a for a, b in zip(self.measure, self.measure[1:]))
 
 
-def _smaller(image: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    scale = max_side / max(h, w)
-    return image if scale >= 1 else resize_to(image, (round(h * scale), round(w * scale)))
-
-
 def _evenly(items: list, n: int) -> list:
     idx = np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int)
     return [items[i] for i in idx]
@@ -60,23 +54,18 @@ def training_pairs(root: Path, task: str, n: int, max_side: int = 320) -> list[l
 
         pairs = []
         for i, path in enumerate(_evenly(list(image_files(root / "pretrain" / "natural").values()), n)):
-            sharp = torch.from_numpy(_smaller(read_image(path, collapse_grey=False), max_side)).permute(2, 0, 1)[None]
+            sharp = torch.from_numpy(shrink_to(read_image(path, collapse_grey=False), max_side)).permute(2, 0, 1)[None]
             far, near, _ = synthesize_focus_pair(sharp, generator=1000 + i)
             pairs.append([x[0].permute(1, 2, 0).numpy() for x in (far, near)])
         return pairs
     items = [paths for s in discover_sets(root / "train") if s.task == task for _, paths in s.items]
-    return [[_smaller(read_image(p), max_side) for p in paths] for paths in _evenly(items, n)]
-
-
-def _grey255(image: np.ndarray) -> np.ndarray:
-    return (to_grey(image) if image.ndim == 3 else image).astype(np.float64) * 255.0
+    return [[shrink_to(read_image(p), max_side) for p in paths] for paths in _evenly(items, n)]
 
 
 def towards_a(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """SSIM(F, A) - SSIM(F, B) on grey images: > 0 when the result resembles source A more."""
-    f, ga, gb = _grey255(fused), _grey255(a), _grey255(b)
-    # metrics.ssim returns SSIM(A, F) + SSIM(B, F); with one source twice it is 2 * SSIM(A, F).
-    return (ssim(f, ga, ga) - ssim(f, gb, gb)) / 2.0
+    ssim_a, ssim_b = ssim_each(*(to_grey(x).astype(np.float64) * 255.0 for x in (fused, a, b)))
+    return ssim_a - ssim_b
 
 
 def prompt_spread(p_a: np.ndarray) -> float:
@@ -107,8 +96,7 @@ def alpha_sweep(fuser: Fuser, sources: Sequence[np.ndarray], task: str, alphas: 
                  [prompt_spread(r.maps.prompt_a) for r in results])
 
 
-def sweep_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], Sweep]], path: str | Path,
-                 thumb: int = 160) -> None:
+def sweep_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], Sweep]], path: str | Path) -> None:
     """One row per (title, sources, sweep): the sources, the fused strip, and the measure's curve."""
     import matplotlib
 

@@ -412,3 +412,15 @@ def resize_to(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     out = [np.asarray(Image.fromarray(np.ascontiguousarray(p)).resize((w, h), resample)) for p in planes]
     res = out[0] if a.ndim == 2 else np.stack(out, axis=-1)
     return np.clip(res, 0.0, 1.0).astype(np.float32)
+
+
+def shrink_to(image: np.ndarray, side: int) -> np.ndarray:
+    """An image (float [0,1] or uint8) at most `side` px on its longer side, keeping its dtype kind."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return image
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if image.dtype == np.uint8:
+        return to_uint8(resize_to(image.astype(np.float32) / 255.0, size))
+    return resize_to(image, size)

@@ -135,21 +135,27 @@ def reference_psnr(image: np.ndarray | torch.Tensor, reference: np.ndarray | tor
 
 def ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """SSIM(A,F) + SSIM(B,F): 11x11 Gaussian (sigma 1.5), 'valid', standard constants (VIFB)."""
-    f, a, b = mf.check_2d(fused, a, b)
+    ssim_a, ssim_b = ssim_each(fused, a, b)
+    return ssim_a + ssim_b
+
+
+def ssim_each(fused: np.ndarray, *refs: np.ndarray) -> list[float]:
+    """SSIM(R,F) for every reference R, as `ssim` computes it (F's local statistics shared)."""
+    f, *refs = mf.check_2d(fused, *refs)
     g = mf.gaussian_1d(11, 1.5)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     muf = mf.sep_filter_valid(f, g)
     muf2 = muf * muf
     sff = mf.sep_filter_valid(f * f, g) - muf2
-    total = 0.0
-    for x in (a, b):
+    out = []
+    for x in refs:
         mux = mf.sep_filter_valid(x, g)
         mux2, muxf = mux * mux, mux * muf
         sxx = mf.sep_filter_valid(x * x, g) - mux2
         sxf = mf.sep_filter_valid(x * f, g) - muxf
         m = ((2 * muxf + c1) * (2 * sxf + c2)) / ((mux2 + muf2 + c1) * (sxx + sff + c2))
-        total += float(m.mean())
-    return total
+        out.append(float(m.mean()))
+    return out
 
 
 def _qabf_grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from tcmoa.imaging import (
     ImageError,
     from_array,
     is_grey,
+    shrink_to,
     read_image,
     resize_to,
     rgb_to_ycbcr,
@@ -357,3 +358,12 @@ def test_real_files(rel: str, ndim: int) -> None:
     out = read_image(path)
     assert out.dtype == np.float32 and out.ndim == ndim
     assert 0.0 <= out.min() and out.max() <= 1.0 and out.max() > 0
+
+
+def test_shrink_to_bounds_the_longer_side_and_keeps_the_dtype_kind():
+    rgb = np.random.default_rng(0).random((300, 120, 3)).astype(np.float32)
+    assert shrink_to(rgb, 400) is rgb  # already small enough: untouched
+    small = shrink_to(rgb, 150)
+    assert small.shape == (150, 60, 3) and small.dtype == np.float32
+    grey8 = (rgb[..., 0] * 255).astype(np.uint8)
+    assert shrink_to(grey8, 100).shape == (100, 40) and shrink_to(grey8, 100).dtype == np.uint8
