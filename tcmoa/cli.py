@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .checkpoint import CheckpointError, load_model
 from .distributed import process_group, rank_device
-from .imaging import _SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
+from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
 from .moa import ALPHA_RANGE, BETA_RANGE
 from .pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
 from .tasks import TASK_ALIASES, TASKS
@@ -83,8 +83,8 @@ def check_output(path: Path, folder: bool, option: str = "-o") -> None:
         if path.is_dir():
             raise CliError(f"{option} {path} is a folder; give an output file name such as {path / 'fused.png'}",
                            EXIT_INPUT)
-        if path.suffix.lower() not in _SAVE_FORMATS:
-            raise CliError(f"{option} {path}: unknown image extension; use one of {', '.join(sorted(_SAVE_FORMATS))}",
+        if path.suffix.lower() not in SAVE_FORMATS:
+            raise CliError(f"{option} {path}: unknown image extension; use one of {', '.join(sorted(SAVE_FORMATS))}",
                            EXIT_INPUT)
     elif path.exists() and not path.is_dir():
         raise CliError(f"{option} {path} is a file; give a folder", EXIT_INPUT)

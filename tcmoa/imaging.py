@@ -360,8 +360,9 @@ def to_grey(img: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
-                 ".bmp": "BMP", ".webp": "WEBP"}
+# Extensions save_image writes, and the Pillow format of each (the CLI checks outputs against it).
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+                ".bmp": "BMP", ".webp": "WEBP"}
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -375,9 +376,9 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 def save_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8, *, quality: int = 95) -> Path:
     """Write an image (format from the extension; 16-bit only for grey PNG/TIFF); returns the path."""
     path = Path(path)
-    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot save '{path}': unknown extension; use one of {sorted(_SAVE_FORMATS)}")
+        raise ValueError(f"cannot save '{path}': unknown extension; use one of {sorted(SAVE_FORMATS)}")
     a = from_array(img, collapse_grey=False, label=f"image for '{path}'")
     if bits == 16:
         if a.ndim != 2 or fmt not in ("PNG", "TIFF"):
