@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tcmoa.baselines import run_baseline
-from tcmoa.checkpoint import load_model
-from tcmoa.data import DATA_ROOT
-from tcmoa.evaluation import discover_sets
+from tcmoa.metrics.baselines import run_baseline
+from tcmoa.model.checkpoint import load_model
+from tcmoa.train.data import DATA_ROOT
+from tcmoa.metrics.evaluation import discover_sets
 from tcmoa.imaging import read_image
-from tcmoa.pipeline import Fuser
+from tcmoa.fuse.pipeline import Fuser
 from tcmoa.tasks import get_task
 
 SETS = ("vif/tno25", "vif/roadscene50", "vif/msrs20", "mef/mefb100", "mff/lytro20", "medical/harvard_pet",

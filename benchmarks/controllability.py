@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tcmoa.checkpoint import load_model
-from tcmoa.controllability import ALPHAS, BETAS, alpha_sweep, beta_sweep, model_order, sweep_figure, training_pairs
-from tcmoa.data import DATA_ROOT
-from tcmoa.pipeline import Fuser
+from tcmoa.model.checkpoint import load_model
+from tcmoa.fuse.sweeps import ALPHAS, BETAS, alpha_sweep, beta_sweep, model_order, sweep_figure, training_pairs
+from tcmoa.train.data import DATA_ROOT
+from tcmoa.fuse.pipeline import Fuser
 
 TASKS = ("vif", "mef", "mff", "mri-pet")
 

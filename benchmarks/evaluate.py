@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from tcmoa.baselines import BASELINES, run_baseline
-from tcmoa.checkpoint import load_model
-from tcmoa.data import DATA_ROOT
-from tcmoa.evaluation import discover_sets, markdown_table, metric_names, run_method, write_csv
-from tcmoa.metrics import METRICS
-from tcmoa.pipeline import Fuser
+from tcmoa.metrics.baselines import BASELINES, run_baseline
+from tcmoa.model.checkpoint import load_model
+from tcmoa.train.data import DATA_ROOT
+from tcmoa.metrics.evaluation import discover_sets, markdown_table, metric_names, run_method, write_csv
+from tcmoa.metrics.vifb import METRICS
+from tcmoa.fuse.pipeline import Fuser
 from tcmoa.tasks import get_task
 
 

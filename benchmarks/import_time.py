@@ -20,13 +20,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 STATEMENTS = (
     "import tcmoa",
-    "import tcmoa.metrics",
+    "import tcmoa.metrics.vifb",
     "import tcmoa.imaging",
-    "import tcmoa.baselines",
-    "import tcmoa.evaluation",
+    "import tcmoa.metrics.baselines",
+    "import tcmoa.metrics.evaluation",
     "from tcmoa import Fuser, load_model",
     "import tcmoa.cli",
-    "import tcmoa.train",
+    "import tcmoa.train.fusion_stage",
 )
 TIMER = "import time; t = time.perf_counter(); {}; print(time.perf_counter() - t, 'torch' in __import__('sys').modules)"
 

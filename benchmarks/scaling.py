@@ -46,7 +46,7 @@ def small_pack(work: Path) -> Path:
             for name in names:
                 (dst / name).symlink_to(role / name)
     pack = work / "pack.safetensors"
-    run([sys.executable, "-m", "tcmoa.data", "pack", "--root", str(root), "--out", str(pack)], threads=2)
+    run([sys.executable, "-m", "tcmoa", "pack", "--root", str(root), "--out", str(pack)], threads=2)
     return pack
 
 
@@ -97,17 +97,18 @@ def main() -> None:
             "2 ranks x 1 thread": (["--batch", half], 1, 2),
         }
         backbone = work / "backbone"
-        run([sys.executable, "-m", "tcmoa.pretrain", *common, "--steps", "1", "--out", str(backbone)], o.threads)
+        run([sys.executable, "-m", "tcmoa", "pretrain", *common, "--steps", "1", "--out", str(backbone)], o.threads)
         pairs = DATA / "eval" / "vif" / "msrs20"
         fusion = {"1 process": (o.threads, 1, []), "1 process x 1 thread": (1, 1, []),
                   "2 ranks x 1 thread (torchrun)": (1, 2, [])}
         for rep in range(o.repeats):
-            for stage, module, extra in (() if o.only == "fuse" else (
-                    ("pretrain", "tcmoa.pretrain", []), ("tcmoa", "tcmoa.train", ["--backbone", str(backbone)]))):
+            for stage, command, extra in (() if o.only == "fuse" else (
+                    ("pretrain", "pretrain", []), ("tcmoa", "train", ["--backbone", str(backbone)]))):
                 for name, (args, threads, ranks) in training.items():
                     out = work / f"{stage}_{rep}_{len(rows)}"
                     before = load()
-                    wall = run([sys.executable, "-m", module, *common, *extra, *args, "--out", str(out)], threads, ranks)
+                    cmd = [sys.executable, "-m", "tcmoa", command, *common, *extra, *args, "--out", str(out)]
+                    wall = run(cmd, threads, ranks)
                     rows.append({"kind": f"train {stage}", "config": name, "steps_per_s": steps_per_second(out),
                                  "wall_s": wall, "load": before})
                     print(json.dumps(rows[-1]), flush=True)

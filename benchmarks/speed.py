@@ -19,8 +19,8 @@ import time
 import numpy as np
 import torch
 
-from tcmoa.checkpoint import load_model
-from tcmoa.pipeline import Fuser
+from tcmoa.model.checkpoint import load_model
+from tcmoa.fuse.pipeline import Fuser
 
 
 def padded(size: int, multiple: int) -> int:

@@ -1,9 +1,9 @@
 """Seconds per training step on this machine, per stage and setting (the CPU recipe's evidence).
 
-    python -m benchmarks.train_speed                        # needs the pack (python -m tcmoa.data pack)
+    python -m benchmarks.train_speed                        # needs the pack (python -m tcmoa pack)
     python -m benchmarks.train_speed --pack PACK --timed 10
 
-Each row builds the real stage (tcmoa.pretrain / tcmoa.train) and times `--timed` steps after 3
+Each row builds the real stage (tcmoa.train.pretrain_stage / tcmoa.train.fusion_stage) and times `--timed` steps after 3
 warm-up steps with `training.probe_seconds_per_step`, on a throw-away model: precision fp32 vs bf16
 autocast, 2 vs 1 intra-op threads. Rows run in one process, one after another, so they compare
 under the same load; absolute times on a shared machine are noise, the ratios are the result.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from tcmoa import pretrain, train
-from tcmoa.config import get_config
-from tcmoa.model import TCMoA
-from tcmoa.data import load_pack
-from tcmoa.training import probe_seconds_per_step, split_holdout
+from tcmoa.train import fusion_stage, pretrain_stage
+from tcmoa.model.config import get_config
+from tcmoa.model.network import TCMoA
+from tcmoa.train.data import load_pack
+from tcmoa.train.loop import probe_seconds_per_step, split_holdout
 
 SETTINGS = (("fp32", 2), ("bf16", 2), ("fp32", 1), ("bf16", 1))
 
@@ -30,11 +30,11 @@ def stage_for(name: str, pack: Path, precision: str, batch: int, size: int):
     common = ["--pack", str(pack), "--out", "/tmp/unused", "--steps", "1", "--batch", str(batch),
               "--size", str(size), "--precision", precision, "--device", "cpu"]
     if name == "pretrain":
-        opts = pretrain.build_parser().parse_args(common)
-        stage = pretrain.PretrainStage(opts, banks, held)
+        opts = pretrain_stage.build_parser().parse_args(common)
+        stage = pretrain_stage.PretrainStage(opts, banks, held)
     else:  # a fresh compact model stands in for the pre-trained backbone: same cost per step
-        opts = train.build_parser().parse_args(common + ["--config", "compact", "--backbone", "unused"])
-        stage = train.FusionStage(opts, banks, held)
+        opts = fusion_stage.build_parser().parse_args(common + ["--config", "compact", "--backbone", "unused"])
+        stage = fusion_stage.FusionStage(opts, banks, held)
     torch.manual_seed(0)
     model = stage.build_model(torch.device("cpu")) if name == "pretrain" else TCMoA(get_config("compact"))
     return stage, model, opts

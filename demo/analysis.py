@@ -13,11 +13,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from tcmoa.imaging import shrink_to, to_grey, to_uint8
-from tcmoa.metrics import evaluate
-from tcmoa.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
-from tcmoa.pipeline import FusionMaps, match_sizes
+from tcmoa.metrics.vifb import evaluate
+from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
+from tcmoa.fuse.pipeline import FusionMaps, match_sizes
 from tcmoa.tasks import TaskPreset
-from tcmoa.visualize import difference_figure, prompt_figure, routing_figure, weight_figure
+from tcmoa.fuse.figures import difference_figure, prompt_figure, routing_figure, weight_figure
 
 from .engine import Engine
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from tcmoa import ImageError, get_task
 from tcmoa.imaging import to_uint8
-from tcmoa.moa import ALPHA_RANGE, BETA_RANGE
-from tcmoa.pipeline import match_sizes, parse_route
+from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE
+from tcmoa.fuse.pipeline import match_sizes, parse_route
 
 from .analysis import fusion_scores, metrics_note
 from .callbacks import InputError, present, read_sources, user_message

@@ -1,7 +1,7 @@
 """The demo's callbacks: plain functions of values (paths, arrays, numbers) -> output values.
 
 No layout and no model maths here: fusion is `tcmoa.Fuser` (through `Engine.fuse`), figures are
-`tcmoa.visualize`, metrics and the sweep are demo.analysis. Every function takes the shared,
+`tcmoa.fuse.figures`, metrics and the sweep are demo.analysis. Every function takes the shared,
 immutable `Engine` first and keeps no state between calls (what a session needs later is returned
 to it as a `Shown`), so concurrent users cannot see each other's results; each is testable
 without a browser.
@@ -17,12 +17,12 @@ import gradio as gr
 import numpy as np
 
 from tcmoa import ImageError, get_task, read_image
-from tcmoa.baselines import run_baseline
+from tcmoa.metrics.baselines import run_baseline
 from tcmoa.imaging import to_uint8
-from tcmoa.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
-from tcmoa.pipeline import FusionResult, SizeMismatchError, match_sizes
+from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
+from tcmoa.fuse.pipeline import FusionResult, SizeMismatchError, match_sizes
 from tcmoa.tasks import TaskPreset
-from tcmoa.visualize import sweep_curve
+from tcmoa.fuse.figures import sweep_curve
 
 from . import analysis
 from .analysis import Shown, SweepResult

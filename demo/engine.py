@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tcmoa import Fuser, load_model
-from tcmoa.pipeline import FusionResult
+from tcmoa.fuse.pipeline import FusionResult
 
 from . import gpu
 

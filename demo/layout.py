@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from tcmoa import TASKS
-from tcmoa.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
+from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 
 from . import callbacks as cb
 from .analysis import KNOBS, SWEEP_COUNT, SWEEP_METRICS, SWEEP_SIDE

@@ -7,8 +7,8 @@
     result.image                                # float32 [0, 1], the sources' size
     result.maps.prompt_a, result.maps.gates     # per-module prompts and routing on the token grid
 
-The names below load on first use (PEP 562), so `import tcmoa`, `tcmoa.metrics`, `tcmoa.imaging`,
-`tcmoa.baselines` and `tcmoa.evaluation` need no torch; the model's names bring it in when asked for.
+The names below load on first use (PEP 562), so `import tcmoa`, `tcmoa.metrics` (all of it) and `tcmoa.imaging`
+need no torch; the model's names bring it in when asked for.
 """
 from __future__ import annotations
 
@@ -16,22 +16,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .checkpoint import CheckpointError, load_model, save_model
-    from .config import PRESETS, ModelConfig, get_config
+    from .model.checkpoint import CheckpointError, load_model, save_model
+    from .model.config import PRESETS, ModelConfig, get_config
     from .imaging import ImageError, read_image, save_image
-    from .model import FusionOutput, TCMoA
-    from .moa import PromptControl
-    from .pipeline import FusionMaps, FusionResult, Fuser
+    from .model.network import FusionOutput, TCMoA
+    from .model.moa import PromptControl
+    from .fuse.pipeline import FusionMaps, FusionResult, Fuser
     from .tasks import TASKS, TaskPreset, get_task
 
 # Public name -> the submodule that defines it (the same list as the imports above).
 _SOURCES = {
-    "checkpoint": ("CheckpointError", "load_model", "save_model"),
-    "config": ("PRESETS", "ModelConfig", "get_config"),
+    "model.checkpoint": ("CheckpointError", "load_model", "save_model"),
+    "model.config": ("PRESETS", "ModelConfig", "get_config"),
     "imaging": ("ImageError", "read_image", "save_image"),
-    "model": ("FusionOutput", "TCMoA"),
-    "moa": ("PromptControl",),
-    "pipeline": ("FusionMaps", "FusionResult", "Fuser"),
+    "model.network": ("FusionOutput", "TCMoA"),
+    "model.moa": ("PromptControl",),
+    "fuse.pipeline": ("FusionMaps", "FusionResult", "Fuser"),
     "tasks": ("TASKS", "TaskPreset", "get_task"),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}

@@ -1,4 +1,5 @@
-"""Command line: `python -m tcmoa fuse A B [C ...] --task vif -o out.png`, folder mode, model info.
+"""Command line: `tcmoa fuse A B [C ...] --task vif -o out.png`, folder mode, model info, and training
+(`tcmoa pack | pretrain | train`). `python -m tcmoa ...` is the same command.
 
 Exit codes: 0 success; 1 some pairs of a folder run failed (the rest were written);
 2 bad usage or bad input (nothing written); 3 the model could not be loaded.
@@ -6,19 +7,28 @@ Exit codes: 0 success; 1 some pairs of a folder run failed (the rest were writte
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .checkpoint import CheckpointError, load_model
+from .model.checkpoint import CheckpointError, load_model
 from .distributed import process_group, rank_device
 from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
-from .moa import ALPHA_RANGE, BETA_RANGE
-from .pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
+from .model.moa import ALPHA_RANGE, BETA_RANGE
+from .fuse.pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
 from .tasks import TASK_ALIASES, TASKS
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
+
+
+# Training commands: each stage module owns its parser and is imported only when its command runs.
+TRAINING_COMMANDS = {
+    "pack": ("tcmoa.train.data", "pack the training images into one safetensors file"),
+    "pretrain": ("tcmoa.train.pretrain_stage", "stage 1: pre-train the backbone as an autoencoder"),
+    "train": ("tcmoa.train.fusion_stage", "stage 2: train TC-MoA on the frozen, pre-trained backbone"),
+}
 
 
 class CliError(Exception):
@@ -31,7 +41,7 @@ class CliError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with the `fuse` and `info` commands."""
-    parser = argparse.ArgumentParser(prog="python -m tcmoa", description="TC-MoA general image fusion.")
+    parser = argparse.ArgumentParser(prog="tcmoa", description="TC-MoA general image fusion.")
     commands = parser.add_subparsers(dest="command", required=True)
     fuse = commands.add_parser("fuse", help="fuse two or more source images (or folders of pairs)",
                                description="Fuse sources of one scene. Give the sources in role order: "
@@ -60,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     info = commands.add_parser("info", help="describe a model")
     _model_args(info)
+    for name, (_, help_text) in TRAINING_COMMANDS.items():  # listed here; main() hands them their arguments
+        commands.add_parser(name, help=f"{help_text} (see `tcmoa {name} --help`)", add_help=False)
     return parser
 
 
@@ -70,7 +82,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_router(text: str | None, task_names: tuple[str, ...]) -> str | list[float] | None:
-    """'mff' -> 'mff'; 'vif=0.7,mff=0.3' -> weights in the model's router order (tcmoa.pipeline.parse_route)."""
+    """'mff' -> 'mff'; 'vif=0.7,mff=0.3' -> weights in the model's router order (tcmoa.fuse.pipeline.parse_route)."""
     try:
         return parse_route(text, task_names)
     except ValueError as exc:
@@ -126,7 +138,7 @@ def _write(result: FusionResult, out: Path, maps_dir: Path | None, sources: Sequ
     save_image(out, result.image)
     if maps_dir is not None and result.maps is not None:
         from .imaging import read_image
-        from .visualize import save_map_images  # matplotlib only when maps are asked for
+        from .fuse.figures import save_map_images  # matplotlib only when maps are asked for
 
         save_map_images(result.maps, [read_image(s) for s in sources], maps_dir)
 
@@ -156,9 +168,9 @@ def run_fuse(args: argparse.Namespace) -> int:
     route = parse_router(args.router, model.config.task_names)
     options = dict(task=args.task, alpha=args.alpha, beta=args.beta, route=route, colour=args.colour,
                    resize=args.resize, maps=args.maps is not None)
-    from .batch import PairQueue  # tqdm and the job store only when fusing
+    from .fuse.folder_queue import PairQueue  # tqdm and the job store only when fusing
 
-    # Under torchrun the ranks share the folder's pairs; rank 0 alone reports (tcmoa/batch.py).
+    # Under torchrun the ranks share the folder's pairs; rank 0 alone reports (tcmoa/fuse/folder_queue.py).
     queue = PairQueue(jobs, quiet=args.quiet, shard=bool(args.pairs))
     args.quiet = args.quiet or not queue.world.is_main
     if not model.info.get("trained") and not args.quiet:
@@ -203,6 +215,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINING_COMMANDS:
+        stage = importlib.import_module(TRAINING_COMMANDS[argv[0]][0])
+        stage.main(["pack", *argv[1:]] if argv[0] == "pack" else argv[1:])
+        return EXIT_OK
     args = build_parser().parse_args(argv)
     try:
         with process_group(getattr(args, "device", None), backend="gloo"):  # under torchrun

@@ -1,6 +1,6 @@
 """Data-parallel training over `torch.distributed` (launched by `torchrun`): process group, DDP, micro-batches.
 
-    torchrun --nproc_per_node=8 -m tcmoa.train --pack PACK --backbone B --out OUT --steps 20000
+    torchrun --nproc_per_node=8 -m tcmoa train --pack PACK --backbone B --out OUT --steps 20000
 
 One optimiser step consumes G *micro-batches* of `--batch` crops: G = ranks x `--accumulate`. Micro-batch
 g of step s draws its crops and its router noise from streams seeded (seed, s, g), whichever rank runs

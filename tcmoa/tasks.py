@@ -2,7 +2,7 @@
 
 Every other module derives its task names from the two tables here: the router order
 (`TASK_NAMES`, part of the checkpoint format), the official loss each router trains with, the
-source folders of the data sets (tcmoa.data, tcmoa.evaluation), the baselines' task argument, and
+source folders of the data sets (tcmoa.train.data, tcmoa.metrics.evaluation), the baselines' task argument, and
 the presets of the pipeline, CLI and app. Adding a task (say NIR + visible) is one `RouterTask`
 entry, its presets, and a router in the model config (`task_names`). No torch here: the
 vocabulary is read by modules that do not need it.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .model import Route
+    from .model.network import Route
 
 # The official code's tasks, by its indices (engine_train.py: {"VIF": 0, "MEF": 1, "MFF": 2}): one loss each.
 OFFICIAL_TASKS = ("vif", "mef", "mff")

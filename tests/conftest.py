@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tcmoa.data import DATA_ROOT
+from tcmoa.train.data import DATA_ROOT
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

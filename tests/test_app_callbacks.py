@@ -19,10 +19,10 @@ from demo.example_sets import find_examples
 from demo.layout import SourceImage, build_demo
 from tcmoa import TASKS
 from tcmoa.imaging import to_uint8
-from tcmoa.moa import ALPHA_RANGE, BETA_RANGE
-from tcmoa.pipeline import FusionMaps
+from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE
+from tcmoa.fuse.pipeline import FusionMaps
 from tcmoa.tasks import get_task
-from tcmoa.visualize import (difference_figure, map_cells, prompt_figure, routing_figure, save_map_images,
+from tcmoa.fuse.figures import (difference_figure, map_cells, prompt_figure, routing_figure, save_map_images,
                              sweep_curve, weight_figure)
 
 
@@ -82,7 +82,7 @@ def test_image_is_shown_before_metrics_and_maps(engine, pair):
 
 
 def test_metrics_panel_scores_are_the_metrics_of_the_shown_image(engine, pair):
-    from tcmoa.metrics import evaluate
+    from tcmoa.metrics.vifb import evaluate
 
     view = fuse(engine, list(pair))
     grey = [analysis.luma8(x) for x in (view.fused, *pair)]

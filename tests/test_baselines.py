@@ -1,4 +1,4 @@
-"""Tests for tcmoa.baselines and the colour rule in tcmoa.colour."""
+"""Tests for tcmoa.metrics.baselines and the colour rule in tcmoa.colour."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tcmoa.baselines import (
+from tcmoa.metrics.baselines import (
     BASELINES,
     average_fusion,
     laplacian_pyramid_fusion,

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tcmoa import checkpoint
-from tcmoa.checkpoint import (CheckpointError, load_backbone, load_model, load_official, save_model)
-from tcmoa.config import get_config
-from tcmoa.model import TCMoA
+from tcmoa.model import checkpoint
+from tcmoa.model.checkpoint import (CheckpointError, load_backbone, load_model, load_official, save_model)
+from tcmoa.model.config import get_config
+from tcmoa.model.network import TCMoA
 
 from .conftest import OFFICIAL_FIXTURE
 

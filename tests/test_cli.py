@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tcmoa import checkpoint
+from tcmoa.model import checkpoint
 from tcmoa.cli import main, parse_router, CliError
 
 
@@ -114,7 +114,7 @@ def test_tiles_no_bigger_than_the_overlap_work(tmp_path, tile):
 ])
 def test_knobs_out_of_range_are_refused_before_loading(tmp_path, monkeypatch, capsys, knob, value, message):
     from tcmoa import cli
-    from tcmoa.moa import ALPHA_RANGE, BETA_RANGE
+    from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE
 
     monkeypatch.setattr(cli, "_load", lambda args: pytest.fail("the model loaded despite bad input"))
     a, b = write(tmp_path / "a.png", 0), write(tmp_path / "b.png", 1)

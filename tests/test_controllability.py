@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from tcmoa.checkpoint import load_model
-from tcmoa.controllability import alpha_sweep, beta_sweep, towards_a, training_pairs
-from tcmoa.pipeline import Fuser
+from tcmoa.model.checkpoint import load_model
+from tcmoa.fuse.sweeps import alpha_sweep, beta_sweep, towards_a, training_pairs
+from tcmoa.fuse.pipeline import Fuser
 
 from .conftest import DATA, needs_data
 

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from tcmoa.data import (
+from tcmoa.train.data import (
     ImageBank, discover, load_pack, pack, read_meta, reconstruction_batch, split_counts, training_batch,
 )
-from tcmoa.synthesis import synthesize_exposure_pair, synthesize_focus_pair
+from tcmoa.train.synthesis import synthesize_exposure_pair, synthesize_focus_pair
 from tcmoa.tasks import ROUTER_TASKS, VIF, RouterTask
 
 from .conftest import DATA, needs_data

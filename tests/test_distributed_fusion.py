@@ -10,7 +10,7 @@ import pytest
 import torch.distributed as dist
 from PIL import Image
 
-from tcmoa.batch import PairQueue
+from tcmoa.fuse.folder_queue import PairQueue
 from tcmoa.cli import main
 from tcmoa.distributed import World
 from tests.test_cli import write

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tcmoa.checkpoint import load_model
+from tcmoa.model.checkpoint import load_model
 from tcmoa.distributed import micro_batch_plan
-from tcmoa.losses import task_loss
-from tcmoa.model import normalize
-from tcmoa.pretrain import reconstruction_loss
-from tcmoa.training import read_state
+from tcmoa.train.losses import task_loss
+from tcmoa.model.network import normalize
+from tcmoa.train.pretrain_stage import reconstruction_loss
+from tcmoa.train.loop import read_state
 from tests.test_training import COMMON, losses, run_pretrain, run_train, workdir  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]

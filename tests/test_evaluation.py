@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tcmoa.baselines import run_baseline
-from tcmoa.evaluation import Row, discover_sets, markdown_table, metric_names, run_method, write_csv
+from tcmoa.metrics.baselines import run_baseline
+from tcmoa.metrics.evaluation import Row, discover_sets, markdown_table, metric_names, run_method, write_csv
 
 
 @pytest.fixture()

@@ -1,14 +1,14 @@
-"""The compact model's detail-preserving output (tcmoa/fusion_head.py): weights, residual, control."""
+"""The compact model's detail-preserving output (tcmoa/model/fusion_head.py): weights, residual, control."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tcmoa.checkpoint import load_backbone, load_model, save_model
-from tcmoa.config import get_config
-from tcmoa.fusion_head import PROMPT_GAIN
-from tcmoa.model import TCMoA, normalize
-from tcmoa.moa import PromptControl
+from tcmoa.model.checkpoint import load_backbone, load_model, save_model
+from tcmoa.model.config import get_config
+from tcmoa.model.fusion_head import PROMPT_GAIN
+from tcmoa.model.network import TCMoA, normalize
+from tcmoa.model.moa import PromptControl
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of tcmoa.losses: official-fixture conformance (VIF, MEF) and unit tests (MFF, MIR, weightings)."""
+"""Tests of tcmoa.train.losses: official-fixture conformance (VIF, MEF) and unit tests (MFF, MIR, weightings)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from tcmoa import losses as L
-from tcmoa.model import denormalize
+from tcmoa.train import losses as L
+from tcmoa.model.network import denormalize
 
 from .conftest import OFFICIAL_FIXTURE, official_cases
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tcmoa import metric_filters as mf
-from tcmoa import metrics as M
+from tcmoa.metrics import matlab as mf
+from tcmoa.metrics import vifb as M
 
 from .conftest import VIFB_FIXTURE
 

@@ -6,11 +6,11 @@ import re
 import pytest
 import torch
 
-from tcmoa.checkpoint import official_to_tcmoa
-from tcmoa.backbone import relative_position_index
-from tcmoa.config import PRESETS, ModelConfig, get_config
-from tcmoa.model import TCMoA
-from tcmoa.moa import PromptControl
+from tcmoa.model.checkpoint import official_to_tcmoa
+from tcmoa.model.backbone import relative_position_index
+from tcmoa.model.config import PRESETS, ModelConfig, get_config
+from tcmoa.model.network import TCMoA
+from tcmoa.model.moa import PromptControl
 
 from .conftest import SHARED
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tcmoa.checkpoint import load_official
+from tcmoa.model.checkpoint import load_official
 
 from .conftest import OFFICIAL_FIXTURE, official_cases
 
@@ -58,8 +58,8 @@ def test_prompts_routing_and_aux_losses(model, path):
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 @pytest.mark.parametrize("epoch", [0, 2])
 def test_loss_terms(model, path, epoch):
-    from tcmoa.losses import task_loss
-    from tcmoa.model import denormalize
+    from tcmoa.train.losses import task_loss
+    from tcmoa.model.network import denormalize
 
     case, out = run_case(model, path)
     sources = [denormalize(torch.from_numpy(case[k])) for k in ("input_A", "input_B")]

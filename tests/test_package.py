@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 import tcmoa
-from tcmoa.config import PRESETS
+from tcmoa.model.config import PRESETS
 from tcmoa.tasks import OFFICIAL_TASKS, ROUTER_TASKS, TASK_NAMES, TASKS, VIF
 
 from .conftest import REPO
@@ -31,15 +31,15 @@ def loaded_after(*modules: str) -> set[str]:
 
 
 def test_numpy_only_modules_import_without_torch():
-    loaded = loaded_after("tcmoa", "tcmoa.metrics", "tcmoa.imaging", "tcmoa.baselines", "tcmoa.evaluation",
-                          "tcmoa.tasks", "tcmoa.config")
+    loaded = loaded_after("tcmoa", "tcmoa.metrics.vifb", "tcmoa.imaging", "tcmoa.metrics.baselines",
+                          "tcmoa.metrics.evaluation", "tcmoa.tasks", "tcmoa.model.config")
     assert not loaded & {"torch", "timm", "gradio", "matplotlib"}
 
 
 def test_training_commands_import_neither_the_pipeline_nor_each_other():
-    loaded = loaded_after("tcmoa.train")
-    assert "torch" in loaded and not loaded & {"tcmoa.pipeline", "tcmoa.pretrain"}
-    assert "tcmoa.pipeline" not in loaded_after("tcmoa.pretrain")
+    loaded = loaded_after("tcmoa.train.fusion_stage")
+    assert "torch" in loaded and not loaded & {"tcmoa.fuse.pipeline", "tcmoa.train.pretrain_stage"}
+    assert "tcmoa.fuse.pipeline" not in loaded_after("tcmoa.train.pretrain_stage")
 
 
 def test_public_names_load_lazily_from_their_modules():

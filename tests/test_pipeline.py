@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tcmoa.checkpoint import load_model
+from tcmoa.model.checkpoint import load_model
 from tcmoa.imaging import ImageError, read_image, resize_to, rgb_to_ycbcr
-from tcmoa.pipeline import Fuser, canonical_order
+from tcmoa.fuse.pipeline import Fuser, canonical_order
 from tcmoa.tasks import get_task
-from tcmoa.tiling import plan_tiles
+from tcmoa.fuse.tiling import plan_tiles
 
 from .conftest import DATA, needs_data
 
@@ -81,7 +81,7 @@ def test_tiles_cover_the_image_on_the_token_grid():
 
 
 def test_blender_cross_fades_between_tiles():
-    from tcmoa.tiling import Tile, TileBlender
+    from tcmoa.fuse.tiling import Tile, TileBlender
 
     blend = TileBlender(1, 8, 200, 1.0, overlap_px=40, device=torch.device("cpu"))
     blend.add(Tile(0, 0, 8, 120), torch.zeros(1, 8, 120))
@@ -179,7 +179,7 @@ def test_source_weight_map_follows_beta_and_is_none_for_the_official_decoder(fus
 
 
 def test_size_mismatch_names_the_way_to_resize(fuser):
-    from tcmoa.pipeline import SizeMismatchError
+    from tcmoa.fuse.pipeline import SizeMismatchError
 
     with pytest.raises(SizeMismatchError) as caught:
         fuser.fuse([smooth_image(40, 48), smooth_image(32, 48)], "vif")
@@ -194,7 +194,7 @@ def test_official_resize_path_matches_the_official_recipe():
     """fit='resize': bilinear up to whole windows, the model, bilinear (antialiased) back."""
     import torch.nn.functional as F
 
-    from tcmoa.model import normalize
+    from tcmoa.model.network import normalize
 
     model = load_model("official-tiny")
     a, b = smooth_image(100, 150), smooth_image(100, 150, seed=7)

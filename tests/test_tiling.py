@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tcmoa import Fuser, get_config
-from tcmoa.model import TCMoA
-from tcmoa.tiling import TileBlender, plan_tiles, tile_starts
+from tcmoa.model.network import TCMoA
+from tcmoa.fuse.tiling import TileBlender, plan_tiles, tile_starts
 
 
 def check_cover(length: int, tile: int, overlap: int, align: int) -> None:

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from tcmoa.checkpoint import backbone_keys, load_backbone, load_model, save_model
-from tcmoa.config import get_config
-from tcmoa.data import pack
-from tcmoa.training import Schedule, read_state, split_holdout, stream_seed
-from tcmoa import pretrain, train
+from tcmoa.model.checkpoint import backbone_keys, load_backbone, load_model, save_model
+from tcmoa.model.config import get_config
+from tcmoa.train.data import pack
+from tcmoa.train.loop import Schedule, read_state, split_holdout, stream_seed
+from tcmoa.train import fusion_stage, pretrain_stage
 
 # 32-wide, 2+2 blocks, 4x4-token windows of 8-px patches: sizes in multiples of 32 px.
 TINY = dataclasses.replace(get_config("compact"), name="tiny", embed_dim=32, depth=2, num_heads=2,
@@ -59,13 +59,13 @@ def workdir(tmp_path_factory):
 
 def run_pretrain(root, out, *extra: str):
     """A chunk of tiny pre-training."""
-    return pretrain.main(["--pack", str(root / "pack.safetensors"), "--out", str(out), "--config",
+    return pretrain_stage.main(["--pack", str(root / "pack.safetensors"), "--out", str(out), "--config",
                           str(root / "tiny.json"), "--lr", "3e-3", *COMMON, *extra])
 
 
 def run_train(root, out, *extra: str):
     """A chunk of tiny TC-MoA (or router-only) training."""
-    return train.main(["--pack", str(root / "pack.safetensors"), "--out", str(out), "--lr", "2e-3", *COMMON, *extra])
+    return fusion_stage.main(["--pack", str(root / "pack.safetensors"), "--out", str(out), "--lr", "2e-3", *COMMON, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_schedule_and_seeds():
 
 
 def test_holdout_is_kept_out(workdir):
-    from tcmoa.data import load_pack
+    from tcmoa.train.data import load_pack
     banks = load_pack(workdir / "pack.safetensors", "cpu", workers=1)
     train_banks, held = split_holdout(banks, 0.02)
     for name, bank in banks.items():
@@ -128,7 +128,7 @@ def test_tcmoa_training_moves_only_tcmoa(backbone, workdir):
     keys = backbone_keys(result.model)
     assert keys and state_equal(start, end, keys)  # frozen backbone: bit-identical
     # The pre-trained rel-pos tables were loaded (then trained as TC-MoA parameters, as officially).
-    fresh = train.TCMoA(TINY)
+    fresh = fusion_stage.TCMoA(TINY)
     load_backbone(fresh, pre)
     assert state_equal(start, fresh.state_dict(), [k for k in start if "_rel_pos." in k])
     moved = [k for k in end if k not in keys and not torch.equal(start[k], end[k])]
@@ -149,7 +149,7 @@ def test_tcmoa_training_moves_only_tcmoa(backbone, workdir):
     assert end["val_mff"] < 1.02 * start["val_mff"]
     assert sum(end[f"val_{t}"] for t in ("vif", "mef", "mff")) < sum(start[f"val_{t}"] for t in ("vif", "mef", "mff"))
     # The medical router (not trained here) is untouched.
-    assert all(torch.equal(start[k][3], end[k][3]) for k in end if k.endswith(train.ROUTER_ROWS))
+    assert all(torch.equal(start[k][3], end[k][3]) for k in end if k.endswith(fusion_stage.ROUTER_ROWS))
 
 
 def test_router_only_moves_only_its_router(backbone, workdir):
@@ -158,13 +158,13 @@ def test_router_only_moves_only_its_router(backbone, workdir):
     med = ["--init", str(workdir / "tc_short"), "--router-only", "medical", "--steps", "6"]
     init = run_train(workdir, workdir / "med0", *med, "--chunk-steps", "0").model.state_dict()
     end = run_train(workdir, workdir / "med", *med).model.state_dict()
-    rows = [k for k in end if k.endswith(train.ROUTER_ROWS)]
+    rows = [k for k in end if k.endswith(fusion_stage.ROUTER_ROWS)]
     assert len(rows) == 3 * 2  # gate, noise, source_embed of one encoder and one decoder module
     assert state_equal(base, end, [k for k in end if k not in rows])  # adapters, fusion, backbone: untouched
     for k in rows:
         assert torch.equal(base[k][:3], end[k][:3]), k  # vif / mef / mff rows bit-identical
         assert torch.equal(init[k][3], base[k][0]), k  # the medical router starts as a copy of VIF's
-    for kind in train.ROUTER_ROWS:  # ... and then learns: gate, noise and source embeddings all move
+    for kind in fusion_stage.ROUTER_ROWS:  # ... and then learns: gate, noise and source embeddings all move
         assert any(not torch.equal(end[k][3], init[k][3]) for k in rows if k.endswith(kind)), kind
     assert read_state(workdir / "med")["stage"] == "router-medical"
 

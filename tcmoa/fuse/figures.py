@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .imaging import read_image, to_grey
+from ..imaging import read_image, to_grey
 from .pipeline import FusionMaps
 
 __all__ = ["difference_figure", "figure_to_array", "map_cells", "panel_figure", "prompt_figure", "routing_figure",

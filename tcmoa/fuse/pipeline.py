@@ -14,12 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .colour import fuse_with_colour_rule
-from .device import pick_device
-from .imaging import DEFAULT_MAX_PIXELS, ImageError, read_image, resize_to, to_grey
-from .model import Route, TCMoA, normalize
-from .moa import ALPHA_RANGE, BETA_RANGE, PromptControl
-from .tasks import TaskPreset, get_task
+from ..colour import fuse_with_colour_rule
+from ..device import pick_device
+from ..imaging import DEFAULT_MAX_PIXELS, ImageError, read_image, resize_to, to_grey
+from ..model.network import Route, TCMoA, normalize
+from ..model.moa import ALPHA_RANGE, BETA_RANGE, PromptControl
+from ..tasks import TaskPreset, get_task
 from .tiling import TileBlender, plan_tiles
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -81,7 +81,7 @@ class FusionMaps:
     image_size: tuple[int, int]  # (H, W) of the fused image
     pixel_patch: int  # image pixels per map cell along each side
     # (H, W) weight of source A per pixel, F = w A + (1 - w) B + r: models with the source-weight
-    # head (compact, tcmoa.fusion_head); None for the official decoder, which has no such weight.
+    # head (compact, tcmoa.model.fusion_head); None for the official decoder, which has no such weight.
     source_weight: np.ndarray | None = None
 
     def expert_share(self) -> np.ndarray:

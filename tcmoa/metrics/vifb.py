@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import cv2
 import numpy as np
 
-from . import metric_filters as mf
+from . import matlab as mf
 
 if TYPE_CHECKING:
     import torch

@@ -1,6 +1,6 @@
 """The official per-task loss weightings (2024 camera-ready and 2025 code), as data.
 
-Each task has a warm-up and a main phase; tcmoa.losses.task_loss applies them
+Each task has a warm-up and a main phase; tcmoa.train.losses.task_loss applies them
 (../shared/reference/tcmoa_official.md, section 6).
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .tasks import OFFICIAL_TASKS
+from ..tasks import OFFICIAL_TASKS
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from typing import Callable, Protocol, Sequence
 import cv2
 import numpy as np
 
-from .colour import ColourMode, fuse_with_colour_rule
-from .imaging import to_uint8
-from .tasks import TASK_NAMES
+from ..colour import ColourMode, fuse_with_colour_rule
+from ..imaging import to_uint8
+from ..tasks import TASK_NAMES
 
 __all__ = [
     "BASELINES",

@@ -175,7 +175,7 @@ class TCMoA(nn.Module):
         m = self.config.size_multiple
         if height % m or width % m or height <= 0 or width <= 0:
             raise ValueError(f"input size {height}x{width} must be a positive multiple of {m} px "
-                             "(one attention window); pad or resize first (tcmoa.pipeline does)")
+                             "(one attention window); pad or resize first (tcmoa.fuse.pipeline does)")
         p = self.config.pixel_patch
         return int(height / p), int(width / p)
 

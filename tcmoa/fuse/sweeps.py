@@ -13,11 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .evaluation import discover_sets
-from .imaging import image_files, read_image, shrink_to, to_grey
-from .metrics import ssim_each
+from ..metrics.evaluation import discover_sets
+from ..imaging import image_files, read_image, shrink_to, to_grey
+from ..metrics.vifb import ssim_each
 from .pipeline import Fuser, canonical_order
-from .tasks import get_task
+from ..tasks import get_task
 
 BETAS = (-0.3, -0.15, 0.0, 0.15, 0.3)
 ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -50,7 +50,7 @@ def training_pairs(root: Path, task: str, n: int, max_side: int = 320) -> list[l
     if task == "mff":  # no real multi-focus training pairs: defocus natural images as training does
         import torch
 
-        from .synthesis import synthesize_focus_pair
+        from ..train.synthesis import synthesize_focus_pair
 
         pairs = []
         for i, path in enumerate(_evenly(list(image_files(root / "pretrain" / "natural").values()), n)):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025, LossWeights, PhaseWeights
-from .tasks import MEF, MFF, OFFICIAL_TASKS, VIF
+from ..tasks import MEF, MFF, OFFICIAL_TASKS, VIF
 
 __all__ = [
     "VIF",

@@ -14,9 +14,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .imaging import image_files, read_image, to_uint8
-from .metrics import METRICS, evaluate
-from .tasks import ROUTER_TASKS, TASKS
+from ..imaging import image_files, read_image, to_uint8
+from .vifb import METRICS, evaluate
+from ..tasks import ROUTER_TASKS, TASKS
 
 # fuse(list of float [0,1] images, set) -> float [0,1] image
 FuseFn = Callable[[list[np.ndarray], "EvalSet"], np.ndarray]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .tasks import TASK_NAMES  # the router order, part of the checkpoint format
+from ..tasks import TASK_NAMES  # the router order, part of the checkpoint format
 
 FUSION_OUTPUTS = ("decoder", "source_weights")
 
@@ -50,7 +50,7 @@ class ModelConfig:
     gate_threshold: float = 1e-4  # gates at or below this are dropped
     decoder_restandardize: bool = True  # the 2025 code's decoder re-standardisation
     # How the fused image is made: decoded from stream A's tokens (official), or per-pixel source
-    # weights + residual applied to the sources at full resolution (ours, tcmoa/fusion_head.py).
+    # weights + residual applied to the sources at full resolution (ours, tcmoa/model/fusion_head.py).
     fusion_output: str = "decoder"
     task_names: tuple[str, ...] = field(default=TASK_NAMES[:3])
 

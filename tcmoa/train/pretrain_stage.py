@@ -1,7 +1,7 @@
 """Pre-train the backbone (encoder + decoder, no TC-MoA) as an autoencoder on crops of the training pack.
 
-    python -m tcmoa.pretrain --pack .carry/train_pack.safetensors --out runs/pretrain --budget-minutes 7.5
-    python -m tcmoa.pretrain --pack .carry/train_pack.safetensors --out runs/pretrain2 --resume runs/pretrain
+    tcmoa pretrain --pack .carry/train_pack.safetensors --out runs/pretrain --budget-minutes 7.5
+    tcmoa pretrain --pack .carry/train_pack.safetensors --out runs/pretrain2 --resume runs/pretrain
 
 Why a plain (unmasked) autoencoder rather than MAE's masked one: the fusion model only ever runs
 the backbone on complete images and decodes pixels through the frozen head, so what the backbone
@@ -20,15 +20,15 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .checkpoint import load_model
-from .config import resolve_config
+from ..model.checkpoint import load_model
+from ..model.config import resolve_config
 from .data import RECON_SCALE, ImageBank, load_pack, reconstruction_batch
-from .device import pick_device
+from ..device import pick_device
 from .losses import ssim
-from .metrics import reference_psnr
-from .model import TCMoA, denormalize, normalize, unnormalize
-from .distributed import MicroBatches, SyncedModel, process_group
-from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, resolve_options,
+from ..metrics.vifb import reference_psnr
+from ..model.network import TCMoA, denormalize, normalize, unnormalize
+from ..distributed import MicroBatches, SyncedModel, process_group
+from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, resolve_options,
                        run_stage, split_holdout, stream_seed)
 
 MAX_EVAL_IMAGES = 16  # per image group: bounds the evaluation time
@@ -125,8 +125,8 @@ class PretrainStage:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m tcmoa.pretrain`."""
-    ap = argparse.ArgumentParser(prog="python -m tcmoa.pretrain", description=__doc__.split("\n")[0])
+    """The command line of `tcmoa pretrain`."""
+    ap = argparse.ArgumentParser(prog="tcmoa pretrain", description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="compact", help="preset name or a config .json")
     ap.add_argument("--init", help="start from this model folder's weights with a fresh optimiser and schedule "
                                    "(e.g. a short low-lr cool-down of a pre-trained backbone)")
@@ -148,6 +148,3 @@ def main(argv: Sequence[str] | None = None) -> ChunkResult:
         return run_stage(stage, opts, lambda total: Schedule(total, round(opts.warmup * total), opts.lr, opts.min_lr),
                          info={"trained": False}, started=started)
 
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """The ViT pieces of the backbone: window attention, blocks, positions, patch (un)embedding.
 
 Built from timm's layers where they compute exactly what the official model (MAE's timm ViT plus
-windowed attention) does: `Mlp`, `PatchEmbed` (tcmoa.model) and Swin's relative-position index.
+windowed attention) does: `Mlp`, `PatchEmbed` (tcmoa.model.network) and Swin's relative-position index.
 What timm has no exact piece for is ours, each with the reason beside it.
 """
 from __future__ import annotations

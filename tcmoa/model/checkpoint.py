@@ -16,12 +16,12 @@ from safetensors.torch import save_file
 
 from .backbone import relative_position_index
 from .config import PRESETS, ModelConfig, get_config
-from .model import TCMoA
-from .tasks import OFFICIAL_TASKS
+from .network import TCMoA
+from ..tasks import OFFICIAL_TASKS
 
 # The shipped model: inside the package in an installed wheel (pyproject.toml copies checkpoints/ there),
 # else checkpoints/ beside the package (a source checkout or an editable install).
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # tcmoa/
 REPO_CHECKPOINTS = next((d for d in (_PACKAGE / "checkpoints", _PACKAGE.parent / "checkpoints") if d.is_dir()),
                         _PACKAGE.parent / "checkpoints")
 CONFIG_FILE = "config.json"

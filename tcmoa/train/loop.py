@@ -1,4 +1,4 @@
-"""Shared training machinery of `tcmoa.pretrain` and `tcmoa.train`: one loop, resumable in chunks.
+"""Shared training machinery of `tcmoa pretrain` and `tcmoa train`: one loop, resumable in chunks.
 
 A run is cut into chunks that each fit one time budget (`--minutes`); every chunk ends by saving
 the model (`save_model`: config.json + backbone/tcmoa.safetensors), `state.pt` (optimizer, schedule,
@@ -29,11 +29,11 @@ from typing import Any, Callable, ContextManager, Iterable, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import load_model, save_model
+from ..model.checkpoint import load_model, save_model
 from .data import ImageBank
-from .device import pick_device
-from .distributed import MicroBatches, SyncedModel, World, current_world, micro_batch_plan
-from .model import TCMoA
+from ..device import pick_device
+from ..distributed import MicroBatches, SyncedModel, World, current_world, micro_batch_plan
+from ..model.network import TCMoA
 from .run_log import RunLog, plot_log
 
 STATE_FILE, LOG_FILE, PLOT_FILE, SUMMARY_FILE = "state.pt", "log.jsonl", "loss.png", "run.json"
@@ -49,7 +49,7 @@ SAVE_RESERVE_S = 20.0  # kept free at the end of a chunk for the final evaluatio
 def add_common_arguments(ap: argparse.ArgumentParser, *, batch: int, size: int, lr: float, min_lr: float,
                          clip: float, eval_every: int) -> None:
     """The options both commands share (defaults differ per command)."""
-    ap.add_argument("--pack", required=True, type=Path, help="training pack (python -m tcmoa.data pack)")
+    ap.add_argument("--pack", required=True, type=Path, help="training pack (python -m tcmoa pack)")
     ap.add_argument("--out", required=True, type=Path, help="folder for model, state, log and plot")
     ap.add_argument("--resume", type=Path, help="a folder written by an earlier chunk of the same run")
     ap.add_argument("--minutes", type=float, default=8.5, help="wall budget of this chunk, start-up included")

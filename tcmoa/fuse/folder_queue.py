@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .distributed import World, current_world
+from ..distributed import World, current_world
 
 Job = tuple  # (stem, source path, source path, ...) as cli builds them
 POLL_S = 0.2  # how often rank 0 refreshes the bar while it waits for the other ranks

@@ -1,6 +1,6 @@
 """Training data: a one-file image pack, device-resident image banks, batched crops and task batches.
 
-Pack (`python -m tcmoa.data pack --out PATH`): all training images, longest side <= max_side, as JPEG
+Pack (`python -m tcmoa pack --out PATH`): all training images, longest side <= max_side, as JPEG
 bytes in ONE safetensors file (uint8 tensors + JSON metadata, no pickle): raw pixels cannot fit ~45 MiB
 at a useful size (the medical pairs alone are 172 MiB raw), so `load_pack` decodes once into banks.
 A bank holds a group's images back to back as (P, 4|8) uint8 rows on the training device (pairs: A RGB
@@ -29,12 +29,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .imaging import image_files
+from ..imaging import image_files
 from .synthesis import as_generator, rand, synthesize_exposure_pair, synthesize_focus_pair
-from .tasks import ROUTER_TASKS, TASK_NAMES
+from ..tasks import ROUTER_TASKS, TASK_NAMES
 
 # Holds pretrain/, train/ and eval/: $TCMOA_DATA, else shared/data beside the repository (a source checkout).
-DATA_ROOT = Path(os.environ.get("TCMOA_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+DATA_ROOT = Path(os.environ.get("TCMOA_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 FORMAT = "tcmoa-pack/1"
 TASK_SCALE = {t.name: t.crop_scale for t in ROUTER_TASKS.values()}  # RandomResizedCrop area ranges
 RECON_SCALE = (0.2, 1.0)  # MAE-style pre-training crops
@@ -392,7 +392,7 @@ def bench(path: str | Path, device: str = "cpu", batches: int = 100, batch: int 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`pack` and `bench` subcommands."""
-    ap = argparse.ArgumentParser(prog="python -m tcmoa.data", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="tcmoa", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="pack the training images into one safetensors file")
     p.add_argument("--out", required=True, type=Path)

@@ -1,8 +1,8 @@
 """Train TC-MoA on a frozen, pre-trained backbone: the official recipe on our data.
 
-    python -m tcmoa.train --pack PACK --backbone runs/pretrain --out runs/tcmoa --budget-minutes 15
-    python -m tcmoa.train --pack PACK --out runs/tcmoa2 --resume runs/tcmoa
-    python -m tcmoa.train --pack PACK --init runs/tcmoa --router-only medical --out runs/medical --budget-minutes 4
+    tcmoa train --pack PACK --backbone runs/pretrain --out runs/tcmoa --budget-minutes 15
+    tcmoa train --pack PACK --out runs/tcmoa2 --resume runs/tcmoa
+    tcmoa train --pack PACK --init runs/tcmoa --router-only medical --out runs/medical --budget-minutes 4
 
 Official recipe (reference section 8): the backbone is frozen; each outer step makes one optimiser
 step per task in turn (VIF, MEF, MFF), each with its own batch, forward and backward, under the
@@ -30,17 +30,17 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .checkpoint import CONFIG_FILE, load_backbone, load_model
-from .config import ModelConfig, resolve_config
+from ..model.checkpoint import CONFIG_FILE, load_backbone, load_model
+from ..model.config import ModelConfig, resolve_config
 from .data import TASK_SCALE, ImageBank, load_pack, training_batch
-from .device import pick_device
+from ..device import pick_device
 from .losses import task_loss
-from .metrics import reference_psnr
-from .model import TCMoA, normalize
+from ..metrics.vifb import reference_psnr
+from ..model.network import TCMoA, normalize
 from .synthesis import synthesize_focus_pair
-from .tasks import ROUTER_TASKS
-from .distributed import MicroBatches, SyncedModel, process_group
-from .training import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, resolve_options,
+from ..tasks import ROUTER_TASKS
+from ..distributed import MicroBatches, SyncedModel, process_group
+from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, resolve_options,
                        run_stage, split_holdout, stream_seed)
 
 # Which official loss trains which router: the three official tasks, and VIF's for medical (see above).
@@ -168,10 +168,10 @@ class FusionStage:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m tcmoa.train`."""
-    ap = argparse.ArgumentParser(prog="python -m tcmoa.train", description=__doc__.split("\n")[0])
+    """The command line of `tcmoa train`."""
+    ap = argparse.ArgumentParser(prog="tcmoa train", description=__doc__.split("\n")[0])
     start = ap.add_mutually_exclusive_group()
-    start.add_argument("--backbone", help="pre-trained backbone: a tcmoa.pretrain folder or an MAE .pth")
+    start.add_argument("--backbone", help="pre-trained backbone: a `tcmoa pretrain` folder or an MAE .pth")
     start.add_argument("--init", help="a full saved model to continue from (e.g. for --router-only)")
     ap.add_argument("--config", help="preset or config .json (default: the backbone folder's config.json)")
     ap.add_argument("--tasks", default="vif,mef,mff", help="tasks trained in turn, one optimiser step each")
@@ -203,6 +203,3 @@ def main(argv: Sequence[str] | None = None) -> ChunkResult:
         info = {"stage_tasks": stage.tasks} if opts.router_only else {"trained": True, "stage_tasks": stage.tasks}
         return run_stage(stage, opts, schedule, info=info, started=started)
 
-
-if __name__ == "__main__":
-    main()
