@@ -13,15 +13,12 @@ from tcmoa.model.checkpoint import (CheckpointError, load_backbone, load_model, 
 from tcmoa.model.config import get_config
 from tcmoa.model.network import TCMoA
 
-from .conftest import OFFICIAL_FIXTURE
+from .conftest import OFFICIAL_FIXTURE, fixture_file
 
 
 @pytest.fixture(scope="module")
 def official_state():
-    path = OFFICIAL_FIXTURE / "official_tiny_weights.npz"
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    weights = np.load(path)
+    weights = np.load(fixture_file(OFFICIAL_FIXTURE, "official_tiny_weights.npz"))
     return {k: torch.from_numpy(weights[k]) for k in weights.files}
 
 

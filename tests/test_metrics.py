@@ -13,11 +13,10 @@ from PIL import Image
 from tcmoa.metrics import matlab as mf
 from tcmoa.metrics import vifb as M
 
-from .conftest import VIFB_FIXTURE
+from .conftest import VIFB_FIXTURE, fixture_file
 
 FIXTURE = VIFB_FIXTURE
-_EXPECTED = FIXTURE / "expected.json"
-ENTRIES = json.loads(_EXPECTED.read_text()) if _EXPECTED.is_file() else []
+ENTRIES = json.loads(fixture_file(FIXTURE, "expected.json").read_text())
 VIFB_NAMES = ["EN", "SD", "SF", "AG", "MI", "PSNR", "RMSE", "Qabf", "SSIM", "CE", "EI", "Qcb", "Qcv"]
 
 
@@ -28,14 +27,24 @@ def _load(rel: str) -> np.ndarray:
     return np.asarray(im)
 
 
-@pytest.mark.skipif(not ENTRIES, reason=f"VIFB fixture not found at {FIXTURE}")
+def printed_half_unit(value: float) -> float:
+    """Half a unit in the 5th significant digit: VIFB's values are printed to 5 digits."""
+    return 0.5 * 10 ** (math.floor(math.log10(abs(value))) - 4)
+
+
 @pytest.mark.parametrize("entry", ENTRIES, ids=[f"{e['scene']}-{e['method']}" for e in ENTRIES])
 def test_vifb_fixture(entry: dict) -> None:
-    """Every VIFB metric matches VIFB's MATLAB output within 1% (observed: < 1e-4)."""
+    """Every VIFB metric rounds to the value VIFB's MATLAB toolbox printed.
+
+    The tolerance is the printing's own: half a unit in the 5th significant digit (2% slack for float
+    rounding), i.e. 5e-6 to 5e-5 relative. Observed on all 20 entries: at most 1.00 half-units (MI)
+    and 4.3e-5 relative (Qcv). A 1% change of one constant (VIFB SSIM's C2 0.03 -> 0.0302) moves
+    SSIM by ~1e-3 relative, 25-30 half-units.
+    """
     fused, vi, ir = _load(entry["fused"]), _load(entry["vi"]), _load(entry["ir"])
     got = M.evaluate(fused, [vi, ir], list(entry["expected"]))
-    bad = {k: (got[k], v) for k, v in entry["expected"].items()
-           if not math.isclose(got[k], v, rel_tol=1e-2)}
+    assert set(got) == set(VIFB_NAMES)
+    bad = {k: (got[k], v) for k, v in entry["expected"].items() if abs(got[k] - v) > 1.02 * printed_half_unit(v)}
     assert not bad, f"metric mismatches (got, expected): {bad}"
 
 

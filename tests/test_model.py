@@ -12,9 +12,9 @@ from tcmoa.model.config import PRESETS, ModelConfig, get_config
 from tcmoa.model.network import TCMoA
 from tcmoa.model.moa import PromptControl
 
-from .conftest import SHARED
+from .conftest import FIXTURES, fixture_file
 
-LISTING = SHARED / "reference" / "official_state_dict_keys.txt"
+LISTING = fixture_file(FIXTURES, "official_state_dict_keys.txt")
 
 
 def count(model, trainable_only=False):
@@ -48,7 +48,6 @@ def _listing(section: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-@pytest.mark.skipif(not LISTING.exists(), reason="official key listing not available")
 @pytest.mark.parametrize("name, section", [("official-large", "LARGE"), ("official-base", "BASE")])
 def test_official_presets_have_the_official_shapes(name, section):
     listing = _listing(section)

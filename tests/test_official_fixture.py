@@ -7,15 +7,14 @@ import torch
 
 from tcmoa.model.checkpoint import load_official
 
-from .conftest import OFFICIAL_FIXTURE, official_cases
+from .conftest import OFFICIAL_FIXTURE, fixture_file, official_cases
 
 CASES = official_cases()
-pytestmark = pytest.mark.skipif(not CASES, reason=f"no case_*.npz in {OFFICIAL_FIXTURE}")
 
 
 @pytest.fixture(scope="module")
 def model():
-    weights = np.load(OFFICIAL_FIXTURE / "official_tiny_weights.npz")
+    weights = np.load(fixture_file(OFFICIAL_FIXTURE, "official_tiny_weights.npz"))
     # The fixture's weights use the official key names; loading maps them to ours.
     return load_official({k: torch.from_numpy(weights[k]) for k in weights.files}).eval()
 
