@@ -11,7 +11,7 @@ import importlib
 import sys
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .model.checkpoint import CheckpointError, load_model
 from .distributed import process_group, rank_device
@@ -19,6 +19,9 @@ from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, 
 from .model.moa import ALPHA_RANGE, BETA_RANGE
 from .fuse.pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
 from .tasks import TASK_ALIASES, TASKS
+
+if TYPE_CHECKING:
+    from .model.network import Route
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 
@@ -81,7 +84,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU when present)")
 
 
-def parse_router(text: str | None, task_names: tuple[str, ...]) -> str | list[float] | None:
+def parse_router(text: str | None, task_names: tuple[str, ...]) -> Route | None:
     """'mff' -> 'mff'; 'vif=0.7,mff=0.3' -> weights in the model's router order (tcmoa.fuse.pipeline.parse_route)."""
     try:
         return parse_route(text, task_names)

@@ -19,13 +19,15 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from .device import pick_device
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 StepTerms = dict[str, Tensor]
 
@@ -73,7 +75,7 @@ class World:
         if self.size > 1:
             dist.barrier(group=self.control)
 
-    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module | SyncedModel:
+    def wrap(self, model: ModelT, device: torch.device) -> ModelT | SyncedModel:
         """What training steps call: the model itself for one rank, else the model under DDP."""
         return model if self.size == 1 else SyncedModel(model, device)
 

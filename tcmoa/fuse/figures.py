@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..imaging import read_image, to_grey
+from ..imaging import ImageSource, read_image, to_grey
 from .pipeline import FusionMaps
 
 __all__ = ["difference_figure", "figure_to_array", "map_cells", "panel_figure", "prompt_figure", "routing_figure",
@@ -62,7 +62,7 @@ def map_cells(grid: np.ndarray, max_cells: int = MAX_MAP_CELLS) -> np.ndarray:
     return padded.reshape(*grid.shape[:-2], hh // k, k, ww // k, k).mean(axis=(-3, -1))
 
 
-def _background(image: object | None, size: tuple[int, int]) -> np.ndarray | None:
+def _background(image: ImageSource | None, size: tuple[int, int]) -> np.ndarray | None:
     """Source A as a grey float image of the maps' image size, downscaled for display."""
     if image is None:
         return None
@@ -86,7 +86,7 @@ def _axes(fig: Figure, left: float, top: float, width: float, height: float):
 
 
 def panel_figure(panels: Sequence[tuple[str, np.ndarray]], size: tuple[int, int], *, cmap: str, limits: tuple[float, float],
-                 bar_label: str, title: str, background: object | None = None, cell: float = 1,
+                 bar_label: str, title: str, background: ImageSource | None = None, cell: float = 1,
                  overlay: float = 0.6, width_px: int = 760) -> np.ndarray:
     """Maps of one image as a grid of panels with one shared colour bar, as RGB uint8.
 
@@ -117,15 +117,16 @@ def panel_figure(panels: Sequence[tuple[str, np.ndarray]], size: tuple[int, int]
         ax.set_title(name, fontsize=9, pad=3)
         ax.set_axis_off()
     cax = _axes(fig, margin + 0.2, head + rows * row_h + 0.1, fig_w - 2 * margin - 0.4, 0.14)
+    assert image is not None, "panel_figure needs at least one panel"
     bar = fig.colorbar(image, cax=cax, orientation="horizontal")
-    bar.set_ticks(np.linspace(limits[0], limits[1], 5))
+    bar.set_ticks(np.linspace(limits[0], limits[1], 5).tolist())
     bar.set_label(bar_label, fontsize=8)
     bar.ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10, y=1 - 0.12 / fig.get_size_inches()[1], va="top")
     return figure_to_array(fig)
 
 
-def prompt_figure(maps: FusionMaps, background: object | None = None,
+def prompt_figure(maps: FusionMaps, background: ImageSource | None = None,
                   roles: tuple[str, str] = ("source A", "source B"), width_px: int = 760) -> np.ndarray:
     """Source-A share per module and averaged over modules, overlaid on `background`, as RGB uint8."""
     panels = [("all modules (mean)", np.clip(maps.source_a_share(), 0.0, 1.0))] + \
@@ -136,7 +137,7 @@ def prompt_figure(maps: FusionMaps, background: object | None = None,
                         title="Prompts: which source each region takes its intensity from")
 
 
-def weight_figure(maps: FusionMaps, background: object | None = None,
+def weight_figure(maps: FusionMaps, background: ImageSource | None = None,
                   roles: tuple[str, str] = ("source A", "source B"), width_px: int = 760) -> np.ndarray | None:
     """The per-pixel weight of source A (`FusionMaps.source_weight`) over `background`; None without one."""
     if maps.source_weight is None:
@@ -239,7 +240,7 @@ def routing_figure(maps: FusionMaps, width_px: int = 760) -> np.ndarray:
     return figure_to_array(fig)
 
 
-def save_map_images(maps: FusionMaps, sources: Sequence[object], out_dir: str | Path,
+def save_map_images(maps: FusionMaps, sources: Sequence[ImageSource], out_dir: str | Path,
                     roles: tuple[str, str] = ("source A", "source B"),
                     order: Sequence[int] | None = None) -> list[Path]:
     """Write prompts.png, routing.png (and source_weight.png when the model has one) into out_dir.

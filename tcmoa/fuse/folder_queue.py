@@ -43,25 +43,26 @@ class PairQueue:
 
     def __init__(self, jobs: Sequence[Job], quiet: bool, shard: bool = True, world: World | None = None):
         self.jobs, self.world = list(jobs), world or current_world()
-        self.shared = shard and self.world.size > 1
-        self.store = job_store() if self.shared else None
+        # The ranks share the jobs through the job store; None: this process runs them all (or none).
+        self.store = job_store() if shard and self.world.size > 1 else None
         self.bar = tqdm(total=len(self.jobs), disable=quiet or len(self.jobs) < 2 or not self.world.is_main,
                         unit="pair")
         self._failures: list[tuple[int, str]] = []
         self._current = -1
 
     def _claims(self) -> Iterator[int]:
-        if not self.shared:  # one process, or a single fusion under torchrun: rank 0 runs it all
+        if self.store is None:  # one process, or a single fusion under torchrun: rank 0 runs it all
             yield from (range(len(self.jobs)) if self.world.is_main else ())
             return
-        while (i := self.store.add("claimed", 1) - 1) < len(self.jobs):
+        store = self.store
+        while (i := store.add("claimed", 1) - 1) < len(self.jobs):
             yield i
 
     def __iter__(self) -> Iterator[Job]:
         for i in self._claims():
             self._current = i
             yield self.jobs[i]
-            self._advance(self.store.add("done", 1) if self.shared else self.bar.n + 1)
+            self._advance(self.store.add("done", 1) if self.store is not None else self.bar.n + 1)
 
     def _advance(self, done: int) -> None:
         self.bar.update(done - self.bar.n)
@@ -72,12 +73,12 @@ class PairQueue:
 
     def finish(self) -> list[str]:
         """Every rank's failures in job order (on every rank), once every rank is done; closes the bar."""
-        if self.shared and self.world.is_main:
+        if self.store is not None and self.world.is_main:
             while (done := self.store.add("done", 0)) < len(self.jobs):
                 self._advance(done)
                 time.sleep(POLL_S)
             self._advance(len(self.jobs))
         self.bar.close()
-        every = self.world.gather(self._failures) if self.shared else [self._failures]
+        every = self.world.gather(self._failures) if self.store is not None else [self._failures]
         return [message for _, message in sorted(f for failures in every for f in failures)]
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..colour import fuse_with_colour_rule
 from ..device import pick_device
-from ..imaging import DEFAULT_MAX_PIXELS, ImageError, read_image, resize_to, to_grey
+from ..imaging import DEFAULT_MAX_PIXELS, ImageError, ImageSource, read_image, resize_to, to_grey
 from ..model.network import Route, TCMoA, normalize
 from ..model.moa import ALPHA_RANGE, BETA_RANGE, PromptControl
 from ..tasks import TaskPreset, get_task
@@ -176,7 +176,7 @@ class Fuser:
         self.tile_batch, self.max_pixels = tile_batch, max_pixels
 
     # ----------------------------------------------------------------------------- public
-    def fuse(self, sources: Sequence[object], task: str | TaskPreset = "vif", *, alpha: float | None = None,
+    def fuse(self, sources: Sequence[ImageSource], task: str | TaskPreset = "vif", *, alpha: float | None = None,
              beta: float | None = None, route: Route | None = None, colour: str = "auto",
              resize: str | None = None, maps: bool = False) -> FusionResult:
         """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image."""
@@ -206,7 +206,7 @@ class Fuser:
         if colour == "rgb":  # the official path: every source as RGB (grey replicated), RGB out
             image = fold([im if im.ndim == 3 else np.repeat(im[..., None], 3, axis=-1) for im in ordered])
         else:
-            image = fuse_with_colour_rule(ordered, fold, fuse_rgb=fold, colour_mode=colour)
+            image = fuse_with_colour_rule(ordered, fold, fuse_rgb=fold, colour_mode="grey" if colour == "grey" else "auto")
         if len(images) > 2:
             notes.append(f"{len(images)} sources fused pairwise in order {[i + 1 for i in order]}; "
                          "the maps show the last step")
@@ -216,7 +216,7 @@ class Fuser:
                             maps=captured[0] if captured else None, notes=notes)
 
     # ----------------------------------------------------------------------------- steps
-    def _read_all(self, sources: Sequence[object], resize: str | None) -> tuple[list[np.ndarray], list[str]]:
+    def _read_all(self, sources: Sequence[ImageSource], resize: str | None) -> tuple[list[np.ndarray], list[str]]:
         if isinstance(sources, (str, bytes, np.ndarray)) or len(sources) < 2:
             n = 1 if isinstance(sources, (str, bytes, np.ndarray)) else len(sources)
             raise ImageError(f"fusion needs at least 2 source images, got {n}")
@@ -262,7 +262,7 @@ class Fuser:
             fused, p, g, wa = self._run_model(crops[0], crops[1], route, control, want_maps)
             for k, tile in enumerate(batch):
                 image.add(tile, fused[k])
-                if want_maps:
+                if prompts is not None and gates is not None and p is not None and g is not None:  # want_maps
                     prompts.add(tile, p[k])
                     gates.add(tile, g[k])
                 if wa is not None:
@@ -272,7 +272,7 @@ class Fuser:
         if not torch.isfinite(fused).all():
             raise RuntimeError("the model produced NaN/inf values; the checkpoint may be corrupt")
         maps = None
-        if want_maps:
+        if prompts is not None and gates is not None:  # want_maps
             pm = prompts.result().cpu().numpy()
             names = [f"encoder {j + 1}" for j in range(len(self.model.encoder_moa))] + \
                     [f"decoder {j + 1}" for j in range(len(self.model.decoder_moa))]
@@ -282,7 +282,7 @@ class Fuser:
         return fused, maps
 
     def _run_model(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
-                   want_maps: bool) -> tuple[torch.Tensor, ...]:
+                   want_maps: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """A batch of equal tiles (B, 3, h, w) -> fused (B, 3, h, w), prompts (B, 2M, th, tw), gates, weight of A.
 
         Without maps the last three are None; the weight (B, 1, h, w) is None for models without one.

@@ -93,7 +93,7 @@ def alpha_sweep(fuser: Fuser, sources: Sequence[np.ndarray], task: str, alphas: 
     pair = list(model_order(sources, task))
     results = [fuser.fuse(pair, task, alpha=alpha, beta=beta, maps=True) for alpha in alphas]
     return Sweep("alpha", tuple(alphas), [r.image for r in results],
-                 [prompt_spread(r.maps.prompt_a) for r in results])
+                 [prompt_spread(r.maps.prompt_a) for r in results if r.maps is not None])
 
 
 def sweep_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], Sweep]], path: str | Path) -> None:

@@ -141,14 +141,14 @@ def ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 def ssim_each(fused: np.ndarray, *refs: np.ndarray) -> list[float]:
     """SSIM(R,F) for every reference R, as `ssim` computes it (F's local statistics shared)."""
-    f, *refs = mf.check_2d(fused, *refs)
+    f, *planes = mf.check_2d(fused, *refs)
     g = mf.gaussian_1d(11, 1.5)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     muf = mf.sep_filter_valid(f, g)
     muf2 = muf * muf
     sff = mf.sep_filter_valid(f * f, g) - muf2
     out = []
-    for x in refs:
+    for x in planes:
         mux = mf.sep_filter_valid(x, g)
         mux2, muxf = mux * mux, mux * muf
         sxx = mf.sep_filter_valid(x * x, g) - mux2
@@ -450,7 +450,7 @@ def evaluate(fused: np.ndarray, sources: Sequence[np.ndarray],
     if pair_names and len(srcs) != 2:
         raise ValueError(f"{pair_names} need exactly 2 sources, got {len(srcs)}")
     colour = not _is_grey(F)
-    grey_f, grey_s = None, None
+    grey: tuple[np.ndarray, list[np.ndarray]] | None = None
     if colour:  # contiguous planes once; grey sources are replicated
         planes = [(np.ascontiguousarray(F[..., k]),
                    [s if s.ndim == 2 else np.ascontiguousarray(s[..., k]) for s in srcs])
@@ -459,9 +459,9 @@ def evaluate(fused: np.ndarray, sources: Sequence[np.ndarray],
     for name in names:
         info = METRICS[name]
         if info.colour == "gray" or not colour:
-            if grey_f is None:
-                grey_f, grey_s = _to_grey(F), [_to_grey(s) for s in srcs]
-            out[name] = float(_call(info, grey_f, grey_s))
+            if grey is None:
+                grey = _to_grey(F), [_to_grey(s) for s in srcs]
+            out[name] = float(_call(info, *grey))
         elif info.colour == "hstack":
             out[name] = float(info.func(np.concatenate([F[..., k] for k in range(3)], axis=1)))
         else:

@@ -25,6 +25,8 @@ class RelativePositionBias(nn.Module):
     attention, and the official key names follow this layout.
     """
 
+    index: torch.Tensor  # (w^2 * w^2,) buffer: the table row of each (query, key) pair
+
     def __init__(self, window: int, num_heads: int):
         super().__init__()
         self.window = window

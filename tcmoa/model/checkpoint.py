@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, cast
 
 import torch
 from safetensors import safe_open
@@ -108,7 +108,7 @@ def _check_index(key: str, value: torch.Tensor, model: TCMoA) -> None:
 
 def _merge_source_embed(out: dict[str, torch.Tensor], name: str, index: str | None, value: torch.Tensor,
                         model: TCMoA) -> None:
-    target = model.get_submodule(name.rsplit(".", 1)[0]).source_embed
+    target = cast(torch.Tensor, model.get_submodule(name.rsplit(".", 1)[0]).source_embed)
     current = out.setdefault(name, torch.zeros_like(target))
     if index is None:
         out[name] = value.reshape(target.shape).clone()

@@ -8,6 +8,7 @@ the fused branch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -143,10 +144,11 @@ class AdapterBank(nn.ModuleList):
 
     def combine(self, phi: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """log sum_e g_e exp(adapter_e(phi)) over the active experts: (M, D), (M, E) -> (M, D)."""
-        w1 = torch.stack([a.fc1.weight for a in self])  # (E, h, D)
-        b1 = torch.stack([a.fc1.bias for a in self])[:, None]  # (E, 1, h)
-        w2 = torch.stack([a.fc2.weight for a in self])  # (E, D, h)
-        b2 = torch.stack([a.fc2.bias for a in self])[:, None]  # (E, 1, D)
+        experts = [cast(Adapter, a) for a in self]
+        w1 = torch.stack([a.fc1.weight for a in experts])  # (E, h, D)
+        b1 = torch.stack([a.fc1.bias for a in experts])[:, None]  # (E, 1, h)
+        w2 = torch.stack([a.fc2.weight for a in experts])  # (E, D, h)
+        b2 = torch.stack([a.fc2.bias for a in experts])[:, None]  # (E, 1, D)
         hidden = F.relu(torch.einsum("md,ehd->emh", phi, w1) + b1)
         out = torch.einsum("emh,edh->emd", hidden, w2) + b2  # (E, M, D)
         active = gates.t()[:, :, None] > 0  # (E, M, 1)

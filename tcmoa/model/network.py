@@ -260,7 +260,7 @@ class TCMoA(nn.Module):
         traces: list[ModuleTrace] = []
         for i, block in enumerate(blocks):
             x = block(x, grid, rel_pos[i // 2](), mask)
-            if i in after:
+            if modules is not None and i in after:
                 a, b = x.chunk(2)
                 a, b, trace = modules[after.index(i)](a, b, grid, route, control)
                 traces.append(trace)

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,7 +72,7 @@ def discover(natural_dir: Path, train_dir: Path) -> dict[str, dict]:
 
 def _encode_item(paths: tuple[Path, ...], max_side: int, quality: int, codec: str, subsampling: int):
     """Encoded bytes of one image or pair (same size, longest side <= max_side), its (h, w) and modes."""
-    ims = [Image.open(p) for p in paths]
+    ims: list[Image.Image] = [Image.open(p) for p in paths]
     w, h = ims[0].size
     r = min(1.0, max_side / max(w, h))
     size = (max(1, round(w * r)), max(1, round(h * r)))
@@ -84,7 +84,7 @@ def _encode_item(paths: tuple[Path, ...], max_side: int, quality: int, codec: st
             continue
         im = im.convert(mode)
         if im.size != size:
-            im = im.resize(size, Image.LANCZOS)  # antialiased downscale
+            im = im.resize(size, Image.Resampling.LANCZOS)  # antialiased downscale
         buf = io.BytesIO()
         if codec == "jpeg":
             im.save(buf, "JPEG", quality=quality, subsampling=subsampling)
@@ -360,7 +360,7 @@ def reconstruction_batch(
     pairs = [banks[k] for k in sorted(banks) if banks[k].channels == 6]
     nat = banks.get("natural")
     n_nat = batch if not pairs else (round(batch * natural_frac) if nat is not None else 0)
-    parts = [nat.sample(n_nat, size, scale, generator=g)] if n_nat else []
+    parts = [nat.sample(n_nat, size, scale, generator=g)] if n_nat and nat is not None else []
     if batch - n_nat:
         x = _mixed(pairs, [len(bk) for bk in pairs], batch - n_nat, size, scale, g)  # (n, 6, S, S)
         pick_a = rand(g, (x.shape[0], 1, 1, 1), dev) < 0.5  # either source of the pair
@@ -377,8 +377,9 @@ def bench(path: str | Path, device: str = "cpu", batches: int = 100, batch: int 
     sync()
     print(f"load: {time.perf_counter() - t0:.2f} s, " + ", ".join(f"{k} {len(b)}" for k, b in banks.items()))
     g = torch.Generator(device=device).manual_seed(0)
-    kinds = [(t, lambda t=t: training_batch(banks, t, batch, size, g)) for t in TASK_NAMES]
-    kinds.append(("recon", lambda: reconstruction_batch(banks, batch, size, g)))
+    kinds: list[tuple[str, Callable[[], object]]] = [(t, functools.partial(training_batch, banks, t, batch, size, g))
+                                                     for t in TASK_NAMES]
+    kinds.append(("recon", functools.partial(reconstruction_batch, banks, batch, size, g)))
     for name, fn in kinds:
         fn()
         sync()

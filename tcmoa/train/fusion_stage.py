@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from timm.optim import param_groups_weight_decay
 from torch import Tensor
 
 from ..model.checkpoint import CONFIG_FILE, load_backbone, load_model
@@ -40,7 +41,7 @@ from ..model.network import TCMoA, normalize
 from .synthesis import synthesize_focus_pair
 from ..tasks import ROUTER_TASKS
 from ..distributed import MicroBatches, SyncedModel, process_group
-from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, resolve_options,
+from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, resolve_options,
                        run_stage, split_holdout, stream_seed)
 
 # Which official loss trains which router: the three official tasks, and VIF's for medical (see above).
@@ -100,8 +101,7 @@ class FusionStage:
         """All TC-MoA parameters (official), or only the router rows of one task (--router-only)."""
         model.freeze_backbone()
         if not self.router_only:
-            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            return decay_groups(named, self.opts.weight_decay)
+            return param_groups_weight_decay(model, self.opts.weight_decay)
         row = model.config.task_names.index(self.router_only)
         params = []
         for name, p in model.named_parameters():
@@ -141,7 +141,7 @@ class FusionStage:
     # --- evaluation -------------------------------------------------------------------------
     def _validation_set(self) -> dict[str, tuple[Tensor, ...]]:
         """Fixed crops of held-out frames per task (MFF: with the all-in-focus original, for PSNR)."""
-        o, val = self.opts, {}
+        o, val = self.opts, dict[str, tuple[Tensor, ...]]()
         for i, task in enumerate(self.tasks):
             seed = stream_seed(o.seed, -1, 100 + i)
             if task == "mff" and "natural" in self.held:

@@ -24,10 +24,10 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..model.checkpoint import load_model, save_model
 from .data import ImageBank
@@ -126,14 +126,6 @@ def autocast(device: torch.device, precision: str = "auto") -> ContextManager:
 
 
 # --- optimiser and schedule ------------------------------------------------------------------
-def decay_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
-    """timm's add_weight_decay: no decay for 1-D (and 0-D) parameters and biases."""
-    decay, no_decay = [], []
-    for name, p in named:
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
-
-
 def build_optimizer(groups: list[dict[str, Any]], lr: float, device: torch.device) -> torch.optim.AdamW:
     """AdamW with the official betas (0.9, 0.95); fused kernels on CUDA."""
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda" or None)

@@ -18,6 +18,7 @@ import time
 from typing import Any, Sequence
 
 import torch
+from timm.optim import param_groups_weight_decay
 from torch import Tensor
 
 from ..model.checkpoint import load_model
@@ -28,7 +29,7 @@ from .losses import ssim
 from ..metrics.vifb import reference_psnr
 from ..model.network import TCMoA, denormalize, normalize, unnormalize
 from ..distributed import MicroBatches, SyncedModel, process_group
-from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, decay_groups, resolve_options,
+from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, resolve_options,
                        run_stage, split_holdout, stream_seed)
 
 MAX_EVAL_IMAGES = 16  # per image group: bounds the evaluation time
@@ -65,7 +66,7 @@ class PretrainStage:
     """Stage for `run_stage`: backbone autoencoder on reconstruction_batch crops."""
 
     name = "pretrain"
-    plot_series = ("loss", "l1")
+    plot_series: tuple[str, ...] = ("loss", "l1")
 
     def __init__(self, opts: argparse.Namespace, banks: dict[str, ImageBank], held: dict[str, ImageBank]):
         self.opts, self.banks, self.held = opts, banks, held
@@ -86,7 +87,7 @@ class PretrainStage:
         keep = {id(p) for _, p in named}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
-        return decay_groups(named, self.opts.weight_decay)
+        return param_groups_weight_decay(model, self.opts.weight_decay)
 
     def train_step(self, model: TCMoA | SyncedModel, optimizer: torch.optim.Optimizer, step: int, epoch: int,
                    micro: MicroBatches) -> dict[str, Tensor]:
