@@ -14,11 +14,12 @@ import numpy as np
 
 from tcmoa.metrics.baselines import run_baseline
 from tcmoa.model.checkpoint import load_model
-from tcmoa.train.data import DATA_ROOT
 from tcmoa.metrics.evaluation import discover_sets
 from tcmoa.imaging import read_image
 from tcmoa.fuse.pipeline import Fuser
-from tcmoa.tasks import get_task
+from tcmoa.tasks import get_preset
+
+from .data import DATA_ROOT
 
 SETS = ("vif/tno25", "vif/roadscene50", "vif/msrs20", "mef/mefb100", "mff/lytro20", "medical/harvard_pet",
         "medical/harvard_spect", "medical/harvard_ct")
@@ -45,8 +46,8 @@ def main() -> None:
         item_id, paths = eval_set.items[min(args.item, len(eval_set.items) - 1)]
         sources = [read_image(p) for p in paths]
         ours = fuser.fuse(sources, eval_set.task).image
-        laplacian = run_baseline("laplacian", sources, get_task(eval_set.task).router)
-        roles = get_task(eval_set.task).roles
+        laplacian = run_baseline("laplacian", sources, get_preset(eval_set.task).router)
+        roles = get_preset(eval_set.task).roles
         panels = [(roles[0], sources[0]), (roles[1], sources[1]), ("TC-MoA (ours)", ours), ("Laplacian", laplacian)]
         for ax, (label, image) in zip(row, panels):
             ax.imshow(np.clip(image, 0, 1), cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from tcmoa.model.checkpoint import load_model
-from tcmoa.fuse.sweeps import ALPHAS, BETAS, alpha_sweep, beta_sweep, model_order, sweep_figure, training_pairs
-from tcmoa.train.data import DATA_ROOT
+from tcmoa.fuse.sweeps import ALPHAS, BETAS, alpha_sweep, beta_sweep, model_order, sweep_figure
+
+from .data import DATA_ROOT, training_pairs
 from tcmoa.fuse.pipeline import Fuser
 
-TASKS = ("vif", "mef", "mff", "mri-pet")
+PRESETS = ("vif", "mef", "mff", "mri-pet")
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
              "mean over modules and pairs. 'rises' = pairs whose measure rises at every step.\n",
              "| task | knob (values) | measure at value 1 | 2 | 3 | 4 | 5 | rises |", "|---|---|" + "---|" * 6]
     figure_rows = []
-    for task in TASKS:
+    for task in PRESETS:
         pairs = training_pairs(args.root, task, args.pairs)
         for knob, sweep_fn, values in (("beta", beta_sweep, BETAS), ("alpha", alpha_sweep, ALPHAS)):
             sweeps = [sweep_fn(fuser, pair, task) for pair in pairs]

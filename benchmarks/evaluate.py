@@ -19,11 +19,12 @@ from tqdm import tqdm
 
 from tcmoa.metrics.baselines import BASELINES, run_baseline
 from tcmoa.model.checkpoint import load_model
-from tcmoa.train.data import DATA_ROOT
 from tcmoa.metrics.evaluation import discover_sets, markdown_table, metric_names, run_method, write_csv
-from tcmoa.metrics.vifb import METRICS
+from tcmoa.metrics.scores import METRICS
 from tcmoa.fuse.pipeline import Fuser
-from tcmoa.tasks import get_task
+from tcmoa.tasks import get_preset
+
+from .data import DATA_ROOT
 
 
 def main() -> None:
@@ -51,7 +52,7 @@ def main() -> None:
 
     all_rows = []
     for eval_set in discover_sets(args.root, args.sets):
-        methods = {name: (lambda src, s, n=name: run_baseline(n, src, get_task(s.task).router))
+        methods = {name: (lambda src, s, n=name: run_baseline(n, src, get_preset(s.task).router))
                    for name in args.baselines}
         if fuser is not None:
             methods[model_label] = lambda src, s: fuser.fuse(src, s.task).image

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from tcmoa.model.checkpoint import load_model
-from tcmoa.fuse.sweeps import training_pairs
-from tcmoa.train.data import DATA_ROOT
 from tcmoa.imaging import to_uint8
-from tcmoa.metrics.vifb import evaluate
+from tcmoa.metrics.scores import evaluate
 from tcmoa.fuse.pipeline import Fuser
+
+from .data import DATA_ROOT, training_pairs
 
 ALPHAS = (0.5, 1.0, 1.5, 2.0)
 BETAS = (-0.2, -0.1, 0.0, 0.1, 0.2)

@@ -13,10 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from tcmoa.imaging import shrink_to, to_grey, to_uint8
-from tcmoa.metrics.vifb import evaluate
+from tcmoa.metrics.scores import evaluate
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 from tcmoa.fuse.pipeline import FusionMaps, match_sizes
-from tcmoa.tasks import TaskPreset
+from tcmoa.tasks import Preset
 from tcmoa.fuse.figures import difference_figure, prompt_figure, routing_figure, weight_figure
 
 from .engine import Engine
@@ -98,7 +98,7 @@ class Shown:
 
 
 def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], maps: FusionMaps | None, order: Sequence[int],
-                 preset: TaskPreset) -> Shown:
+                 preset: Preset) -> Shown:
     """Keep display copies of one fusion (`images` at the fused size) for the tabs and the slider."""
     if len(images) == 2:
         background, roles = images[order[0]], preset.roles
@@ -144,7 +144,7 @@ class SweepResult:
     seconds: float
 
 
-def run_sweep(engine: Engine, images: Sequence[np.ndarray], preset: TaskPreset, knob: str, settings: dict[str, Any]
+def run_sweep(engine: Engine, images: Sequence[np.ndarray], preset: Preset, knob: str, settings: dict[str, Any]
               ) -> SweepResult:
     """Fuse at SWEEP_COUNT evenly spaced values of `knob` (the other settings as given), at preview size."""
     if knob not in KNOBS:

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import gradio as gr
 import numpy as np
 
-from tcmoa import ImageError, get_task
+from tcmoa import ImageError, get_preset
 from tcmoa.imaging import to_uint8
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE
 from tcmoa.fuse.pipeline import match_sizes, parse_route
@@ -38,7 +38,7 @@ def api_fuse(engine: Engine, sources: Sequence[object] | None, task: object, alp
     """
     start = time.perf_counter()
     try:
-        preset = get_task(str(task))
+        preset = get_preset(str(task))
         files = present(sources or [])
         if len(files) < 2:
             raise InputError(f"/fuse needs at least 2 source images, got {len(files)}")

@@ -16,12 +16,12 @@ from typing import Any, Iterator, NamedTuple, Sequence
 import gradio as gr
 import numpy as np
 
-from tcmoa import ImageError, get_task, read_image
+from tcmoa import ImageError, get_preset, read_image
 from tcmoa.metrics.baselines import run_baseline
 from tcmoa.imaging import to_uint8
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 from tcmoa.fuse.pipeline import FusionResult, SizeMismatchError, match_sizes
-from tcmoa.tasks import TaskPreset
+from tcmoa.tasks import Preset
 from tcmoa.fuse.figures import sweep_curve
 
 from . import analysis
@@ -84,7 +84,7 @@ def user_message(exc: Exception, resize_hint: str = RESIZE_HINT) -> str:
     return exc.explain(resize_hint) if isinstance(exc, SizeMismatchError) else str(exc)
 
 
-def chosen_route(engine: Engine, preset: TaskPreset, blend: bool, weights: Sequence[float]) -> object:
+def chosen_route(engine: Engine, preset: Preset, blend: bool, weights: Sequence[float]) -> object:
     """The task's own router, or the user's router blend (validated: within [0, 1], positive sum)."""
     if not blend:
         return preset.route_for(engine.router_names)
@@ -95,10 +95,10 @@ def chosen_route(engine: Engine, preset: TaskPreset, blend: bool, weights: Seque
 
 
 def prepare(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, blend: bool,
-            router_weights: Sequence[float], resize: bool) -> tuple[TaskPreset, dict[str, Any], list[np.ndarray]]:
+            router_weights: Sequence[float], resize: bool) -> tuple[Preset, dict[str, Any], list[np.ndarray]]:
     """Validate a request: the preset, the Fuser.fuse settings and the source images (cheap checks first)."""
     try:
-        preset = get_task(str(task))
+        preset = get_preset(str(task))
     except ValueError as exc:
         raise InputError(str(exc)) from None
     sources = present(slots)
@@ -112,7 +112,7 @@ def prepare(engine: Engine, slots: Sequence[object], task: str, alpha: object, b
 
 def slot_labels(task: str, n: int = MAX_SOURCES) -> list[str]:
     """The label of each source slot for a task, e.g. 'Source 1: visible (A)'."""
-    preset = get_task(task)
+    preset = get_preset(task)
     a, b = preset.roles
     labels = [f"Source 1: {a} (A)", f"Source 2: {b} (B)"]
     more = {"mef": "another exposure", "mff": "another focal plane"}.get(preset.key, f"another {b}")
@@ -168,7 +168,7 @@ def final_view(steps: Iterator[FuseView]) -> FuseView:
     return FuseView(*shown)
 
 
-def baseline_gallery(images: Sequence[np.ndarray], preset: TaskPreset, fused: np.ndarray
+def baseline_gallery(images: Sequence[np.ndarray], preset: Preset, fused: np.ndarray
                      ) -> list[tuple[np.ndarray, str]]:
     """The classical baselines (average, Laplacian, Mertens) beside the model's result (images of one size)."""
     out = [(fused, "TC-MoA (this model)")]
@@ -234,14 +234,14 @@ def sweep_plot(sweep: SweepResult | None, metric: str) -> tuple[list[tuple[np.nd
 # ------------------------------------------------------------------------------ controls
 def task_defaults(engine: Engine, task: str) -> tuple[float, float, list[float]]:
     """The task's α, β and one-hot router weights (its own router, or the one it borrows)."""
-    preset = get_task(task)
+    preset = get_preset(task)
     route = preset.route_for(engine.router_names)
     return preset.alpha, preset.beta, [float(name == route) for name in engine.router_names]
 
 
 def task_info(engine: Engine, task: str) -> str:
     """A short Markdown description of the task preset."""
-    preset = get_task(task)
+    preset = get_preset(task)
     route = preset.route_for(engine.router_names)
     if preset.seen:
         seen = "trained task"

@@ -98,4 +98,4 @@ def load_engine(model: str | None = None, device: str | None = None,
     fuser = Fuser(net, device=device, max_pixels=max_pixels)
     info = net.info
     return Engine(fuser=fuser, model_name=str(info.get("name", net.config.name)), trained=bool(info.get("trained")),
-                  router_names=tuple(net.config.task_names), load_note=note, max_pixels=max_pixels)
+                  router_names=tuple(net.config.routers), load_note=note, max_pixels=max_pixels)

@@ -50,7 +50,7 @@ def open_map_tab(key: str, shown: Any) -> tuple[str, Any]:
 
 def fusing_status(task: str) -> str:
     """The status while the fusion an action asked for runs (never the previous result's)."""
-    return f"⏳ Fusing for **{cb.get_task(task).label}**…"
+    return f"⏳ Fusing for **{cb.get_preset(task).label}**…"
 
 
 def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:

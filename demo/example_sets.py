@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tcmoa import TASKS
+from tcmoa import PRESETS
 from tcmoa.imaging import image_files
 
 from .engine import MAX_SOURCES
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-TASK_ORDER = tuple(TASKS)  # vif, mef, mff, mri-pet, mri-spect, mri-ct
+TASK_ORDER = tuple(PRESETS)  # vif, mef, mff, mri-pet, mri-spect, mri-ct
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ExampleSet:
     def label(self) -> str:
         """What the example button says, e.g. 'Infrared + visible: tno 18'."""
         extra = f" ({len(self.files)} sources)" if len(self.files) > 2 else ""
-        return f"{TASKS[self.task].label}: {self.name.replace('_', ' ')}{extra}"
+        return f"{PRESETS[self.task].label}: {self.name.replace('_', ' ')}{extra}"
 
     def row(self) -> list[object]:
         """[task, source 1, ..., source MAX_SOURCES] with None for unused slots (gr.Examples)."""

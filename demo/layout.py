@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from tcmoa import TASKS
+from tcmoa import PRESETS
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 
 from . import callbacks as cb
@@ -102,7 +102,7 @@ def input_column(engine: Engine) -> Inputs:
     """Task, source slots, α/β, options, router blend and examples."""
     labels = cb.slot_labels("vif")
     alpha0, beta0, weights0 = cb.task_defaults(engine, "vif")
-    task = gr.Dropdown([(p.label, k) for k, p in TASKS.items()], value="vif", label="Task", elem_id="task")
+    task = gr.Dropdown([(p.label, k) for k, p in PRESETS.items()], value="vif", label="Task", elem_id="task")
     info = gr.Markdown(cb.task_info(engine, "vif"))
     slots = []
     for row in range(MAX_SOURCES // 2):

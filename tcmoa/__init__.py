@@ -17,22 +17,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .model.checkpoint import CheckpointError, load_model, save_model
-    from .model.config import PRESETS, ModelConfig, get_config
+    from .model.config import CONFIGS, ModelConfig, get_config
     from .imaging import ImageError, read_image, save_image
     from .model.network import FusionOutput, TCMoA
     from .model.moa import PromptControl
     from .fuse.pipeline import FusionMaps, FusionResult, Fuser
-    from .tasks import TASKS, TaskPreset, get_task
+    from .tasks import PRESETS, Preset, get_preset
 
 # Public name -> the submodule that defines it (the same list as the imports above).
 _SOURCES = {
     "model.checkpoint": ("CheckpointError", "load_model", "save_model"),
-    "model.config": ("PRESETS", "ModelConfig", "get_config"),
+    "model.config": ("CONFIGS", "ModelConfig", "get_config"),
     "imaging": ("ImageError", "read_image", "save_image"),
     "model.network": ("FusionOutput", "TCMoA"),
     "model.moa": ("PromptControl",),
     "fuse.pipeline": ("FusionMaps", "FusionResult", "Fuser"),
-    "tasks": ("TASKS", "TaskPreset", "get_task"),
+    "tasks": ("PRESETS", "Preset", "get_preset"),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 

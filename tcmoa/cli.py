@@ -11,17 +11,14 @@ import importlib
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from .model.checkpoint import CheckpointError, load_model
 from .distributed import process_group, rank_device
 from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
 from .model.moa import ALPHA_RANGE, BETA_RANGE
 from .fuse.pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
-from .tasks import TASK_ALIASES, TASKS
-
-if TYPE_CHECKING:
-    from .model.network import Route
+from .tasks import PRESETS, Route, UnknownPresetError, preset_key
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 
@@ -48,12 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     fuse = commands.add_parser("fuse", help="fuse two or more source images (or folders of pairs)",
                                description="Fuse sources of one scene. Give the sources in role order: "
-                               + "; ".join(f"{k}: {' + '.join(t.roles)}" for k, t in TASKS.items()))
+                               + "; ".join(f"{k}: {' + '.join(t.roles)}" for k, t in PRESETS.items()))
     fuse.add_argument("sources", nargs="*", type=Path, help="source images, in role order")
     fuse.add_argument("--pairs", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"),
                       help="fuse every pair of same-named files in two folders")
     fuse.add_argument("-o", "--output", type=Path, required=True, help="output image (or folder with --pairs)")
-    fuse.add_argument("--task", default="vif", choices=sorted([*TASKS, *TASK_ALIASES]), help="fusion task preset")
+    fuse.add_argument("--task", default="vif", type=_preset_key, metavar="TASK",
+                      help=f"fusion task preset, any case: {', '.join(PRESETS)}")
     fuse.add_argument("--alpha", type=float, default=None, help="prompt scale alpha (Eq. 8; default: the task's)")
     fuse.add_argument("--beta", type=float, default=None, help="prompt shift beta (> 0 favours source A)")
     fuse.add_argument("--router", type=str, default=None,
@@ -78,16 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _preset_key(name: str) -> str:
+    """--task: a preset key or alias in any case; argparse reports the one unknown-preset message."""
+    try:
+        return preset_key(name)
+    except UnknownPresetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="model folder, official .pth, or preset name (default: the shipped checkpoint)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU when present)")
 
 
-def parse_router(text: str | None, task_names: tuple[str, ...]) -> Route | None:
+def parse_router(text: str | None, routers: tuple[str, ...]) -> Route | None:
     """'mff' -> 'mff'; 'vif=0.7,mff=0.3' -> weights in the model's router order (tcmoa.fuse.pipeline.parse_route)."""
     try:
-        return parse_route(text, task_names)
+        return parse_route(text, routers)
     except ValueError as exc:
         raise CliError(f"--router: {exc}", EXIT_INPUT) from None
 
@@ -168,7 +174,7 @@ def run_fuse(args: argparse.Namespace) -> int:
                       max_pixels=args.max_pixels, fit=args.fit)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_INPUT) from None
-    route = parse_router(args.router, model.config.task_names)
+    route = parse_router(args.router, model.config.routers)
     options = dict(task=args.task, alpha=args.alpha, beta=args.beta, route=route, colour=args.colour,
                    resize=args.resize, maps=args.maps is not None)
     from .fuse.folder_queue import PairQueue  # tqdm and the job store only when fusing
@@ -211,7 +217,7 @@ def run_info(args: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {model.info.get('name')}  source: {model.info.get('source')}  trained: {model.info.get('trained')}")
     print(f"parameters: {n_params / 1e6:.2f}M ({sum(p.numel() for p in model.tcmoa_parameters()) / 1e6:.2f}M TC-MoA)")
-    print(f"routers: {', '.join(model.config.task_names)}")
+    print(f"routers: {', '.join(model.config.routers)}")
     print(model.config.to_json())
     return EXIT_OK
 

@@ -1,31 +1,39 @@
-"""The task vocabulary: the kinds of fusion the model has routers for, and the presets users pick.
+"""The task vocabulary, three words for three things, each with one table here.
 
-Every other module derives its task names from the two tables here: the router order
-(`TASK_NAMES`, part of the checkpoint format), the official loss each router trains with, the
-source folders of the data sets (tcmoa.train.data, tcmoa.metrics.evaluation), the baselines' task argument, and
-the presets of the pipeline, CLI and app. Adding a task (say NIR + visible) is one `RouterTask`
-entry, its presets, and a router in the model config (`task_names`). No torch here: the
-vocabulary is read by modules that do not need it.
+- An **objective** is one of the official code's training losses, by its index (VIF, MEF, MFF):
+  `OBJECTIVES`. Only training uses it (tcmoa.train.losses.task_loss).
+- A **router** is one row of every TC-MoA module's router bank, trained for one kind of fusion with
+  one objective: `ROUTERS`. Their order (`ROUTER_NAMES`) is part of the checkpoint format; a model
+  config lists the routers it has (`ModelConfig.routers`). Data folders and crop scales live here too.
+- A **preset** is what a user picks (`--task`, `task=`, the app's dropdown): roles, α/β defaults, the
+  router it uses and how colour is handled: `PRESETS`, looked up case-insensitively by `get_preset`.
+
+A **route** (`Route`) is what a forward pass is given: a router's index or name, or a weighting over
+the routers. Adding a task (say NIR + visible) is one `Router`, its presets, and a router in the model
+config. No torch here: the vocabulary is read by modules that do not need it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence, Union
 
 if TYPE_CHECKING:
-    from .model.network import Route
+    import torch
 
-# The official code's tasks, by its indices (engine_train.py: {"VIF": 0, "MEF": 1, "MFF": 2}): one loss each.
-OFFICIAL_TASKS = ("vif", "mef", "mff")
-VIF, MEF, MFF = range(len(OFFICIAL_TASKS))
+# The official code's objectives, by its indices (engine_train.py: {"VIF": 0, "MEF": 1, "MFF": 2}).
+OBJECTIVES = ("vif", "mef", "mff")
+VIF, MEF, MFF = range(len(OBJECTIVES))
+
+# A route: a router's index or name, or weights over the routers (blended router logits).
+Route = Union[int, str, Sequence[float], "torch.Tensor"]
 
 
 @dataclass(frozen=True)
-class RouterTask:
-    """A kind of fusion with a router of its own: the loss that trains it and where its data lives."""
+class Router:
+    """A kind of fusion with a router of its own: the objective that trains it and where its data lives."""
 
     name: str
-    loss: int  # the official loss it trains with: VIF, MEF or MFF
+    objective: int  # the official loss it trains with: VIF, MEF or MFF
     # A data set's source folders (<root>/<split>/<task>/<set>/<folder>/) in the model's order: A first,
     # then B, the first of the others present (medical sets hold mri and one of ct, pet, spect).
     folders: tuple[str, ...]
@@ -33,25 +41,25 @@ class RouterTask:
 
 
 # Dict order is the router index, part of the checkpoint format: append, never reorder. Crop
-# scales are the official recipe for VIF/MEF/MFF; medical's, and its loss, are our choice (the
-# official zero-shot medical route is the VIF router, so its loss is VIF's).
-ROUTER_TASKS: dict[str, RouterTask] = {t.name: t for t in (
-    RouterTask("vif", VIF, ("vi", "ir"), (0.81, 1.0)),
-    RouterTask("mef", MEF, ("over", "under"), (0.2, 1.0)),
-    RouterTask("mff", MFF, ("a", "b"), (0.64, 1.0)),
-    RouterTask("medical", VIF, ("mri", "ct", "pet", "spect"), (0.5, 1.0)),
+# scales are the official recipe for VIF/MEF/MFF; medical's, and its objective, are our choice (the
+# official zero-shot medical route is the VIF router, so its objective is VIF's).
+ROUTERS: dict[str, Router] = {r.name: r for r in (
+    Router("vif", VIF, ("vi", "ir"), (0.81, 1.0)),
+    Router("mef", MEF, ("over", "under"), (0.2, 1.0)),
+    Router("mff", MFF, ("a", "b"), (0.64, 1.0)),
+    Router("medical", VIF, ("mri", "ct", "pet", "spect"), (0.5, 1.0)),
 )}
-TASK_NAMES = tuple(ROUTER_TASKS)
+ROUTER_NAMES = tuple(ROUTERS)
 
 
 @dataclass(frozen=True)
-class TaskPreset:
-    """How to fuse one kind of source set."""
+class Preset:
+    """How to fuse one kind of source set: what a user picks."""
 
     key: str
     label: str
     roles: tuple[str, str]  # what source A (the decoded stream) and source B are
-    router: str  # a ROUTER_TASKS name; unseen tasks name a trained router to borrow
+    router: str  # a ROUTERS name; unseen tasks name a trained router to borrow
     alpha: float = 1.0
     beta: float = 0.0
     # Exposure brackets and focal stacks have no natural order: the pipeline sorts them so the
@@ -60,9 +68,9 @@ class TaskPreset:
     seen: bool = True  # trained on (False: zero-shot through a borrowed router)
     colour_rule: str = ""
 
-    def route_for(self, task_names: tuple[str, ...]) -> Route:
+    def route_for(self, routers: Sequence[str]) -> str:
         """The router this preset uses on a model with these routers (falls back to VIF's)."""
-        if self.router in task_names:
+        if self.router in routers:
             return self.router
         return "vif"  # the official zero-shot route for unseen tasks (medical, pan-sharpening)
 
@@ -70,29 +78,43 @@ class TaskPreset:
 _ONE_COLOUR = "one colour source: its luminance is fused and its colour restored"
 _ALL_COLOUR = "colour in, colour out (fused in RGB)"
 
-TASKS: dict[str, TaskPreset] = {p.key: p for p in (
-    TaskPreset("vif", "Infrared + visible", ("visible", "infrared"), "vif",
+PRESETS: dict[str, Preset] = {p.key: p for p in (
+    Preset("vif", "Infrared + visible", ("visible", "infrared"), "vif",
                colour_rule=_ONE_COLOUR + "; grey visible gives a grey result"),
-    TaskPreset("mef", "Multi-exposure", ("over-exposed", "under-exposed"), "mef", order_free=True,
+    Preset("mef", "Multi-exposure", ("over-exposed", "under-exposed"), "mef", order_free=True,
                colour_rule=_ALL_COLOUR),
-    TaskPreset("mff", "Multi-focus", ("far focus", "near focus"), "mff", order_free=True,
+    Preset("mff", "Multi-focus", ("far focus", "near focus"), "mff", order_free=True,
                colour_rule=_ALL_COLOUR),
     # Medical alpha/beta: tuned on train/medical only (python -m benchmarks.tune_medical, Qabf + VIF;
     # docs/BENCHMARKS.md), with beta kept within +-0.2: the metrics favour CT's and PET's strong edges
     # further out, while MRI soft-tissue findings (e.g. a lesion) fade from the result.
-    TaskPreset("mri-pet", "MRI + PET (unseen)", ("MRI", "PET"), "medical", alpha=2.0, beta=-0.2, seen=False,
+    Preset("mri-pet", "MRI + PET (unseen)", ("MRI", "PET"), "medical", alpha=2.0, beta=-0.2, seen=False,
                colour_rule=_ONE_COLOUR + " (the PET pseudo-colour)"),
-    TaskPreset("mri-spect", "MRI + SPECT (unseen)", ("MRI", "SPECT"), "medical", alpha=2.0, beta=-0.2, seen=False,
+    Preset("mri-spect", "MRI + SPECT (unseen)", ("MRI", "SPECT"), "medical", alpha=2.0, beta=-0.2, seen=False,
                colour_rule=_ONE_COLOUR + " (the SPECT pseudo-colour)"),
-    TaskPreset("mri-ct", "MRI + CT (unseen)", ("MRI", "CT"), "medical", alpha=2.0, beta=-0.2, seen=False,
+    Preset("mri-ct", "MRI + CT (unseen)", ("MRI", "CT"), "medical", alpha=2.0, beta=-0.2, seen=False,
                colour_rule="grey in, grey out"),
 )}
-TASK_ALIASES = {"medical": "mri-pet", "ivf": "vif", "multi-exposure": "mef", "multi-focus": "mff"}
+PRESET_ALIASES = {"medical": "mri-pet", "ivf": "vif", "multi-exposure": "mef", "multi-focus": "mff"}
 
 
-def get_task(key: str) -> TaskPreset:
-    """Look up a preset by key or alias, listing the valid keys when unknown."""
-    key = TASK_ALIASES.get(key.lower(), key.lower())
-    if key not in TASKS:
-        raise ValueError(f"unknown task {key!r}; choose one of {', '.join(TASKS)}")
-    return TASKS[key]
+class UnknownPresetError(ValueError):
+    """A preset name that is neither a key nor an alias of PRESETS (the one message for it everywhere)."""
+
+    def __init__(self, name: object):
+        aliases = ", ".join(f"{a} = {k}" for a, k in PRESET_ALIASES.items())
+        super().__init__(f"unknown task {name!r}; choose one of {', '.join(PRESETS)} (aliases: {aliases})")
+
+
+def preset_key(name: str) -> str:
+    """The PRESETS key of a preset name or alias, any case ('VIF' -> 'vif', 'medical' -> 'mri-pet')."""
+    key = str(name).strip().lower()
+    key = PRESET_ALIASES.get(key, key)
+    if key not in PRESETS:
+        raise UnknownPresetError(name)
+    return key
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset by key or alias, any case; UnknownPresetError lists the valid ones."""
+    return PRESETS[preset_key(name)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tcmoa.train.data import DATA_ROOT
+from benchmarks.data import DATA_ROOT
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"

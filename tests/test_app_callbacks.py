@@ -17,11 +17,11 @@ from demo.engine import FUSION_CONCURRENCY, MAX_SOURCES, UNTRAINED_WARNING, load
 from demo.events import slot_updates
 from demo.example_sets import find_examples
 from demo.layout import SourceImage, build_demo
-from tcmoa import TASKS
+from tcmoa import PRESETS
 from tcmoa.imaging import to_uint8
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE
 from tcmoa.fuse.pipeline import FusionMaps
-from tcmoa.tasks import get_task
+from tcmoa.tasks import get_preset
 from tcmoa.fuse.figures import (difference_figure, map_cells, prompt_figure, routing_figure, save_map_images,
                              sweep_curve, weight_figure)
 
@@ -82,7 +82,7 @@ def test_image_is_shown_before_metrics_and_maps(engine, pair):
 
 
 def test_metrics_panel_scores_are_the_metrics_of_the_shown_image(engine, pair):
-    from tcmoa.metrics.vifb import evaluate
+    from tcmoa.metrics.scores import evaluate
 
     view = fuse(engine, list(pair))
     grey = [analysis.luma8(x) for x in (view.fused, *pair)]
@@ -319,7 +319,7 @@ def test_fusion_runs_inside_spaces_gpu_when_present(engine, pair, monkeypatch):
 def test_swap_reset_labels_and_slots(engine):
     assert cb.swap_sources("a", "b") == ("b", "a")
     alpha, beta, weights = cb.task_defaults(engine, "mri-pet")
-    preset = get_task("mri-pet")  # the tuned medical defaults reach the sliders
+    preset = get_preset("mri-pet")  # the tuned medical defaults reach the sliders
     assert (alpha, beta) == (preset.alpha, preset.beta) and weights == [0.0, 0.0, 0.0, 1.0]  # the medical router
     assert cb.slot_labels("vif")[:2] == ["Source 1: visible (A)", "Source 2: infrared (B)"]
     assert cb.slot_labels("mef")[2] == "Source 3: another exposure"
@@ -343,7 +343,7 @@ def test_compare_pair(engine, pair):
 
 def test_examples_cover_every_task_and_are_small():
     sets = find_examples()
-    assert {s.task for s in sets} == set(TASKS)
+    assert {s.task for s in sets} == set(PRESETS)
     for s in sets:
         assert sum(f.stat().st_size for f in s.files) < 400_000, s.name
         for f in s.files:

@@ -16,7 +16,7 @@ from tcmoa.metrics.baselines import (
 )
 from tcmoa.colour import combine_chroma, fuse_with_colour_rule, is_colour
 from tcmoa.imaging import read_image, rgb_to_ycbcr, to_grey, ycbcr_to_rgb
-from tcmoa.tasks import TASK_NAMES
+from tcmoa.tasks import ROUTER_NAMES
 
 from .conftest import DATA
 
@@ -50,7 +50,7 @@ def _detail(img: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
-@pytest.mark.parametrize("task", TASK_NAMES)
+@pytest.mark.parametrize("task", ROUTER_NAMES)
 @pytest.mark.parametrize(
     "kinds, out_shape",
     [(("g", "g"), (H, W)), (("c", "g"), (H, W, 3)), (("c", "c"), (H, W, 3)), (("g", "c", "c"), (H, W, 3))],
@@ -210,7 +210,7 @@ def test_errors() -> None:
         mertens_fusion([g, g, np.zeros((5, 5))])
     with pytest.raises(ValueError, match="NaN"):
         average_fusion([g, np.full_like(g, np.nan)])
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ValueError, match="unknown router"):
         run_baseline("average", [g, g], "depth")
     with pytest.raises(ValueError, match="unknown baseline"):
         run_baseline("wavelet", [g, g], "vif")

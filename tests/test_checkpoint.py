@@ -1,6 +1,8 @@
 """Checkpoints: our safetensors format round-trips bit-exactly; official and MAE files load; bad files fail clearly."""
 from __future__ import annotations
 
+import json
+
 import pickle
 
 import numpy as np
@@ -42,6 +44,17 @@ def test_safetensors_round_trip_is_bit_exact(tmp_path, preset):
     x = torch.rand(1, 3, side, side)
     with torch.no_grad():
         assert torch.equal(model(x, x.flip(-1)).fused, loaded(x, x.flip(-1)).fused)
+
+
+def test_config_json_from_before_the_router_rename_loads(tmp_path):
+    # Checkpoints saved before "task_names"/"num_tasks" became "routers"/"num_routers" need no migration.
+    folder = save_model(load_model("compact"), tmp_path / "m")
+    saved = json.loads((folder / "config.json").read_text())
+    assert "routers" in saved and "task_names" not in saved
+    old = {("task_names" if k == "routers" else "num_tasks" if k == "num_routers" else k): v for k, v in saved.items()}
+    (folder / "config.json").write_text(json.dumps(old))
+    loaded = load_model(folder)
+    assert loaded.config.routers == ("vif", "mef", "mff", "medical") and loaded.config.num_routers == 4
 
 
 def test_official_pth_loads_plain_or_under_model(tmp_path, official_state):

@@ -9,6 +9,7 @@ from PIL import Image
 
 from tcmoa.model import checkpoint
 from tcmoa.cli import main, parse_router, CliError
+from tcmoa.tasks import UnknownPresetError
 
 
 def write(path, seed, size=(48, 40), mode="RGB"):
@@ -67,6 +68,17 @@ def test_errors_have_exit_codes_and_one_line_messages(tmp_path, monkeypatch, cap
     assert main(args) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_task_is_case_insensitive_with_the_one_unknown_preset_message(tmp_path, capsys):
+    a, b = write(tmp_path / "a.png", 0), write(tmp_path / "b.png", 1)
+    out = tmp_path / "f.png"
+    assert main(["fuse", str(a), str(b), "--task", "VIF", "--model", "compact", "-o", str(out), "--quiet"]) == 0
+    assert out.is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fuse", str(a), str(b), "--task", "Sonar", "-o", str(out)])
+    assert exit_info.value.code == 2
+    assert str(UnknownPresetError("Sonar")) in capsys.readouterr().err
 
 
 def test_default_model_missing_is_exit_3(tmp_path, monkeypatch, capsys):

@@ -4,12 +4,13 @@ from __future__ import annotations
 import pytest
 
 from tcmoa.model.checkpoint import load_model
-from tcmoa.fuse.sweeps import alpha_sweep, beta_sweep, towards_a, training_pairs
+from benchmarks.data import training_pairs
+from tcmoa.fuse.sweeps import alpha_sweep, beta_sweep, towards_a
 from tcmoa.fuse.pipeline import Fuser
 
 from .conftest import DATA, needs_data
 
-TASKS = ("vif", "mef", "mff", "mri-pet")
+PRESETS = ("vif", "mef", "mff", "mri-pet")
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def fuser(single_thread) -> Fuser:
 
 
 @needs_data(DATA / "train")
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", PRESETS)
 def test_beta_moves_the_result_towards_source_a_at_every_step(fuser, task):
     for pair in training_pairs(DATA, task, 2, max_side=128):
         sweep = beta_sweep(fuser, pair, task)
@@ -29,7 +30,7 @@ def test_beta_moves_the_result_towards_source_a_at_every_step(fuser, task):
 
 
 @needs_data(DATA / "train")
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", PRESETS)
 def test_alpha_widens_the_prompt_maps(fuser, task):
     for pair in training_pairs(DATA, task, 2, max_side=128):
         sweep = alpha_sweep(fuser, pair, task)

@@ -11,7 +11,7 @@ from tcmoa.train.data import (
     ImageBank, discover, load_pack, pack, read_meta, reconstruction_batch, split_counts, training_batch,
 )
 from tcmoa.train.synthesis import synthesize_exposure_pair, synthesize_focus_pair
-from tcmoa.tasks import ROUTER_TASKS, VIF, RouterTask
+from tcmoa.tasks import ROUTERS, VIF, Router
 
 from .conftest import DATA, needs_data
 
@@ -105,7 +105,7 @@ def test_a_new_router_task_is_packed_from_its_vocabulary_entry(tmp_path, monkeyp
     for i in range(2):
         write(tmp_path / f"train/nir/rgbnir/vi/p{i}.png", smooth_image(rng, 32, 40, 3))
         write(tmp_path / f"train/nir/rgbnir/nir/p{i}.png", smooth_image(rng, 32, 40, 1))
-    monkeypatch.setitem(ROUTER_TASKS, "nir", RouterTask("nir", VIF, ("vi", "nir"), (0.81, 1.0)))
+    monkeypatch.setitem(ROUTERS, "nir", Router("nir", VIF, ("vi", "nir"), (0.81, 1.0)))
     groups = discover(tmp_path / "pretrain/natural", tmp_path / "train")
     assert list(groups) == ["nir"] and groups["nir"]["task"] == "nir" and groups["nir"]["roles"] == ["vi", "nir"]
     assert [p.parent.name for p in groups["nir"]["items"][0]] == ["vi", "nir"]

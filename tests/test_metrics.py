@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tcmoa.metrics import matlab as mf
+from tcmoa.metrics import scores
 from tcmoa.metrics import vifb as M
 
 from .conftest import VIFB_FIXTURE, fixture_file
@@ -42,7 +43,7 @@ def test_vifb_fixture(entry: dict) -> None:
     SSIM by ~1e-3 relative, 25-30 half-units.
     """
     fused, vi, ir = _load(entry["fused"]), _load(entry["vi"]), _load(entry["ir"])
-    got = M.evaluate(fused, [vi, ir], list(entry["expected"]))
+    got = scores.evaluate(fused, [vi, ir], list(entry["expected"]))
     assert set(got) == set(VIFB_NAMES)
     bad = {k: (got[k], v) for k, v in entry["expected"].items() if abs(got[k] - v) > 1.02 * printed_half_unit(v)}
     assert not bad, f"metric mismatches (got, expected): {bad}"
@@ -84,27 +85,27 @@ def exposure_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_registry() -> None:
     """METRICS is ordered, complete and carries the direction / source flags."""
-    assert list(M.METRICS) == VIFB_NAMES + ["VIF", "MEF-SSIM", "Nabf"]
-    lower = {n for n, info in M.METRICS.items() if not info.higher_is_better}
+    assert list(scores.METRICS) == VIFB_NAMES + ["VIF", "MEF-SSIM", "Nabf"]
+    lower = {n for n, info in scores.METRICS.items() if not info.higher_is_better}
     assert lower == {"RMSE", "CE", "Qcv", "Nabf"}
-    no_src = {n for n, info in M.METRICS.items() if not info.needs_sources}
+    no_src = {n for n, info in scores.METRICS.items() if not info.needs_sources}
     assert no_src == {"EN", "SD", "SF", "AG", "EI"}
-    assert all(info.name == n and callable(info.func) for n, info in M.METRICS.items())
+    assert all(info.name == n and callable(info.func) for n, info in scores.METRICS.items())
 
 
 def test_evaluate_returns_all_metrics(pair) -> None:
     """Default names give every metric, as finite floats."""
     a, b, f = pair
-    res = M.evaluate(f, [a, b])
-    assert list(res) == list(M.METRICS)
+    res = scores.evaluate(f, [a, b])
+    assert list(res) == list(scores.METRICS)
     assert all(isinstance(v, float) and math.isfinite(v) for v in res.values())
 
 
 def test_uint8_and_float_agree(pair) -> None:
     """uint8 input and the same values as float64 give identical scores."""
     a, b, f = (np.clip(np.round(x), 0, 255).astype(np.uint8) for x in pair)
-    r8 = M.evaluate(f, [a, b])
-    rf = M.evaluate(f.astype(np.float64), [a.astype(np.float32), b.astype(np.float64)])
+    r8 = scores.evaluate(f, [a, b])
+    rf = scores.evaluate(f.astype(np.float64), [a.astype(np.float32), b.astype(np.float64)])
     assert r8 == pytest.approx(rf, rel=1e-12)
 
 
@@ -245,10 +246,10 @@ def test_mef_ssim_in_evaluate_uses_rgb2gray(exposure_pair) -> None:
     tint = np.array([1.0, 0.9, 0.8])
     col = [np.clip(np.round(x[..., None] * tint), 0, 255).astype(np.uint8) for x in (good, under, over)]
     grey = [mf.rgb2gray(c.astype(np.float64)) for c in col]
-    got = M.evaluate(col[0], col[1:] + [col[0]], ["MEF-SSIM"])["MEF-SSIM"]
+    got = scores.evaluate(col[0], col[1:] + [col[0]], ["MEF-SSIM"])["MEF-SSIM"]
     assert got == pytest.approx(M.mef_ssim(grey[0], grey[1:] + [grey[0]]), rel=1e-12)
     with pytest.raises(ValueError, match="need exactly 2 sources"):
-        M.evaluate(col[0], col, ["Qabf"])
+        scores.evaluate(col[0], col, ["Qabf"])
 
 
 # ----------------------------------------------------------------------------- Nabf
@@ -307,9 +308,9 @@ def colour_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_colour_mode_is_per_channel(colour_pair) -> None:
     """Colour F: per-channel scores averaged, grey source replicated, SF on the H x 3W layout."""
     vi, ir, fused = colour_pair
-    res = M.evaluate(fused, [vi, ir])
+    res = scores.evaluate(fused, [vi, ir])
     for name in ("Qabf", "MI", "VIF", "Nabf", "SSIM", "EN"):
-        info = M.METRICS[name]
+        info = scores.METRICS[name]
         chans = [fused[..., k].astype(float) for k in range(3)]
         if info.needs_sources:
             vals = [info.func(chans[k], vi[..., k].astype(float), ir.astype(float)) for k in range(3)]
@@ -318,7 +319,7 @@ def test_colour_mode_is_per_channel(colour_pair) -> None:
         assert res[name] == pytest.approx(np.mean(vals), rel=1e-12), name
     wide = np.concatenate([fused[..., k] for k in range(3)], axis=1).astype(float)
     assert res["SF"] == pytest.approx(M.spatial_frequency(wide), rel=1e-12)
-    assert res == pytest.approx(M.evaluate(fused, [vi, np.repeat(ir[..., None], 3, axis=2)]), rel=1e-12)
+    assert res == pytest.approx(scores.evaluate(fused, [vi, np.repeat(ir[..., None], 3, axis=2)]), rel=1e-12)
 
 
 def test_grey_mode_selection(colour_pair) -> None:
@@ -327,12 +328,12 @@ def test_grey_mode_selection(colour_pair) -> None:
     grey = mf.rgb2gray(fused.astype(float)).astype(np.uint8)
     grey3 = np.repeat(grey[..., None], 3, axis=2)
     vi_grey = mf.rgb2gray(vi.astype(float))
-    res3 = M.evaluate(grey3, [vi, ir])
-    assert res3 == pytest.approx(M.evaluate(grey, [vi, ir]), rel=1e-12)
-    assert res3 == pytest.approx(M.evaluate(grey, [vi_grey, ir[..., None]]), rel=1e-12)
+    res3 = scores.evaluate(grey3, [vi, ir])
+    assert res3 == pytest.approx(scores.evaluate(grey, [vi, ir]), rel=1e-12)
+    assert res3 == pytest.approx(scores.evaluate(grey, [vi_grey, ir[..., None]]), rel=1e-12)
     assert res3["Qabf"] == pytest.approx(M.qabf(grey.astype(float), vi_grey, ir), rel=1e-12)
     # and the colour image itself is scored differently (per channel)
-    assert M.evaluate(fused, [vi, ir], ["Qabf"])["Qabf"] != pytest.approx(res3["Qabf"], rel=1e-6)
+    assert scores.evaluate(fused, [vi, ir], ["Qabf"])["Qabf"] != pytest.approx(res3["Qabf"], rel=1e-6)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -342,23 +343,23 @@ def test_validation_errors(colour_pair) -> None:
     """Clear ValueErrors for bad shapes, counts, NaN, 0..1 floats, ranges and names."""
     vi, ir, fused = colour_pair
     with pytest.raises(ValueError, match="size"):
-        M.evaluate(fused, [vi, ir[:-1]])
+        scores.evaluate(fused, [vi, ir[:-1]])
     with pytest.raises(ValueError, match="at least 2"):
-        M.evaluate(fused, [vi])
+        scores.evaluate(fused, [vi])
     with pytest.raises(ValueError, match="at least 2"):
         M.mef_ssim(ir.astype(float), [ir.astype(float)])
     bad = fused.astype(float)
     bad[3, 4, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        M.evaluate(bad, [vi, ir])
+        scores.evaluate(bad, [vi, ir])
     with pytest.raises(ValueError, match="0..1"):
-        M.evaluate(fused / 255.0, [vi, ir])
+        scores.evaluate(fused / 255.0, [vi, ir])
     with pytest.raises(ValueError, match="0..255"):
-        M.evaluate(fused.astype(float) * 2, [vi, ir])
+        scores.evaluate(fused.astype(float) * 2, [vi, ir])
     with pytest.raises(ValueError, match="shape"):
-        M.evaluate(np.zeros((64, 72, 4), np.uint8), [vi, ir])
+        scores.evaluate(np.zeros((64, 72, 4), np.uint8), [vi, ir])
     with pytest.raises(ValueError, match="unknown metric"):
-        M.evaluate(fused, [vi, ir], ["PSNR", "FMI"])
+        scores.evaluate(fused, [vi, ir], ["PSNR", "FMI"])
     with pytest.raises(ValueError, match="shapes differ"):
         M.qabf(ir.astype(float), ir.astype(float), ir[:, :-1].astype(float))
     with pytest.raises(ValueError, match="NaN"):

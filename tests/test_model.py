@@ -8,7 +8,7 @@ import torch
 
 from tcmoa.model.checkpoint import official_to_tcmoa
 from tcmoa.model.backbone import relative_position_index
-from tcmoa.model.config import PRESETS, ModelConfig, get_config
+from tcmoa.model.config import CONFIGS, ModelConfig, get_config
 from tcmoa.model.network import TCMoA
 from tcmoa.model.moa import PromptControl
 
@@ -121,7 +121,7 @@ def test_route_blends_router_logits(tiny, pair):
 
 
 @pytest.mark.parametrize("route, message", [
-    ("pansharpening", "unknown task"), (7, "out of range"), ([1.0, -1.0, 0.0], "non-negative"),
+    ("pansharpening", "unknown router"), (7, "out of range"), ([1.0, -1.0, 0.0], "non-negative"),
     ([1.0, 1.0], "needs 3"), ([0.0, 0.0, 0.0], "positive sum"), ([float("nan"), 1, 1], "finite"),
 ])
 def test_bad_routes_are_named(tiny, pair, route, message):
@@ -160,7 +160,7 @@ def test_decoder_restandardisation_is_a_switch(pair):
 
 
 def test_config_json_round_trip():
-    for config in PRESETS.values():
+    for config in CONFIGS.values():
         assert ModelConfig.from_dict(__import__("json").loads(config.to_json())) == config
     with pytest.raises(ValueError, match="unknown model config fields: bogus"):
         ModelConfig.from_dict({"bogus": 1})

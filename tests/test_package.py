@@ -11,8 +11,8 @@ import zipfile
 import pytest
 
 import tcmoa
-from tcmoa.model.config import PRESETS
-from tcmoa.tasks import OFFICIAL_TASKS, ROUTER_TASKS, TASK_NAMES, TASKS, VIF
+from tcmoa.model.config import CONFIGS
+from tcmoa.tasks import UnknownPresetError, get_preset, OBJECTIVES, ROUTERS, ROUTER_NAMES, PRESETS, VIF
 
 from .conftest import REPO
 
@@ -31,7 +31,7 @@ def loaded_after(*modules: str) -> set[str]:
 
 
 def test_numpy_only_modules_import_without_torch():
-    loaded = loaded_after("tcmoa", "tcmoa.metrics.vifb", "tcmoa.imaging", "tcmoa.metrics.baselines",
+    loaded = loaded_after("tcmoa", "tcmoa.metrics.vifb", "tcmoa.metrics.scores", "tcmoa.imaging", "tcmoa.metrics.baselines",
                           "tcmoa.metrics.evaluation", "tcmoa.tasks", "tcmoa.model.config")
     assert not loaded & {"torch", "timm", "gradio", "matplotlib"}
 
@@ -53,21 +53,21 @@ def test_public_names_load_lazily_from_their_modules():
 
 def test_router_order_is_the_checkpoint_format():
     # Router indices are stored in checkpoints: a reorder would silently swap trained routers.
-    assert TASK_NAMES == ("vif", "mef", "mff", "medical")
-    assert TASK_NAMES[:len(OFFICIAL_TASKS)] == OFFICIAL_TASKS
-    assert all(cfg.task_names == TASK_NAMES[:cfg.num_tasks] for cfg in PRESETS.values())
+    assert ROUTER_NAMES == ("vif", "mef", "mff", "medical")
+    assert ROUTER_NAMES[:len(OBJECTIVES)] == OBJECTIVES
+    assert all(cfg.routers == ROUTER_NAMES[:cfg.num_routers] for cfg in CONFIGS.values())
 
 
 def test_every_preset_borrows_a_known_router():
-    assert {p.router for p in TASKS.values()} <= set(ROUTER_TASKS)
-    assert ROUTER_TASKS["medical"].loss == VIF  # the official zero-shot medical route is VIF's
-    assert all(t.loss in range(len(OFFICIAL_TASKS)) and len(t.folders) >= 2 for t in ROUTER_TASKS.values())
+    assert {p.router for p in PRESETS.values()} <= set(ROUTERS)
+    assert ROUTERS["medical"].objective == VIF  # the official zero-shot medical route is VIF's
+    assert all(t.objective in range(len(OBJECTIVES)) and len(t.folders) >= 2 for t in ROUTERS.values())
 
 
 def test_python_m_tcmoa_runs_the_cli():
     result = run_python("-m", "tcmoa", "info", "--model", "official-tiny")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout[result.stdout.index("{"):])["task_names"] == ["vif", "mef", "mff"]
+    assert json.loads(result.stdout[result.stdout.index("{"):])["routers"] == ["vif", "mef", "mff"]
 
 
 def test_pip_install_gives_the_tcmoa_command(tmp_path):
@@ -95,3 +95,11 @@ def test_pip_install_gives_the_tcmoa_command(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import tcmoa; print(tcmoa.__file__, tcmoa.__version__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert where.stdout.split() == [str(site / "tcmoa" / "__init__.py"), tcmoa.__version__]
+
+
+def test_presets_are_case_insensitive_and_unknown_ones_have_one_message():
+    assert get_preset("VIF") is get_preset("vif") is PRESETS["vif"]
+    assert get_preset(" Medical ") is PRESETS["mri-pet"] and get_preset("MULTI-FOCUS") is PRESETS["mff"]
+    with pytest.raises(UnknownPresetError, match=r"unknown task 'Sonar'; choose one of vif, mef, mff") as raised:
+        get_preset("Sonar")
+    assert isinstance(raised.value, ValueError)  # callers that catch ValueError keep working

@@ -9,7 +9,7 @@ from PIL import Image
 from tcmoa.model.checkpoint import load_model
 from tcmoa.imaging import ImageError, read_image, resize_to, rgb_to_ycbcr
 from tcmoa.fuse.pipeline import Fuser, canonical_order
-from tcmoa.tasks import get_task
+from tcmoa.tasks import get_preset
 from tcmoa.fuse.tiling import plan_tiles
 
 from .conftest import DATA, needs_data
@@ -132,10 +132,10 @@ def test_focal_stack_result_does_not_depend_on_upload_order(fuser):
 
 
 def test_exposure_brackets_are_fused_brightest_first():
-    mef = get_task("mef")
+    mef = get_preset("mef")
     dark, mid, bright = (np.full((8, 8), v, np.float32) for v in (0.1, 0.5, 0.9))
     assert canonical_order([dark, bright, mid], mef) == [1, 2, 0]
-    assert canonical_order([dark, bright, mid], get_task("vif")) == [0, 1, 2]  # roles keep the user's order
+    assert canonical_order([dark, bright, mid], get_preset("vif")) == [0, 1, 2]  # roles keep the user's order
 
 
 def test_bad_inputs_get_specific_errors(fuser, tmp_path):

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from ..colour import fuse_with_colour_rule
 from ..device import pick_device
 from ..imaging import DEFAULT_MAX_PIXELS, ImageError, ImageSource, read_image, resize_to, to_grey
-from ..model.network import Route, TCMoA, normalize
+from ..model.network import TCMoA, normalize
 from ..model.moa import ALPHA_RANGE, BETA_RANGE, PromptControl
-from ..tasks import TaskPreset, get_task
+from ..tasks import Preset, Route, get_preset
 from .tiling import TileBlender, plan_tiles
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -48,17 +48,17 @@ class SizeMismatchError(ImageError):
                 f"fusion needs registered sources of one size ({hint})")
 
 
-def parse_route(text: str | None, task_names: Sequence[str]) -> Route | None:
+def parse_route(text: str | None, routers: Sequence[str]) -> Route | None:
     """A router as text: empty -> None (the task's own), 'mff' -> 'mff', 'vif=0.7,mff=0.3' -> weights in router order."""
     text = (text or "").strip()
     if not text:
         return None
-    known = f"this model has {', '.join(task_names)}"
+    known = f"this model has {', '.join(routers)}"
     if "=" not in text:
-        if text not in task_names:
+        if text not in routers:
             raise ValueError(f"unknown router {text!r}; {known}")
         return text
-    weights = dict.fromkeys(task_names, 0.0)
+    weights = dict.fromkeys(routers, 0.0)
     for part in text.split(","):
         name, _, value = (x.strip() for x in part.partition("="))
         if name not in weights:
@@ -104,7 +104,7 @@ class FusionResult:
     """A fused image with what produced it."""
 
     image: np.ndarray  # float32 [0, 1]; (H, W) grey or (H, W, 3) RGB
-    task: TaskPreset
+    task: Preset
     alpha: float
     beta: float
     seconds: float
@@ -116,7 +116,7 @@ class FusionResult:
     notes: list[str] = field(default_factory=list)
 
 
-def canonical_order(images: Sequence[np.ndarray], task: TaskPreset) -> list[int]:
+def canonical_order(images: Sequence[np.ndarray], task: Preset) -> list[int]:
     """The fusion order: the user's for role-based tasks, content-defined for order-free ones.
 
     Exposure sets go brightest first (source A is the over-exposed role), focal stacks sharpest
@@ -176,15 +176,15 @@ class Fuser:
         self.tile_batch, self.max_pixels = tile_batch, max_pixels
 
     # ----------------------------------------------------------------------------- public
-    def fuse(self, sources: Sequence[ImageSource], task: str | TaskPreset = "vif", *, alpha: float | None = None,
+    def fuse(self, sources: Sequence[ImageSource], task: str | Preset = "vif", *, alpha: float | None = None,
              beta: float | None = None, route: Route | None = None, colour: str = "auto",
              resize: str | None = None, maps: bool = False) -> FusionResult:
         """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image."""
         start = time.perf_counter()
-        preset = task if isinstance(task, TaskPreset) else get_task(task)
+        preset = task if isinstance(task, Preset) else get_preset(task)
         alpha = ALPHA_RANGE.check(preset.alpha if alpha is None else alpha)
         beta = BETA_RANGE.check(preset.beta if beta is None else beta)
-        route = preset.route_for(self.model.config.task_names) if route is None else route
+        route = preset.route_for(self.model.config.routers) if route is None else route
         self.model.route_weights(route)  # validate before any work
         if colour not in COLOURS:
             raise ValueError(f"colour must be one of {COLOURS}, got {colour!r}")

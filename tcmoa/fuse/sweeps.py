@@ -13,11 +13,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..metrics.evaluation import discover_sets
-from ..imaging import image_files, read_image, shrink_to, to_grey
+from ..imaging import to_grey
 from ..metrics.vifb import ssim_each
 from .pipeline import Fuser, canonical_order
-from ..tasks import get_task
+from ..tasks import get_preset
 
 BETAS = (-0.3, -0.15, 0.0, 0.15, 0.3)
 ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -37,31 +36,6 @@ class Sweep:
         return all(b > a for a, b in zip(self.measure, self.measure[1:]))
 
 
-def _evenly(items: list, n: int) -> list:
-    idx = np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int)
-    return [items[i] for i in idx]
-
-
-def training_pairs(root: Path, task: str, n: int, max_side: int = 320) -> list[list[np.ndarray]]:
-    """N source pairs of a task key from root/train (MFF: synthetic focus pairs from root/pretrain/natural).
-
-    Taken evenly through the task's training sets, shrunk to max_side; never from eval/.
-    """
-    if task == "mff":  # no real multi-focus training pairs: defocus natural images as training does
-        import torch
-
-        from ..train.synthesis import synthesize_focus_pair
-
-        pairs = []
-        for i, path in enumerate(_evenly(list(image_files(root / "pretrain" / "natural").values()), n)):
-            sharp = torch.from_numpy(shrink_to(read_image(path, collapse_grey=False), max_side)).permute(2, 0, 1)[None]
-            far, near, _ = synthesize_focus_pair(sharp, generator=1000 + i)
-            pairs.append([x[0].permute(1, 2, 0).numpy() for x in (far, near)])
-        return pairs
-    items = [paths for s in discover_sets(root / "train") if s.task == task for _, paths in s.items]
-    return [[shrink_to(read_image(p), max_side) for p in paths] for paths in _evenly(items, n)]
-
-
 def towards_a(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """SSIM(F, A) - SSIM(F, B) on grey images: > 0 when the result resembles source A more."""
     ssim_a, ssim_b = ssim_each(*(to_grey(x).astype(np.float64) * 255.0 for x in (fused, a, b)))
@@ -75,7 +49,7 @@ def prompt_spread(p_a: np.ndarray) -> float:
 
 def model_order(sources: Sequence[np.ndarray], task: str) -> tuple[np.ndarray, np.ndarray]:
     """The pair as the model sees it (A first): order-free tasks are sorted as the pipeline sorts them."""
-    order = canonical_order(sources[:2], get_task(task))
+    order = canonical_order(sources[:2], get_preset(task))
     return sources[order[0]], sources[order[1]]
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..colour import ColourMode, fuse_with_colour_rule
 from ..imaging import to_uint8
-from ..tasks import TASK_NAMES
+from ..tasks import ROUTER_NAMES
 
 __all__ = [
     "BASELINES",
@@ -166,9 +166,9 @@ class BaselineFn(Protocol):
 
 
 def _check_task(task: str) -> None:
-    """Reject unknown task names with the list of valid ones."""
-    if task not in TASK_NAMES:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASK_NAMES}")
+    """Reject a task that is not a router's kind of fusion, listing the valid ones."""
+    if task not in ROUTER_NAMES:
+        raise ValueError(f"unknown router {task!r}; expected one of {ROUTER_NAMES}")
 
 
 def _average(

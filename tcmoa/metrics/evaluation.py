@@ -15,8 +15,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..imaging import image_files, read_image, to_uint8
-from .vifb import METRICS, evaluate
-from ..tasks import ROUTER_TASKS, TASKS
+from .scores import METRICS, evaluate
+from ..tasks import ROUTERS, PRESETS
 
 # fuse(list of float [0,1] images, set) -> float [0,1] image
 FuseFn = Callable[[list[np.ndarray], "EvalSet"], np.ndarray]
@@ -34,19 +34,19 @@ class EvalSet:
 def discover_sets(root: Path, names: Sequence[str] | None = None) -> list[EvalSet]:
     """Every set under root (or only `names`, e.g. 'vif/tno25'), with its items in id order."""
     found = []
-    for task_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in ROUTER_TASKS):
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in ROUTERS):
         for set_dir in sorted(p for p in task_dir.iterdir() if p.is_dir()):
             name = f"{task_dir.name}/{set_dir.name}"
             if names and name not in names:
                 continue
-            roles = [r for r in ROUTER_TASKS[task_dir.name].folders if (set_dir / r).is_dir()]
+            roles = [r for r in ROUTERS[task_dir.name].folders if (set_dir / r).is_dir()]
             if len(roles) >= 2:
                 by_role = [image_files(set_dir / r) for r in roles]
                 ids = sorted(set.intersection(*(set(b) for b in by_role)))
                 items = [(i, [b[i] for b in by_role]) for i in ids]
             else:  # one folder per scene, any number of sources
                 items = [(d.name, list(image_files(d).values())) for d in sorted(set_dir.iterdir()) if d.is_dir()]
-            task = task_dir.name if task_dir.name in TASKS else "-".join(roles[:2])  # medical: mri-ct, ...
+            task = task_dir.name if task_dir.name in PRESETS else "-".join(roles[:2])  # medical: mri-ct, ...
             found.append(EvalSet(name, task, items))
     if names:
         missing = sorted(set(names) - {s.name for s in found})

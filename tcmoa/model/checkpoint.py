@@ -15,9 +15,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .backbone import relative_position_index
-from .config import PRESETS, ModelConfig, get_config
+from .config import CONFIGS, ModelConfig, get_config
 from .network import TCMoA
-from ..tasks import OFFICIAL_TASKS
+from ..tasks import OBJECTIVES
 
 # The shipped model: inside the package in an installed wheel (pyproject.toml copies checkpoints/ there),
 # else checkpoints/ beside the package (a source checkout or an editable install).
@@ -128,13 +128,13 @@ def infer_official_config(state: Mapping[str, torch.Tensor], version: str = "202
         dec_dim = state["decoder_embed.weight"].shape[0]
     except KeyError as missing:
         raise CheckpointError(f"not an official TC-MoA state_dict: key {missing} is missing") from None
-    by_shape = {(c.embed_dim, c.depth): n for n, c in PRESETS.items() if n.startswith("official")}
+    by_shape = {(c.embed_dim, c.depth): n for n, c in CONFIGS.items() if n.startswith("official")}
     name = by_shape.get((proj.shape[0], depth), "official-custom")
     return ModelConfig(name=name, patch_size=proj.shape[2], embed_dim=proj.shape[0], depth=depth, num_heads=heads,
                        decoder_embed_dim=dec_dim, decoder_depth=dec_depth, decoder_num_heads=dec_heads,
-                       num_tasks=gate.shape[0], num_experts=gate.shape[2],
-                       task_names=tuple(f"task{i}" for i in range(gate.shape[0])) if gate.shape[0] != 3
-                       else OFFICIAL_TASKS,
+                       num_routers=gate.shape[0], num_experts=gate.shape[2],
+                       routers=tuple(f"task{i}" for i in range(gate.shape[0])) if gate.shape[0] != 3
+                       else OBJECTIVES,
                        decoder_restandardize=_restandardize_for(version))
 
 
@@ -281,13 +281,13 @@ def load_model(name_or_path: str | Path | None = None, device: str | torch.devic
                 f"no trained model is shipped in {REPO_CHECKPOINTS} yet; pass a model folder, an official "
                 "TC-MoA .pth, or a preset name (e.g. 'compact') for an untrained model")
         model = load_saved(REPO_CHECKPOINTS)
-    elif isinstance(name_or_path, str) and name_or_path in PRESETS:
+    elif isinstance(name_or_path, str) and name_or_path in CONFIGS:
         torch.manual_seed(0)  # an untrained preset is still reproducible
         model = TCMoA(get_config(name_or_path))
     else:
         path = Path(name_or_path)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such model file or folder (presets: {', '.join(PRESETS)})")
+            raise FileNotFoundError(f"{path}: no such model file or folder (presets: {', '.join(CONFIGS)})")
         if path.is_dir():
             model = load_saved(path)
         elif path.suffix in (".pth", ".pt", ".bin"):

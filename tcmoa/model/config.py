@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..tasks import TASK_NAMES  # the router order, part of the checkpoint format
+from ..tasks import ROUTER_NAMES  # the router order, part of the checkpoint format
 
 FUSION_OUTPUTS = ("decoder", "source_weights")
 
@@ -41,7 +41,7 @@ class ModelConfig:
     # TC-MoA modules: after block i whenever (i + tau_shift) % tau == tau - 1.
     tau: int = 4
     tau_shift: int = 2
-    num_tasks: int = 3
+    num_routers: int = 3
     num_experts: int = 4
     top_k: int = 2
     reduce_ratio: int = 4  # dimension reduction C -> C / 4
@@ -52,13 +52,13 @@ class ModelConfig:
     # How the fused image is made: decoded from stream A's tokens (official), or per-pixel source
     # weights + residual applied to the sources at full resolution (ours, tcmoa/model/fusion_head.py).
     fusion_output: str = "decoder"
-    task_names: tuple[str, ...] = field(default=TASK_NAMES[:3])
+    routers: tuple[str, ...] = field(default=ROUTER_NAMES[:3])
 
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads or self.decoder_embed_dim % self.decoder_num_heads:
             raise ValueError(f"{self.name}: embedding widths must be divisible by the head counts")
-        if len(self.task_names) != self.num_tasks:
-            raise ValueError(f"{self.name}: task_names has {len(self.task_names)} entries, num_tasks is {self.num_tasks}")
+        if len(self.routers) != self.num_routers:
+            raise ValueError(f"{self.name}: routers has {len(self.routers)} entries, num_routers is {self.num_routers}")
         if self.fusion_output not in FUSION_OUTPUTS:
             raise ValueError(f"{self.name}: fusion_output must be one of {FUSION_OUTPUTS}, got {self.fusion_output!r}")
         for dim in (self.embed_dim, self.decoder_embed_dim):
@@ -85,18 +85,21 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Build from a parsed JSON dict, naming any unknown field."""
+        """Build from a parsed JSON dict, naming any unknown field (older field names are read too)."""
+        data = {RENAMED_FIELDS.get(k, k): v for k, v in data.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
-        data = dict(data)
-        if "task_names" in data:
-            data["task_names"] = tuple(data["task_names"])
+        if "routers" in data:
+            data["routers"] = tuple(data["routers"])
         return cls(**data)
 
 
-PRESETS: dict[str, ModelConfig] = {
+# Field names of config.json files saved before the rename (checkpoints need no migration).
+RENAMED_FIELDS = {"task_names": "routers", "num_tasks": "num_routers"}
+
+CONFIGS: dict[str, ModelConfig] = {
     # The released model: MAE ViT-Large (mae_visualize_vit_large_ganloss) + 8 TC-MoA modules.
     "official-large": ModelConfig(name="official-large"),
     # The Base variant (mae_visualize_vit_base): 12 blocks, 768 wide, 3 + 2 modules.
@@ -115,7 +118,7 @@ PRESETS: dict[str, ModelConfig] = {
         name="compact", patch_size=8, upsample=False, embed_dim=128, depth=6, num_heads=4,
         decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
         window_size=8, shift_size=4, shift_mask=True, absolute_pos=False, pos_swap_hw=False,
-        num_tasks=4, task_names=TASK_NAMES, fusion_output="source_weights",
+        num_routers=4, routers=ROUTER_NAMES, fusion_output="source_weights",
     ),
 }
 
@@ -123,9 +126,9 @@ PRESETS: dict[str, ModelConfig] = {
 def get_config(name: str) -> ModelConfig:
     """Look up a preset by name, listing the valid names when it is unknown."""
     try:
-        return PRESETS[name]
+        return CONFIGS[name]
     except KeyError:
-        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(CONFIGS)}") from None
 
 
 def resolve_config(name_or_path: str) -> ModelConfig:

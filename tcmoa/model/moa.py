@@ -85,12 +85,12 @@ def cv_squared(v: torch.Tensor) -> torch.Tensor:
 class RouterBank(nn.Module):
     """One noisy top-k router per task; a route may blend the tasks' routers."""
 
-    def __init__(self, num_tasks: int, dim: int, num_experts: int, top_k: int,
+    def __init__(self, num_routers: int, dim: int, num_experts: int, top_k: int,
                  noise_floor: float, threshold: float):
         super().__init__()
         # Zero init, as in the official code: every expert starts equally likely.
-        self.gate = nn.Parameter(torch.zeros(num_tasks, dim, num_experts))
-        self.noise = nn.Parameter(torch.zeros(num_tasks, dim, num_experts))
+        self.gate = nn.Parameter(torch.zeros(num_routers, dim, num_experts))
+        self.noise = nn.Parameter(torch.zeros(num_routers, dim, num_experts))
         self.top_k, self.noise_floor, self.threshold = top_k, noise_floor, threshold
 
     def forward(self, phi: torch.Tensor, route: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -178,7 +178,7 @@ class ConvFusion(nn.Module):
 class TCMoAModule(nn.Module):
     """Mixes two source streams after a backbone block, steered by a task's router."""
 
-    def __init__(self, dim: int, num_tasks: int, num_experts: int, top_k: int, reduce_ratio: int,
+    def __init__(self, dim: int, num_routers: int, num_experts: int, top_k: int, reduce_ratio: int,
                  adapter_ratio: int, noise_floor: float, gate_threshold: float, restandardize: bool):
         super().__init__()
         reduced = dim // reduce_ratio
@@ -186,10 +186,10 @@ class TCMoAModule(nn.Module):
         self.reduce = nn.Linear(2 * dim, reduced, bias=False)
         nn.init.xavier_uniform_(self.reduce.weight)
         self.reduced_norm = nn.LayerNorm(reduced)
-        self.router_bank = RouterBank(num_tasks, reduced, num_experts, top_k, noise_floor, gate_threshold)
+        self.router_bank = RouterBank(num_routers, reduced, num_experts, top_k, noise_floor, gate_threshold)
         self.adapter_bank = AdapterBank(Adapter(reduced, reduced // adapter_ratio) for _ in range(num_experts))
         # Per-task, per-source embeddings (the official `modal_shifts`, there never registered).
-        self.source_embed = nn.Parameter(torch.zeros(num_tasks, 2, dim))
+        self.source_embed = nn.Parameter(torch.zeros(num_routers, 2, dim))
         self.fusion = ConvFusion(dim, reduced)
         self.mix = nn.Parameter(torch.tensor(0.5))  # weight of the fused branch
         self.restandardize = restandardize

@@ -7,7 +7,6 @@ tau rule picks, a TC-MoA module mixes the streams; only stream A is decoded to p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -19,13 +18,10 @@ from .backbone import (Block, RelativePositionBias, interpolate_pos_embed, shift
 from .config import ModelConfig
 from .fusion_head import SourceWeightHead
 from .moa import ModuleTrace, PromptControl, TCMoAModule
+from ..tasks import Route
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# A route is one task index, a task name, or a weighting over the task routers.
-Route = Union[int, str, Sequence[float], torch.Tensor]
-
 
 @dataclass
 class FusionOutput:
@@ -119,7 +115,7 @@ class TCMoA(nn.Module):
     def _moa(self, dim: int, after: tuple[int, ...], restandardize: bool) -> nn.ModuleList:
         c = self.config
         return nn.ModuleList(
-            TCMoAModule(dim, c.num_tasks, c.num_experts, c.top_k, c.reduce_ratio, c.adapter_ratio,
+            TCMoAModule(dim, c.num_routers, c.num_experts, c.top_k, c.reduce_ratio, c.adapter_ratio,
                         c.router_noise_floor, c.gate_threshold, restandardize)
             for _ in after)
 
@@ -154,19 +150,19 @@ class TCMoA(nn.Module):
 
     # ----------------------------------------------------------------------------- forward
     def route_weights(self, route: Route, device: torch.device | None = None) -> torch.Tensor:
-        """Turn a task index, task name or router weighting into normalised weights (T,)."""
+        """Turn a router index, router name or weighting over the routers into normalised weights (T,)."""
         c = self.config
         if isinstance(route, str):
-            if route not in c.task_names:
-                raise ValueError(f"unknown task {route!r}; this model has routers for {', '.join(c.task_names)}")
-            route = c.task_names.index(route)
+            if route not in c.routers:
+                raise ValueError(f"unknown router {route!r}; this model has routers {', '.join(c.routers)}")
+            route = c.routers.index(route)
         if isinstance(route, int):
-            if not 0 <= route < c.num_tasks:
-                raise ValueError(f"task index {route} out of range 0..{c.num_tasks - 1}")
-            return F.one_hot(torch.tensor(route, device=device), c.num_tasks).float()
+            if not 0 <= route < c.num_routers:
+                raise ValueError(f"router index {route} out of range 0..{c.num_routers - 1}")
+            return F.one_hot(torch.tensor(route, device=device), c.num_routers).float()
         w = torch.as_tensor(route, dtype=torch.float32, device=device).flatten()
-        if w.numel() != c.num_tasks or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"a router weighting needs {c.num_tasks} finite non-negative weights "
+        if w.numel() != c.num_routers or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"a router weighting needs {c.num_routers} finite non-negative weights "
                              f"with a positive sum, got {w.tolist()}")
         return w / w.sum()
 

@@ -31,12 +31,12 @@ from torch import Tensor
 
 from ..imaging import image_files
 from .synthesis import as_generator, rand, synthesize_exposure_pair, synthesize_focus_pair
-from ..tasks import ROUTER_TASKS, TASK_NAMES
+from ..tasks import ROUTERS, ROUTER_NAMES
 
 # Holds pretrain/, train/ and eval/: $TCMOA_DATA, else shared/data beside the repository (a source checkout).
 DATA_ROOT = Path(os.environ.get("TCMOA_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 FORMAT = "tcmoa-pack/1"
-TASK_SCALE = {t.name: t.crop_scale for t in ROUTER_TASKS.values()}  # RandomResizedCrop area ranges
+TASK_SCALE = {t.name: t.crop_scale for t in ROUTERS.values()}  # RandomResizedCrop area ranges
 RECON_SCALE = (0.2, 1.0)  # MAE-style pre-training crops
 GREY_MODES = ("L", "I", "I;16", "1")  # stored as one-channel (greyscale) images
 
@@ -52,7 +52,7 @@ def discover(natural_dir: Path, train_dir: Path) -> dict[str, dict]:
         items = [(p,) for p in image_files(natural_dir).values()]
         groups["natural"] = {"task": None, "roles": ["image"], "items": items,
                              "sources": {f"{natural_dir.parent.name}/{natural_dir.name}": len(items)}}
-    for task in ROUTER_TASKS.values():  # MFF has no real training pairs: no train/mff folder
+    for task in ROUTERS.values():  # MFF has no real training pairs: no train/mff folder
         for set_dir in sorted(d for d in (train_dir / task.name).glob("*") if d.is_dir()):
             present = [f for f in task.folders if (set_dir / f).is_dir()]
             if len(present) < 2:
@@ -323,7 +323,7 @@ def training_batch(
     scale: tuple[float, float] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """A fusion batch (A, B) for a task (index or name): each (B, 3, size, size) in [0, 1], model role order."""
-    name = TASK_NAMES[task] if isinstance(task, int) else task
+    name = ROUTER_NAMES[task] if isinstance(task, int) else task
     g = as_generator(generator, _device(banks))
     sc = scale or TASK_SCALE[name]
     if name == "mef":  # real pairs + exposures synthesised from natural images
@@ -378,7 +378,7 @@ def bench(path: str | Path, device: str = "cpu", batches: int = 100, batch: int 
     print(f"load: {time.perf_counter() - t0:.2f} s, " + ", ".join(f"{k} {len(b)}" for k, b in banks.items()))
     g = torch.Generator(device=device).manual_seed(0)
     kinds: list[tuple[str, Callable[[], object]]] = [(t, functools.partial(training_batch, banks, t, batch, size, g))
-                                                     for t in TASK_NAMES]
+                                                     for t in ROUTER_NAMES]
     kinds.append(("recon", functools.partial(reconstruction_batch, banks, batch, size, g)))
     for name, fn in kinds:
         fn()

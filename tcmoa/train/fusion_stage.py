@@ -39,13 +39,13 @@ from .losses import task_loss
 from ..metrics.vifb import reference_psnr
 from ..model.network import TCMoA, normalize
 from .synthesis import synthesize_focus_pair
-from ..tasks import ROUTER_TASKS
+from ..tasks import ROUTERS
 from ..distributed import MicroBatches, SyncedModel, process_group
 from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, resolve_options,
                        run_stage, split_holdout, stream_seed)
 
 # Which official loss trains which router: the three official tasks, and VIF's for medical (see above).
-LOSS_TASK = {t.name: t.loss for t in ROUTER_TASKS.values()}
+LOSS_TASK = {t.name: t.objective for t in ROUTERS.values()}
 ROUTER_ROWS = ("router_bank.gate", "router_bank.noise", "source_embed")  # (tasks, ...) per TC-MoA module
 VAL_BATCH = 8
 
@@ -74,7 +74,7 @@ class FusionStage:
         self.plot_series = ("loss", *self.tasks) if len(self.tasks) > 1 else ("loss",)
         for t in self.tasks:
             if t not in LOSS_TASK:
-                raise SystemExit(f"unknown task {t!r}; choose from {', '.join(LOSS_TASK)}")
+                raise SystemExit(f"unknown router {t!r}; choose from {', '.join(LOSS_TASK)}")
         self.val = self._validation_set()
 
     # --- model and parameters ---------------------------------------------------------------
@@ -86,11 +86,11 @@ class FusionStage:
         else:
             model = TCMoA(backbone_config(o)).to(device)
             load_backbone(model, o.backbone)
-        missing = [t for t in self.tasks if t not in model.config.task_names]
+        missing = [t for t in self.tasks if t not in model.config.routers]
         if missing:
-            raise SystemExit(f"the model has no router for {missing}; its routers: {model.config.task_names}")
+            raise SystemExit(f"the model has no router for {missing}; its routers: {model.config.routers}")
         if self.router_only and o.router_init != "zero":
-            src, dst = (model.config.task_names.index(t) for t in (o.router_init, self.router_only))
+            src, dst = (model.config.routers.index(t) for t in (o.router_init, self.router_only))
             with torch.no_grad():
                 for name, p in model.named_parameters():
                     if name.endswith(ROUTER_ROWS):
@@ -102,7 +102,7 @@ class FusionStage:
         model.freeze_backbone()
         if not self.router_only:
             return param_groups_weight_decay(model, self.opts.weight_decay)
-        row = model.config.task_names.index(self.router_only)
+        row = model.config.routers.index(self.router_only)
         params = []
         for name, p in model.named_parameters():
             train = name.endswith(ROUTER_ROWS)

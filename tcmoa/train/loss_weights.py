@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..tasks import OFFICIAL_TASKS
+from ..tasks import OBJECTIVES
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class LossWeights:
 
     def phase(self, task: int, warmup: bool) -> PhaseWeights:
         """Weights of `task` (0 VIF, 1 MEF, 2 MFF) in the warm-up or the main phase."""
-        name = OFFICIAL_TASKS[task] + ("_warmup" if warmup else "")
+        name = OBJECTIVES[task] + ("_warmup" if warmup else "")
         return getattr(self, name)
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025, LossWeights, PhaseWeights
-from ..tasks import MEF, MFF, OFFICIAL_TASKS, VIF
+from ..tasks import MEF, MFF, OBJECTIVES, VIF
 
 __all__ = [
     "VIF",
@@ -325,12 +325,12 @@ _TERM_NAMES: dict[str, str] = {
 
 def _task_index(task: int | str) -> int:
     if isinstance(task, str):
-        if task.lower() not in OFFICIAL_TASKS:
-            raise ValueError(f"unknown task {task!r}; expected one of {OFFICIAL_TASKS}")
-        return OFFICIAL_TASKS.index(task.lower())
+        if task.lower() not in OBJECTIVES:
+            raise ValueError(f"unknown objective {task!r}; expected one of {OBJECTIVES}")
+        return OBJECTIVES.index(task.lower())
     t = int(task)
     if t not in (VIF, MEF, MFF):
-        raise ValueError(f"unknown task index {task!r}; expected 0 (VIF), 1 (MEF) or 2 (MFF)")
+        raise ValueError(f"unknown objective index {task!r}; expected 0 (VIF), 1 (MEF) or 2 (MFF)")
     return t
 
 
