@@ -14,6 +14,7 @@ from tcmoa.model.checkpoint import backbone_keys, load_backbone, load_model, sav
 from tcmoa.model.config import get_config
 from tcmoa.train.data import pack
 from tcmoa.train.loop import Schedule, read_state, split_holdout, stream_seed
+from tcmoa.cli import main as cli_main
 from tcmoa.train import fusion_stage, pretrain_stage
 
 # 32-wide, 2+2 blocks, 4x4-token windows of 8-px patches: sizes in multiples of 32 px.
@@ -196,3 +197,18 @@ def test_budget_mode_fixes_steps_from_a_probe(backbone, workdir):
     probe = [r for r in map(json.loads, (workdir / "budget" / "log.jsonl").read_text().splitlines())
              if r.get("event") == "probe"]
     assert len(probe) == 1 and probe[0]["total_steps"] == result.summary["total_steps"] >= 1
+
+
+def test_a_crop_size_off_the_window_multiple_is_one_line_and_exit_2(workdir, backbone, tmp_path, capsys):
+    # The tiny model's windows are 4 tokens of 8 px: --size must be a multiple of 32. Checked once, against
+    # the model the run uses (fresh, --backbone, --init or --resume), before any step; exit 2 as argparse.
+    pack = str(workdir / "pack.safetensors")
+    runs = {"pretrain": ["pretrain", "--config", str(workdir / "tiny.json")],
+            "train": ["train", "--backbone", str(backbone[0])]}
+    for name, command in runs.items():
+        with pytest.raises(SystemExit) as stop:
+            cli_main([*command, "--pack", pack, "--out", str(tmp_path / name), *COMMON, "--size", "40", "--steps", "1"])
+        assert stop.value.code == 2, name
+        err = capsys.readouterr().err
+        assert "--size 40 is not a multiple of 32 px" in err and "try --size 32 or 64" in err, err
+        assert "Traceback" not in err and "pad or resize" not in err  # not the inference advice

@@ -24,7 +24,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Protocol, Sequence
+from typing import Any, Callable, ContextManager, NoReturn, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -260,17 +260,37 @@ def _evaluate(stage: Stage, model: TCMoA, step: int, seconds: float, log: RunLog
     return metrics
 
 
+def option_error(message: str) -> NoReturn:
+    """Stop on a bad option as argparse does: one line on stderr, exit code 2, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_crop_size(size: int, model: TCMoA) -> None:
+    """--size must cover whole attention windows of this model (its config decides, whatever the source)."""
+    multiple = model.config.size_multiple
+    if size % multiple:
+        lower, upper = size // multiple * multiple, (size // multiple + 1) * multiple
+        nearest = f"{lower} or {upper}" if lower else str(upper)
+        option_error(f"--size {size} is not a multiple of {multiple} px, one attention window of "
+                     f"{model.config.name!r} ({model.config.window_size} tokens of {model.config.pixel_patch:g} px); "
+                     f"try --size {nearest}")
+
+
 def _open_run(stage: Stage, opts: argparse.Namespace, device: torch.device) -> tuple[TCMoA, dict[str, Any]]:
-    """The model and run state: loaded from --resume, or fresh."""
+    """The model and run state: loaded from --resume, or fresh; the crop size checked against the model."""
     if not opts.resume:
         torch.manual_seed(opts.seed)
         state = {"format": STATE_FORMAT, "stage": stage.name, "step": 0, "total_steps": opts.steps,
                  "seed": opts.seed, "args": plain_options(opts), "wall_seconds": 0.0, "chunks": []}
-        return stage.build_model(device), state
-    state = read_state(opts.resume)
-    if state["stage"] != stage.name:
-        raise SystemExit(f"{opts.resume} holds a '{state['stage']}' run, not '{stage.name}'")
-    return load_model(opts.resume, device), state
+        model = stage.build_model(device)
+    else:
+        state = read_state(opts.resume)
+        if state["stage"] != stage.name:
+            raise SystemExit(f"{opts.resume} holds a '{state['stage']}' run, not '{stage.name}'")
+        model = load_model(opts.resume, device)
+    check_crop_size(opts.size, model)
+    return model, state
 
 
 def run_stage(stage: Stage, opts: argparse.Namespace, schedule_for: Callable[[int], Schedule],

@@ -72,8 +72,6 @@ class PretrainStage:
         self.opts, self.banks, self.held = opts, banks, held
         self.config = resolve_config(opts.config)
         self.device = pick_device(opts.device)
-        if opts.size % self.config.size_multiple:
-            raise SystemExit(f"--size {opts.size} is not a multiple of {self.config.size_multiple} px (one window)")
 
     def build_model(self, device: torch.device) -> TCMoA:
         """A fresh model of the configured preset, or --init's weights (a new schedule on a trained backbone)."""
