@@ -2,17 +2,26 @@
 
     python -m benchmarks.speed                      # CPU (2 threads): compact
     python -m benchmarks.speed --gpu                # + compact and official-large in bf16, batch 1 and 8
+    python -m benchmarks.speed --sweep              # Fuser.fuse at 0.3 ... 16 MP: ms per MP, tiles, peak memory
 
 Each row times one model forward on a pair already padded to the model's window multiple
 (640x480 -> 640x512 for compact; 640x512 -> 672x560 for the official shapes, as the official
 resize path does), plus an end-to-end row for `Fuser.fuse` on in-memory 640x480 arrays.
 Weights are random: speed does not depend on them.
+
+--sweep fuses a random visible/infrared pair at 0.3, 1, 1.3, 2, 4, 8 and 16 MP with the default tile
+budget, each size in its own process (so its peak resident memory is its own), best of --sweep-runs
+after a warm-up. "vs 1 MP" is the cost per pixel over the 1 MP row's, which runs as one tile (untiled):
+the planner's promise is that tiling keeps it within 10% at every size.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -85,6 +94,44 @@ def bench_fuser(device: torch.device, warmup: int, runs: int) -> dict[str, objec
             "peak MiB": peak_memory_mib(device), "runs": runs}
 
 
+SWEEP_SIZES = ((640, 480), (1024, 1024), (1280, 1024), (1632, 1224), (2304, 1728), (3264, 2448), (4608, 3456))
+
+
+def sweep_one(width: int, height: int, runs: int) -> dict[str, object]:
+    """Fuse one random width x height pair with the default Fuser (tiled as planned): time, tiles, memory."""
+    from tcmoa.fuse.tiling import plan_tiles
+
+    fuser = Fuser(load_model("compact"), device="cpu")
+    rng = np.random.default_rng(0)
+    pair = [rng.random((height, width, 3), dtype=np.float32), rng.random((height, width), dtype=np.float32)]
+    fuser.fuse([p[:256, :256] for p in pair], "vif")  # warm-up
+    before = peak_memory_mib(torch.device("cpu"))
+    seconds = min(time_calls(lambda: fuser.fuse(pair, "vif"), torch.device("cpu"), 0, runs))
+    cfg = fuser.model.config
+    tiles = plan_tiles(height, width, fuser.tile_size ** 2, fuser.tile_overlap, int(cfg.pixel_patch), cfg.size_multiple)
+    return {"size": f"{width}x{height}", "MP": width * height / 1e6, "tiles": f"{len(tiles)} of "
+            f"{tiles[0].width}x{tiles[0].height}", "s": seconds, "ms/MP": 1000 * seconds / (width * height / 1e6),
+            "peak MiB": peak_memory_mib(torch.device("cpu")), "before MiB": before}
+
+
+def sweep(threads: int, runs: int) -> None:
+    """Every SWEEP_SIZES row in a fresh process; print the Markdown table."""
+    rows = []
+    for width, height in SWEEP_SIZES:
+        out = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--threads", str(threads), "--sweep-one",
+                              f"{width}x{height}", "--sweep-runs", str(runs)], capture_output=True, text=True,
+                             check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        rows.append(json.loads(out.stdout.splitlines()[-1]))
+        print(f"  {rows[-1]['size']}: {rows[-1]['ms/MP']:.0f} ms/MP", file=sys.stderr, flush=True)
+    ref = next(r["ms/MP"] for r in rows if r["size"] == "1024x1024")
+    print(f"torch {torch.__version__}; CPU, {threads} threads; best of {runs}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
+    print("| size | MP | tiles | s | ms per MP | vs 1 MP (untiled) | peak RSS MiB |\n|---|---:|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['size']} | {r['MP']:.1f} | {r['tiles']} | {r['s']:.2f} | {r['ms/MP']:.0f} | "
+              f"{r['ms/MP'] / ref:.2f} | {r['peak MiB']:.0f} |")
+
+
 def main() -> None:
     """Run the configured rows and print a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,8 +139,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--gpu", action="store_true", help="also benchmark on CUDA")
+    parser.add_argument("--sweep", action="store_true", help="Fuser.fuse from 0.3 to 16 MP instead of the rows")
+    parser.add_argument("--sweep-runs", type=int, default=2, help="timed runs per size (best is kept)")
+    parser.add_argument("--sweep-one", default=None, metavar="WxH", help=argparse.SUPPRESS)  # one sweep row
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.sweep_one:
+        width, height = (int(v) for v in args.sweep_one.split("x"))
+        print(json.dumps(sweep_one(width, height, args.sweep_runs)))
+        return
+    if args.sweep:
+        sweep(args.threads, args.sweep_runs)
+        return
     cpu = torch.device("cpu")
     rows = [bench_forward("compact", cpu, "fp32", 1, (480, 640), args.warmup, args.runs),
             bench_fuser(cpu, args.warmup, args.runs)]

@@ -18,6 +18,7 @@ from .distributed import process_group, rank_device
 from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
 from .model.moa import ALPHA_RANGE, BETA_RANGE
 from .fuse.pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
+from .fuse.tiling import DEFAULT_TILE_SIZE
 from .tasks import PRESETS, Route, UnknownPresetError, preset_key
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--maps", type=Path, default=None, metavar="DIR", help="also save prompt/routing heatmaps here")
     _model_args(fuse)
     fuse.add_argument("--precision", choices=PRECISIONS, default="auto")
-    fuse.add_argument("--tile-size", type=int, default=1024, help="largest tile side in px (memory budget)")
+    fuse.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                      help="memory budget: tiles of at most TILE_SIZE² px (default %(default)s)")
     fuse.add_argument("--fit", choices=FITS, default="pad",
                       help="reach whole attention windows by mirror padding, or by the official resize path "
                            "(use 'resize' with official checkpoints to reproduce official numbers)")

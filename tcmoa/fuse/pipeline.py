@@ -20,7 +20,7 @@ from ..imaging import DEFAULT_MAX_PIXELS, ImageError, ImageSource, read_image, r
 from ..model.network import TCMoA, normalize
 from ..model.moa import ALPHA_RANGE, BETA_RANGE, PromptControl
 from ..tasks import Preset, Route, get_preset
-from .tiling import TileBlender, plan_tiles
+from .tiling import DEFAULT_TILE_SIZE, TileBlender, plan_tiles
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # How an image is brought to whole attention windows: mirror-pad and crop back (ours), or the
@@ -149,7 +149,7 @@ class Fuser:
     """Runs a TC-MoA model on real images; safe to share between threads (inference only)."""
 
     def __init__(self, model: TCMoA, device: str | torch.device | None = None, precision: str = "auto",
-                 tile_size: int = 1024, tile_overlap: int = 128, tile_batch: int = 4,
+                 tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = 128, tile_batch: int = 4,
                  max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad"):
         if fit not in FITS:
             raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
@@ -168,7 +168,8 @@ class Fuser:
             raise ValueError(f"tile_size must be at least {m} px for this model")
         if tile_overlap < 0:
             raise ValueError(f"tile_overlap must be >= 0 px, got {tile_overlap}")
-        self.tile_size = tile_size // m * m  # whole windows, so tiles need no padding inside
+        # The memory budget: tiles (and each batch of tiles) hold at most tile_size² pixels.
+        self.tile_size = tile_size // m * m
         patch = int(model.config.pixel_patch)
         # At most half a tile, so even the smallest tile advances by whole tokens (tiles of 64..128 px
         # with the default 128-px overlap could not advance at all).
@@ -247,7 +248,9 @@ class Fuser:
         """[0, 1] RGB (3, H, W) pair of any size -> fused (3, H, W), tiled within the budget."""
         _, h, w = a.shape
         cfg = self.model.config
-        tiles = plan_tiles(h, w, self.tile_size, self.tile_overlap, int(cfg.pixel_patch))
+        budget = self.tile_size ** 2
+        tiles = plan_tiles(h, w, budget, self.tile_overlap, int(cfg.pixel_patch), cfg.size_multiple)
+        per_call = max(1, min(self.tile_batch, budget // tiles[0].padded_area(cfg.size_multiple)))  # within budget
         image = TileBlender(3, h, w, 1.0, self.tile_overlap, self.device)
         n_mod = len(self.model.encoder_moa) + len(self.model.decoder_moa)
         token_scale = 1.0 / cfg.pixel_patch
@@ -255,11 +258,12 @@ class Fuser:
         gates = TileBlender(n_mod * cfg.num_experts, h, w, token_scale, self.tile_overlap, self.device) \
             if want_maps else None
         weight: TileBlender | None = None  # created with the first tile that has a source weight
-        pair = torch.stack([a, b]).to(self.device)  # (2, 3, H, W)
-        for i in range(0, len(tiles), self.tile_batch):
-            batch = tiles[i:i + self.tile_batch]
-            crops = torch.stack([pair[:, :, t.top:t.top + t.height, t.left:t.left + t.width] for t in batch], 1)
-            fused, p, g, wa = self._run_model(crops[0], crops[1], route, control, want_maps)
+        for i in range(0, len(tiles), per_call):
+            batch = tiles[i:i + per_call]
+            # Crops of the sources, not a copy of the whole pair: only the tiles of one call are in memory.
+            crop_a, crop_b = (torch.stack([x[:, t.top:t.top + t.height, t.left:t.left + t.width] for t in batch])
+                              .to(self.device) for x in (a, b))
+            fused, p, g, wa = self._run_model(crop_a, crop_b, route, control, want_maps)
             for k, tile in enumerate(batch):
                 image.add(tile, fused[k])
                 if prompts is not None and gates is not None and p is not None and g is not None:  # want_maps

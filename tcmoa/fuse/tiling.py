@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+# The default memory budget: tiles of at most 2176² ≈ 4.7 MP (about 1.3 GB of activations for the
+# compact model on the CPU). Images up to that size run whole; 8 and 16 MP (4:3 or square) in 2 or
+# 4 tiles, within 10% of the untiled cost (benchmarks/speed.py --sweep).
+DEFAULT_TILE_SIZE = 2176
 
 @dataclass(frozen=True)
 class Tile:
@@ -15,6 +19,10 @@ class Tile:
     left: int
     height: int
     width: int
+
+    def padded_area(self, multiple: int) -> int:
+        """The pixels the model computes for this tile: its sides padded to whole `multiple`s."""
+        return -(-self.height // multiple) * multiple * (-(-self.width // multiple) * multiple)
 
 
 def tile_starts(length: int, tile: int, overlap: int, align: int) -> list[int]:
@@ -39,11 +47,52 @@ def tile_starts(length: int, tile: int, overlap: int, align: int) -> list[int]:
     return sorted(set(starts))
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int) -> list[Tile]:
-    """Every tile of a raster-order grid over a (height, width) image."""
-    return [Tile(t, l, min(tile, height), min(tile, width))
-            for t in tile_starts(height, tile, overlap, align)
-            for l in tile_starts(width, tile, overlap, align)]
+def axis_tile(length: int, count: int, overlap: int, multiple: int) -> int:
+    """The side of `count` equal tiles covering `length` px with >= `overlap` px between neighbours.
+
+    One tile is the whole length; several are whole `multiple`s (attention windows), so no tile is
+    padded inside the image and the rounding becomes extra overlap.
+    """
+    if count == 1:
+        return length
+    side = -(-(length + (count - 1) * overlap) // count)
+    return -(-side // multiple) * multiple
+
+
+def plan_tiles(height: int, width: int, max_pixels: int, overlap: int, align: int, multiple: int) -> list[Tile]:
+    """Equal tiles of at most `max_pixels` (padded to `multiple`) over a (height, width) image, least total cost.
+
+    The model's cost is linear in the pixels it sees, so the plan minimises the summed padded area of
+    its tiles: a 1280x1024 image within the budget is one tile, not two 1024-px tiles (2x the work),
+    and larger images get the fewest equal tiles, so overlap adds only a few percent.
+    """
+    if max_pixels < multiple * multiple:
+        raise ValueError(f"a tile budget of {max_pixels} px cannot hold one {multiple}x{multiple} window")
+    def pad(side: int) -> int:
+        return -(-side // multiple) * multiple
+
+    best: tuple[tuple[int, int], int, int] | None = None  # ((cost, tiles), side_h, side_w)
+    for rows in range(1, height // max(align, 1) + 2):
+        side_h = axis_tile(height, rows, overlap, multiple)
+        if rows > 1 and (side_h >= height or side_h - overlap < align):
+            break  # more rows cannot advance, or cannot shrink the tile below the image
+        widest = max_pixels // pad(side_h)
+        for cols in range(1, width // max(align, 1) + 2):
+            side_w = axis_tile(width, cols, overlap, multiple)
+            if cols > 1 and (side_w >= width or side_w - overlap < align):
+                break
+            if pad(side_w) <= widest:
+                key = (rows * cols * pad(side_h) * pad(side_w), rows * cols)
+                if best is None or key < best[0]:
+                    best = (key, side_h, side_w)
+                break  # more columns only add cost
+    if best is None:
+        raise ValueError(f"no plan of tiles of at most {max_pixels} px with {overlap} px overlap covers "
+                         f"{width}x{height}; use a larger tile budget or a smaller overlap")
+    _, side_h, side_w = best
+    return [Tile(t, l, side_h, side_w)
+            for t in tile_starts(height, side_h, overlap, align)
+            for l in tile_starts(width, side_w, overlap, align)]
 
 
 def blend_ramp(start: int, size: int, total: int, overlap: int) -> torch.Tensor:
