@@ -3,6 +3,7 @@
     nice -n 5 python -m benchmarks.app_latency                 # CPU (all threads torch uses), compact model
     python -m benchmarks.app_latency --device cuda             # the GPU
     python -m benchmarks.app_latency --memory                  # + RSS after load and after 20 fusions
+    python -m benchmarks.app_latency --browser                 # drag-to-preview, release-to-final in chromium
 
 A slider change runs `demo.callbacks.fuse_steps`: step 1 fuses and returns the image (Gradio
 encodes it and the before/after pair: "slider to image"), step 2 computes the metrics panel and
@@ -11,6 +12,12 @@ resized), median of --runs after --warmup runs; alpha alternates between two val
 is a real re-fusion. "metrics share" is the metrics panel's time over the rest of a full cycle:
 what it adds to the slider loop when a drag keeps the server busy. The load average is printed
 too: timings on a shared machine are only as good as its load.
+
+--browser serves the page in this process, opens it in Debian's chromium (Playwright), uploads the
+pair and drags the α slider with the mouse --runs times: *drag-to-preview* is the time from a mouse
+move to the status showing the preview at the new value, *release-to-final* from the mouse-up to
+the status showing the final fusion at that value (what a user waits for, Gradio's round trips
+included).
 """
 from __future__ import annotations
 
@@ -67,6 +74,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--memory", action="store_true", help="also measure app.py's resident memory")
+    parser.add_argument("--browser", action="store_true", help="also drag the slider in chromium (Playwright)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,6 +122,75 @@ def main() -> None:
           f"{100 * ms['metrics'] / (cycle - ms['metrics']):.0f}% |")
     if args.memory:
         measure_memory(args.model, args.device)
+    if args.browser:
+        measure_drag(engine, sources, args.runs)
+
+
+def measure_drag(engine, sources: list[np.ndarray], runs: int) -> None:
+    """Drag the α slider in chromium: median drag-to-preview and release-to-final over `runs` drags."""
+    import tempfile
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from demo import build_demo, launch_options
+    from tcmoa.imaging import save_image
+
+    demo = build_demo(engine)
+    with socket_port() as port, tempfile.TemporaryDirectory() as tmp:
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **launch_options(engine))
+        files = [save_image(Path(tmp) / f"{k}.png", im) for k, im in enumerate(sources)]
+        to_preview, to_final = [], []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                         args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            for k, f in enumerate(files, start=1):
+                page.locator(f"#source-{k} input[type=file]").set_input_files(str(f))
+                expect(page.locator("#status")).to_contain_text("Fused" if k == 2 else "", timeout=120_000)
+            status = page.locator("#status")
+            track = page.locator("#alpha input[type=range]")
+            box = track.bounding_box()
+            y = box["y"] + box["height"] / 2
+            for i in range(runs + 1):
+                x0 = box["x"] + box["width"] * (0.2 + 0.05 * (i % 8))
+                page.mouse.move(x0, y)
+                page.mouse.down()
+                t0 = time.perf_counter()
+                page.mouse.move(x0 + box["width"] * 0.03, y)
+                value = f"α = {float(track.input_value()):.2f}"
+                expect(status).to_contain_text("Preview", timeout=60_000)
+                expect(status).to_contain_text(value, timeout=60_000)
+                t1 = time.perf_counter()
+                page.mouse.up()
+                t2 = time.perf_counter()
+                expect(status).to_contain_text("Fused", timeout=60_000)
+                expect(status).to_contain_text(value, timeout=60_000)
+                t3 = time.perf_counter()
+                if i:  # the first drag warms up
+                    to_preview.append(1000 * (t1 - t0))
+                    to_final.append(1000 * (t3 - t2))
+                time.sleep(0.5)
+            browser.close()
+        demo.close()
+    print(f"\n| in chromium ({len(sources[0][0])}x{len(sources[0])} pair, {runs} drags) | median ms | max ms |\n"
+          f"|---|---:|---:|\n| drag-to-preview | {statistics.median(to_preview):.0f} | {max(to_preview):.0f} |\n"
+          f"| release-to-final | {statistics.median(to_final):.0f} | {max(to_final):.0f} |\n{load_line()}")
+
+
+class socket_port:
+    """A free port on 127.0.0.1, as a context manager (for symmetry with the temporary folder)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def measure_memory(model: str | None, device: str | None) -> None:

@@ -8,18 +8,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from tcmoa.imaging import shrink_to, to_grey, to_uint8
 from tcmoa.metrics.scores import evaluate
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
-from tcmoa.fuse.pipeline import FusionMaps, match_sizes
-from tcmoa.tasks import Preset
+from tcmoa.fuse.pipeline import FusionMaps, FusionResult
 from tcmoa.fuse.figures import difference_figure, prompt_figure, routing_figure, weight_figure
 
 from .engine import Engine
+from .sources import Request, scaled_to
 
 # The panel's metrics, all "higher is better". Qabf, VIF and SSIM compare the result with two
 # sources; MEF-SSIM (any number of exposures) is shown for exposure stacks only.
@@ -28,7 +28,7 @@ PANEL_METRICS = (*PAIR_METRICS, "EN", "SD")
 STACK_METRIC = "MEF-SSIM"
 SWEEP_METRICS = (*PANEL_METRICS, STACK_METRIC)  # what the sweep can plot; a fusion lacking one says so
 DISPLAY_SIDE = 1024  # the map tabs and the before/after slider work on copies at most this large
-SWEEP_SIDE = 512  # the sweep fuses five times: on copies at most this large
+SWEEP_PIXELS = 262_144  # the sweep fuses five times: on copies of at most 512x512 px worth
 SWEEP_COUNT = 5
 KNOBS: dict[str, KnobRange] = {"β": BETA_RANGE, "α": ALPHA_RANGE}
 TABS = ("prompts", "routing", "weight", "difference")  # the map tabs, rendered when open
@@ -87,7 +87,7 @@ def display_copy(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Shown:
-    """What the map tabs and the before/after slider need from the last fusion (per session, small)."""
+    """What the map tabs, the before/after slider and a refused value need from the last fusion (small)."""
 
     maps: FusionMaps | None  # the source weight at display size
     roles: tuple[str, str]  # what stream A and stream B of the mapped (last) fusion step are
@@ -95,11 +95,14 @@ class Shown:
     fused: np.ndarray  # uint8 display copy
     sources: tuple[np.ndarray, ...]  # uint8 display copies, in upload order
     labels: tuple[str, ...]  # "visible", "infrared", ... per source
+    alpha: float  # the knobs it was fused with: the sliders return to them when a typed value is refused
+    beta: float
+    task: str
 
 
-def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], maps: FusionMaps | None, order: Sequence[int],
-                 preset: Preset) -> Shown:
-    """Keep display copies of one fusion (`images` at the fused size) for the tabs and the slider."""
+def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], result: FusionResult, request: Request) -> Shown:
+    """Keep display copies of one fusion (`images` as fused) for the tabs and the slider."""
+    maps, order, preset = result.maps, result.order, request.preset
     if len(images) == 2:
         background, roles = images[order[0]], preset.roles
     else:  # the last step fuses the others' result (A) with the last source (B)
@@ -108,7 +111,8 @@ def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], maps: FusionMa
         maps = dataclasses.replace(maps, source_weight=display_copy(maps.source_weight))
     labels = list(preset.roles) + [f"source {i}" for i in range(3, len(images) + 1)]
     return Shown(maps, roles, display_copy(to_uint8(background)), display_copy(fused),
-                 tuple(display_copy(to_uint8(im)) for im in images), tuple(labels))
+                 tuple(display_copy(to_uint8(im)) for im in images), tuple(labels), result.alpha, result.beta,
+                 preset.key)
 
 
 def render_tab(tab: str, shown: Shown | None) -> np.ndarray | None:
@@ -138,27 +142,26 @@ class SweepResult:
 
     knob: str  # "α" or "β"
     values: tuple[float, ...]
-    thumbs: tuple[np.ndarray, ...]  # uint8, at most SWEEP_SIDE px
+    thumbs: tuple[np.ndarray, ...]  # uint8, at most SWEEP_PIXELS
     scores: tuple[dict[str, float], ...]
     current: float  # the knob's value on the sliders
     seconds: float
 
 
-def run_sweep(engine: Engine, images: Sequence[np.ndarray], preset: Preset, knob: str, settings: dict[str, Any]
-              ) -> SweepResult:
-    """Fuse at SWEEP_COUNT evenly spaced values of `knob` (the other settings as given), at preview size."""
+def run_sweep(engine: Engine, request: Request, knob: str) -> SweepResult:
+    """Fuse at SWEEP_COUNT evenly spaced values of `knob` (the other settings as given), at SWEEP_PIXELS."""
     if knob not in KNOBS:
         raise ValueError(f"the sweep varies α or β, not {knob!r}")
     start = time.perf_counter()
     knob_range = KNOBS[knob]
     values = tuple(knob_range.sweep(SWEEP_COUNT))
-    same, _ = match_sizes(images, settings.get("resize"))
-    small = [display_copy(im, SWEEP_SIDE) for im in same]
-    jobs = [{**settings, knob_range.name: v, "resize": None} for v in values]  # `small` has one size already
-    results = engine.fuse(small, preset.key, jobs)
+    small = scaled_to(request.images, SWEEP_PIXELS)
+    jobs = [{**request.settings, knob_range.name: v} for v in values]
+    results = engine.fuse(small, request.preset.key, jobs)
     thumbs = tuple(to_uint8(r.image) for r in results)
-    scores = tuple(fusion_scores(t, small, preset.key) for t in thumbs)
-    return SweepResult(knob, values, thumbs, scores, float(settings[knob_range.name]), time.perf_counter() - start)
+    scores = tuple(fusion_scores(t, small, request.preset.key) for t in thumbs)
+    return SweepResult(knob, values, thumbs, scores, float(request.settings[knob_range.name]),
+                       time.perf_counter() - start)
 
 
 def sweep_gallery(sweep: SweepResult, metric: str) -> list[tuple[np.ndarray, str]]:

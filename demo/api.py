@@ -7,14 +7,13 @@ from typing import Any, Sequence
 import gradio as gr
 import numpy as np
 
-from tcmoa import ImageError, get_preset
+from tcmoa import ImageError
+from tcmoa.fuse.pipeline import parse_route
 from tcmoa.imaging import to_uint8
-from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE
-from tcmoa.fuse.pipeline import match_sizes, parse_route
 
 from .analysis import fusion_scores, metrics_note
-from .callbacks import InputError, present, read_sources, user_message
-from .engine import Engine
+from .engine import WORKING_PIXELS, Engine
+from .sources import InputError, prepare, scaled_to, strict_bool, user_message
 
 RESIZE_HINT = "or pass resize=True"
 
@@ -29,41 +28,58 @@ class ApiValue(gr.Number):
         return payload
 
 
+class ApiFlag(gr.Checkbox):
+    """gr.Checkbox that hands the value as sent to the endpoint, which parses it strictly ("false" is false)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        """The value as sent: demo.sources.strict_bool accepts true/false, 1/0 and their strings only."""
+        return payload
+
+
 def api_fuse(engine: Engine, sources: Sequence[object] | None, task: object, alpha: object, beta: object,
-             router: str | None = None, resize: object = False) -> tuple[np.ndarray, dict[str, Any]]:
+             router: str | None = None, resize: object = False, *, full_resolution: bool = False
+             ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fuse 2+ sources with the task, α, β, an optional router ('mff' or 'vif=0.5,medical=0.5') and resize.
 
-    Returns the fused uint8 image and a JSON-able report (timing, device, model, router, metrics);
-    bad input raises gr.Error with the reason, as the CLI and the page word it.
+    `/fuse` fuses at the working resolution (at most WORKING_PIXELS); `/fuse_full` (full_resolution=True)
+    at the sources' own, in its own lane. Returns the fused uint8 image and a JSON-able report (timing,
+    device, model, router, sizes, metrics); bad input raises gr.Error with the reason, as the CLI and
+    the page word it.
     """
     start = time.perf_counter()
+    endpoint = "/fuse_full" if full_resolution else "/fuse"
     try:
-        preset = get_preset(str(task))
-        files = present(sources or [])
-        if len(files) < 2:
-            raise InputError(f"/fuse needs at least 2 source images, got {len(files)}")
-        settings = {"alpha": ALPHA_RANGE.check(alpha), "beta": BETA_RANGE.check(beta),
-                    "route": parse_route(router, engine.router_names), "resize": "first" if resize else None}
-        images = read_sources(engine, files)
-        result = engine.fuse(images, preset.key, [settings])[0]
-        images, _ = match_sizes(images, settings["resize"])
+        route = parse_route(router, engine.router_names)
+        request = prepare(engine, sources or [], task, alpha, beta, route=route,
+                          resize=strict_bool(resize, "resize"), what=endpoint)
+        images = list(request.images) if full_resolution else scaled_to(request.images, WORKING_PIXELS)
+        result = engine.fuse(images, request.preset.key, [request.settings])[0]
     except (InputError, ImageError, ValueError, RuntimeError) as exc:
         raise gr.Error(user_message(exc, RESIZE_HINT), print_exception=False) from None
     fused = to_uint8(result.image)
     t_metrics = time.perf_counter()
-    metrics = fusion_scores(fused, images, preset.key)
+    # Metrics at most at the working resolution: at 11 MP they would cost more time and memory than the fusion.
+    scored = scaled_to([result.image, *images], WORKING_PIXELS)
+    metrics = fusion_scores(to_uint8(scored[0]), scored[1:], request.preset.key)
     t_metrics = time.perf_counter() - t_metrics
-    route = settings["route"] if settings["route"] is not None else preset.route_for(engine.router_names)
+    route = request.settings["route"]
     h, w = fused.shape[:2]
+    notes = [*request.notes, *result.notes]
+    if (w, h) != request.size:
+        notes.append(f"fused at the working resolution {w}x{h} (sources {request.size[0]}x{request.size[1]}); "
+                     "/fuse_full fuses the full resolution")
     report = {
-        "task": preset.key, "sources": len(images), "fusion_order": [i + 1 for i in result.order], "size": [w, h],
-        "alpha": result.alpha, "beta": result.beta,
+        "task": request.preset.key, "sources": len(images), "fusion_order": [i + 1 for i in result.order],
+        "size": [w, h], "source_size": list(request.size), "alpha": result.alpha, "beta": result.beta,
         "router": route if isinstance(route, str) else dict(zip(engine.router_names, route)),
         "model": engine.model_name, "trained": engine.trained, "device": engine.device_label,
         "timing_s": {"fusion": round(result.seconds, 4), "metrics": round(t_metrics, 4),
                      "total": round(time.perf_counter() - start, 4)},
         "metrics": {name: round(value, 5) for name, value in metrics.items()},
+        "metrics_size": [scored[0].shape[1], scored[0].shape[0]],
         "metrics_note": metrics_note(list(metrics)),
-        "notes": list(result.notes),
+        "notes": notes,
     }
     return fused, report

@@ -1,48 +1,42 @@
 """The demo's callbacks: plain functions of values (paths, arrays, numbers) -> output values.
 
 No layout and no model maths here: fusion is `tcmoa.Fuser` (through `Engine.fuse`), figures are
-`tcmoa.fuse.figures`, metrics and the sweep are demo.analysis. Every function takes the shared,
-immutable `Engine` first and keeps no state between calls (what a session needs later is returned
-to it as a `Shown`), so concurrent users cannot see each other's results; each is testable
-without a browser.
+`tcmoa.fuse.figures`, metrics and the sweep are demo.analysis, checking a request is demo.sources.
+Every function takes the shared, immutable `Engine` first and keeps no state between calls (what a
+session needs later is returned to it as a `Shown`), so concurrent users cannot see each other's
+results; each is testable without a browser.
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any, Iterator, NamedTuple, Sequence
 
 import gradio as gr
 import numpy as np
 
-from tcmoa import ImageError, get_preset, read_image
-from tcmoa.metrics.baselines import run_baseline
-from tcmoa.imaging import to_uint8
-from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
-from tcmoa.fuse.pipeline import FusionResult, SizeMismatchError, match_sizes
-from tcmoa.tasks import Preset
+from tcmoa import PRESETS, ImageError, get_preset
 from tcmoa.fuse.figures import sweep_curve
+from tcmoa.fuse.pipeline import FusionResult
+from tcmoa.imaging import to_uint8
+from tcmoa.metrics.baselines import run_baseline
+from tcmoa.tasks import Preset
 
 from . import analysis
 from .analysis import Shown, SweepResult
-from .engine import MAX_SOURCES, UNTRAINED_WARNING, Engine
+from .engine import MAX_SOURCES, PREVIEW_PIXELS, UNTRAINED_WARNING, WORKING_PIXELS, Engine
+from .sources import InputError, KnobError, Request, blend_route, prepare, scaled_to, user_message
 
 log = logging.getLogger("tcmoa.demo")
 BASELINE_NAMES = {"average": "Average", "laplacian": "Laplacian pyramid", "mertens": "Mertens"}
-RESIZE_HINT = "or tick “Resize sources to source 1's size”"
-ROUTER_WEIGHT = KnobRange("router weight", 0.0, 1.0, 0.05)
 SKIP: Any = gr.skip()  # an output a step leaves as it is
-
-
-class InputError(ValueError):
-    """A problem with what the user gave; its message is shown as is."""
+BAD_INPUT = (InputError, ImageError, ValueError, RuntimeError)  # explained to the user as they are
 
 
 class FuseView(NamedTuple):
     """Everything one fusion shows, in the order of the page's outputs (None clears one, SKIP keeps it)."""
 
-    fused: np.ndarray | None  # uint8, full resolution
+    fused: np.ndarray | None  # uint8, at the working resolution
     comparison: tuple[np.ndarray, np.ndarray] | None  # (source, fused) for the before/after slider
     status: str  # Markdown
     metrics: str | None  # Markdown table
@@ -51,63 +45,18 @@ class FuseView(NamedTuple):
     routing: np.ndarray | None
     weight: np.ndarray | None
     difference: np.ndarray | None
-    shown: Shown | None  # kept by the session for the tabs and the slider
+    shown: Shown | None  # kept by the session for the tabs, the slider and the full-resolution action
+    alpha: Any = SKIP  # the sliders: set back to the fused values when a typed value is refused
+    beta: Any = SKIP
 
 
 # ------------------------------------------------------------------------------ inputs
-def present(slots: Sequence[object]) -> list[object]:
-    """The filled source slots, in order."""
-    return [s for s in slots if s is not None and not (isinstance(s, str) and not s)]
-
-
-def read_sources(engine: Engine, sources: Sequence[object]) -> list[np.ndarray]:
-    """Read and validate each source (file size, pixel limit, decodability) into float arrays."""
-    images = []
-    for i, src in enumerate(sources, start=1):
-        if isinstance(src, (str, os.PathLike)) and os.path.isfile(src):
-            size_mb = os.path.getsize(src) / 2**20
-            if size_mb > engine.max_file_mb:
-                raise InputError(f"source {i}: the file is {size_mb:.0f} MB, above this demo's limit of "
-                                 f"{engine.max_file_mb:.0f} MB; downscale or re-encode it")
-        try:
-            images.append(read_image(src, max_pixels=engine.max_pixels))
-        except ImageError as exc:
-            message = str(exc)
-            if isinstance(src, (str, os.PathLike)):  # name the upload, not the server's temporary path
-                message = message.replace(f"'{src}'", f"'{os.path.basename(src)}'")
-            raise InputError(f"source {i}: {message.replace(' (or raise max_pixels)', '')}") from None
-    return images
-
-
-def user_message(exc: Exception, resize_hint: str = RESIZE_HINT) -> str:
-    """The message to show for an input problem, pointing at this entry point's resize control."""
-    return exc.explain(resize_hint) if isinstance(exc, SizeMismatchError) else str(exc)
-
-
-def chosen_route(engine: Engine, preset: Preset, blend: bool, weights: Sequence[float]) -> object:
-    """The task's own router, or the user's router blend (validated: within [0, 1], positive sum)."""
-    if not blend:
-        return preset.route_for(engine.router_names)
-    w = [ROUTER_WEIGHT.check(v) for v in weights]
-    if len(w) != len(engine.router_names) or sum(w) <= 0:
-        raise InputError("router blending needs a positive weight on at least one router")
-    return w
-
-
-def prepare(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, blend: bool,
-            router_weights: Sequence[float], resize: bool) -> tuple[Preset, dict[str, Any], list[np.ndarray]]:
-    """Validate a request: the preset, the Fuser.fuse settings and the source images (cheap checks first)."""
-    try:
-        preset = get_preset(str(task))
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    sources = present(slots)
-    if len(sources) < 2:
-        raise InputError(f"fusion needs at least two source images ({' and '.join(preset.roles)}); got "
-                         f"{len(sources)}. Upload them above or click an example.")
-    settings = {"alpha": ALPHA_RANGE.check(alpha), "beta": BETA_RANGE.check(beta),
-                "route": chosen_route(engine, preset, blend, router_weights), "resize": "first" if resize else None}
-    return preset, settings, read_sources(engine, sources)
+def page_request(engine: Engine, slots: Sequence[object], task: object, alpha: object, beta: object, *,
+                 blend: bool = False, router_weights: Sequence[object] = (), resize: bool = False,
+                 what: str = "fusion") -> Request:
+    """The page's controls as a checked request (the task's own router, or the user's blend)."""
+    route = blend_route(engine, router_weights) if blend else None
+    return prepare(engine, slots, task, alpha, beta, route=route, resize=resize, what=what)
 
 
 def slot_labels(task: str, n: int = MAX_SOURCES) -> list[str]:
@@ -122,21 +71,28 @@ def slot_labels(task: str, n: int = MAX_SOURCES) -> list[str]:
 # ------------------------------------------------------------------------------ fusion
 def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, *,
                blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False,
-               baselines: bool = False, compare: int = 1, open_tab: str = "prompts") -> Iterator[FuseView]:
-    """Fuse the filled slots: first the image and status, then metrics, baselines and the open map tab.
+               baselines: bool = False, compare: int = 1, open_tab: str = "prompts", shown: Shown | None = None,
+               pixels: int = WORKING_PIXELS) -> Iterator[FuseView]:
+    """Fuse the filled slots at the working resolution: first the image and status, then metrics,
+    baselines and the open map tab.
 
     The image is shown as soon as it exists; the rest follows in a second step, so metrics never
-    delay it. Problems become a status message, never an exception.
+    delay it. Problems become a status message, never an exception; a refused α or β leaves every
+    output as it was and puts the sliders back to the values of the fusion shown (`shown`).
     """
     try:
         start = time.perf_counter()
-        preset, settings, images = prepare(engine, slots, task, alpha, beta, blend, router_weights, resize)
-        result = engine.fuse(images, preset.key, [{**settings, "maps": True}])[0]
-        images, _ = match_sizes(images, settings["resize"])  # as the pipeline fused them
+        request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
+                               resize=resize)
+        images = scaled_to(request.images, pixels)
+        result = engine.fuse(images, request.preset.key, [{**request.settings, "maps": True}])[0]
         fused = to_uint8(result.image)
-        shown = analysis.shown_fusion(fused, images, result.maps, result.order, preset)
-        status = status_line(engine, result, len(images), time.perf_counter() - start, blend)
-    except (InputError, ImageError, ValueError, RuntimeError) as exc:
+        shown = analysis.shown_fusion(fused, images, result, request)
+        status = status_line(engine, result, request, time.perf_counter() - start, blend)
+    except KnobError as exc:
+        yield refused_view(str(exc), shown, engine, task)
+        return
+    except BAD_INPUT as exc:
         yield failed_view(user_message(exc))
         return
     except Exception as exc:  # a bug, not bad input: log it, show one line
@@ -145,8 +101,8 @@ def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object
         return
     yield FuseView(fused, compare_pair(shown, compare), status, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP, shown)
     try:
-        gallery = baseline_gallery(images, preset, fused) if baselines else None
-        metrics = analysis.scores_table(fused, images, preset.key, gallery[1:] if gallery else ())
+        gallery = baseline_gallery(images, request.preset, fused) if baselines else None
+        metrics = analysis.scores_table(fused, images, request.preset.key, gallery[1:] if gallery else ())
         figures = analysis.tab_figures(open_tab, shown)
     except Exception as exc:  # the image stands; say what is missing
         log.exception("metrics or maps failed")
@@ -155,9 +111,42 @@ def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object
     yield FuseView(SKIP, SKIP, SKIP, metrics, gallery, *figures, SKIP)
 
 
+def preview_view(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, *,
+                 blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False,
+                 shown: Shown | None = None) -> FuseView:
+    """While a slider moves: the image fused at PREVIEW_PIXELS, nothing else (the final fusion follows)."""
+    try:
+        start = time.perf_counter()
+        request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
+                               resize=resize)
+        result = engine.fuse(scaled_to(request.images, PREVIEW_PIXELS), request.preset.key, [request.settings])[0]
+    except KnobError as exc:
+        return refused_view(str(exc), shown, engine, task)
+    except BAD_INPUT as exc:
+        return failed_view(user_message(exc))
+    except Exception as exc:
+        log.exception("preview failed")
+        return failed_view(f"internal error ({type(exc).__name__}); the server log has the details")
+    h, w = result.image.shape[:2]
+    status = (f"**Preview** {w}×{h} px · {time.perf_counter() - start:.2f} s · α = {result.alpha:.2f}, "
+              f"β = {result.beta:+.2f} · ⏳ the full fusion follows when the slider rests")
+    return FuseView(to_uint8(result.image), SKIP, status, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP)
+
+
 def failed_view(message: str) -> FuseView:
     """Every output cleared and the reason in the status line."""
     return FuseView(None, None, f"⚠️ **Cannot fuse:** {message}", None, None, None, None, None, None, None)
+
+
+def refused_view(message: str, shown: Shown | None, engine: Engine, task: object) -> FuseView:
+    """A typed α or β out of range: one message, every output kept, the sliders back to what was fused."""
+    if shown is not None:
+        alpha, beta = shown.alpha, shown.beta
+    else:
+        alpha, beta = (task_defaults(engine, str(task))[:2] if str(task) in PRESETS else (SKIP, SKIP))
+    kept = f" (kept α = {alpha:.2f}, β = {beta:+.2f})" if shown is not None else ""
+    return FuseView(SKIP, SKIP, f"⚠️ **Value refused:** {message}{kept}", SKIP, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP,
+                    alpha, beta)
 
 
 def final_view(steps: Iterator[FuseView]) -> FuseView:
@@ -180,14 +169,17 @@ def baseline_gallery(images: Sequence[np.ndarray], preset: Preset, fused: np.nda
     return out
 
 
-def status_line(engine: Engine, result: FusionResult, n: int, total: float, blend: bool) -> str:
-    """One Markdown line: what was fused, how long it took, on what, with which model."""
+def status_line(engine: Engine, result: FusionResult, request: Request, total: float, blend: bool) -> str:
+    """One Markdown line: what was fused, at what size, how long it took, on what, with which model."""
     h, w = result.image.shape[:2]
     route = "blended routers" if blend else f"router `{result.task.route_for(engine.router_names)}`"
-    line = (f"**Fused** {n} sources · {w}×{h} px · **{total:.2f} s** (fusion {result.seconds:.2f} s) · "
-            f"{engine.device_label} · model **{engine.model_label}** · α = {result.alpha:.2f}, "
-            f"β = {result.beta:+.2f} · {route}")
-    notes = [f"Note: {note}" for note in result.notes]
+    line = (f"**Fused** {len(request.images)} sources · {w}×{h} px · **{total:.2f} s** (fusion "
+            f"{result.seconds:.2f} s) · {engine.device_label} · model **{engine.model_label}** · "
+            f"α = {result.alpha:.2f}, β = {result.beta:+.2f} · {route}")
+    notes = [f"Note: {note}" for note in (*request.notes, *result.notes)]
+    if (w, h) != request.size:
+        notes.append(f"Note: shown at the working resolution; **Full resolution** fuses the {request.size[0]}×"
+                     f"{request.size[1]} px originals")
     if not engine.trained:
         notes.append(f"⚠️ **{UNTRAINED_WARNING}**")
     return "\n\n".join([line, *notes])
@@ -207,9 +199,10 @@ def sweep_view(engine: Engine, slots: Sequence[object], task: str, alpha: object
                ) -> tuple[list[tuple[np.ndarray, str]] | None, np.ndarray | None, str, SweepResult | None]:
     """The sweep strip: (thumbnails, curve, status, the sweep kept for re-plotting); problems in the status."""
     try:
-        preset, settings, images = prepare(engine, slots, task, alpha, beta, blend, router_weights, resize)
-        sweep = analysis.run_sweep(engine, images, preset, knob, settings)
-    except (InputError, ImageError, ValueError, RuntimeError) as exc:
+        request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
+                               resize=resize, what="the sweep")
+        sweep = analysis.run_sweep(engine, request, knob)
+    except BAD_INPUT as exc:
         return None, None, f"⚠️ **Cannot sweep:** {user_message(exc)}", None
     except Exception as exc:
         log.exception("sweep failed")
@@ -261,3 +254,4 @@ def swap_sources(first: object, second: object) -> tuple[object, object]:
 def clamp_sources(n: int) -> int:
     """The number of visible source slots, within [2, MAX_SOURCES]."""
     return min(max(int(n), 2), MAX_SOURCES)
+

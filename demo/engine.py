@@ -13,11 +13,22 @@ from tcmoa.fuse.pipeline import FusionResult
 
 from . import gpu
 
-# The demo's own limits, tighter than the library's (64 MP): a CPU needs ~2 s per megapixel.
-MAX_PIXELS = 16_000_000
+# The demo's own limits, tighter than the library's (64 MP per source, any count): a public server
+# shares two CPU cores between everyone, at ~2-4 s per megapixel.
+MAX_PIXELS = 16_000_000  # per source
+REQUEST_PIXELS = 32_000_000  # all sources of one request together
 MAX_FILE_MB = 25
-MAX_SOURCES = 4
-FUSION_CONCURRENCY = 2  # fusions running at once; further requests wait in the queue
+MAX_SOURCES = 8  # the page's slots and /fuse alike
+MIN_SIDE = 44  # px on each side: the smallest size every metric of the panel is defined for (MEF-SSIM)
+# Resolutions. The page and /fuse fuse at most WORKING_PIXELS (~1 s on 2 cores); the full resolution
+# is computed on request (the page's "Full resolution" button, /fuse full_resolution=True) in a lane
+# of its own, so a large image never holds up anyone else's small one.
+WORKING_PIXELS = 1_048_576
+PREVIEW_PIXELS = 98_304  # while a slider is dragged: 384x256, a quarter of a 640x480 pair's work
+FUSION_CONCURRENCY = 2  # working-resolution fusions running at once; more wait in the queue
+FULL_CONCURRENCY = 1  # full-resolution fusions running at once, in their own lane
+QUEUE_SIZE = 32  # requests waiting in all lanes together; beyond it a user is told the queue is full
+APP_TILE_SIZE = 1024  # tiles of at most 1 MP: one full-resolution fusion stays near 1 GB above the model
 UNTRAINED_WARNING = "untrained model: outputs are not meaningful fusion yet"
 
 
@@ -49,6 +60,7 @@ class Engine:
     load_note: str = ""
     max_pixels: int = MAX_PIXELS
     max_file_mb: float = MAX_FILE_MB
+    request_pixels: int = REQUEST_PIXELS
     _fuse_jobs: Callable[..., list[FusionResult]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +74,8 @@ class Engine:
 
     def fuse(self, images: Sequence[np.ndarray], task: str, jobs: Sequence[dict[str, Any]]) -> list[FusionResult]:
         """One fusion per job (keyword arguments of Fuser.fuse) in one GPU call (`spaces.GPU` on ZeroGPU)."""
+        if gpu.ZERO_GPU:  # a progress callback cannot be pickled into the GPU worker: no progress there
+            jobs = [{k: v for k, v in job.items() if k != "progress"} for job in jobs]
         try:
             return self._fuse_jobs(list(images), task, [dict(job) for job in jobs])
         finally:
@@ -95,7 +109,7 @@ def load_engine(model: str | None = None, device: str | None = None,
                     "initialised **compact** preset: the interface works end to end, the pictures do not mean much.")
     else:
         net = load_model(model)
-    fuser = Fuser(net, device=device, max_pixels=max_pixels)
+    fuser = Fuser(net, device=device, max_pixels=max_pixels, tile_size=APP_TILE_SIZE)
     info = net.info
     return Engine(fuser=fuser, model_name=str(info.get("name", net.config.name)), trained=bool(info.get("trained")),
                   router_names=tuple(net.config.routers), load_note=note, max_pixels=max_pixels)

@@ -9,15 +9,20 @@ the latest request waits, and results arrive in order.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from functools import partial
 from typing import TYPE_CHECKING, Any, Sequence
 
 import gradio as gr
+import numpy as np
 
 from . import callbacks as cb
-from .analysis import TABS, render_tab
-from .api import ApiValue, api_fuse
-from .engine import FUSION_CONCURRENCY, MAX_SOURCES, Engine
+from .analysis import TABS, Shown, render_tab
+from .api import ApiFlag, ApiValue, api_fuse
+from .callbacks import SKIP
+from .downloads import Cancelled, full_view, named_png, result_name
+from .engine import FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, Engine
 
 if TYPE_CHECKING:
     from .layout import Inputs, Outputs
@@ -53,6 +58,23 @@ def fusing_status(task: str) -> str:
     return f"⏳ Fusing for **{cb.get_preset(task).label}**…"
 
 
+class SessionFlags:
+    """A cancel flag per browser session (bounded: the oldest sessions' flags are dropped)."""
+
+    def __init__(self, most: int = 1024):
+        self.flags: OrderedDict[str, threading.Event] = OrderedDict()
+        self.most, self.lock = most, threading.Lock()
+
+    def get(self, session: str) -> threading.Event:
+        """The session's flag (created cleared)."""
+        with self.lock:
+            flag = self.flags.pop(session, None) or threading.Event()
+            self.flags[session] = flag
+            while len(self.flags) > self.most:
+                self.flags.popitem(last=False)
+            return flag
+
+
 def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
     """Connect the input and output columns (call inside the Blocks)."""
     n_sources = gr.State(2)
@@ -60,24 +82,67 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
     open_tab = gr.State(TABS[0])
     shown = gr.State(None)
     figures = [o.figures[key] for key in TABS]
+    knobs = [i.alpha, i.beta]
+    view_outputs = [o.fused, o.comparison, o.status, o.metrics, o.baselines, *figures, shown, *knobs]
+    settings = [i.task, i.alpha, i.beta, i.blend, i.resize, *i.slots, *i.routers]
 
-    # -- fusion: the image first, then metrics, baselines and the open map tab
-    def run(task: str, a: float, b: float, blend: bool, resize: bool, base: bool, pick: int, tab: str,
-            *rest: Any) -> Any:
-        for view in cb.fuse_steps(engine, rest[:MAX_SOURCES], task, a, b, blend=blend,
-                                  router_weights=rest[MAX_SOURCES:], resize=resize, baselines=base, compare=pick,
-                                  open_tab=tab):
-            yield tuple(view)
+    def options(blend: bool, resize: bool, rest: Sequence[Any]) -> dict[str, Any]:
+        return dict(blend=blend, router_weights=rest[MAX_SOURCES:], resize=resize)
 
-    user_actions = [*(s.upload for s in i.slots), *(s.clear for s in i.slots), i.alpha.input, i.beta.input,
-                    i.blend.input, i.resize.input, i.show_baselines.input, *(r.input for r in i.routers),
-                    i.fuse.click, request.change]
-    gr.on(user_actions, run,
-          [i.task, i.alpha, i.beta, i.blend, i.resize, i.show_baselines, o.compare_with, open_tab, *i.slots,
-           *i.routers],
-          [o.fused, o.comparison, o.status, o.metrics, o.baselines, *figures, shown],
-          trigger_mode="always_last", show_progress="minimal", api_name="live_fuse", api_visibility="private",
-          **FUSION_EVENT)
+    def shown_files(view: cb.FuseView) -> tuple[Any, ...]:
+        """The view with the fused image as a PNG named for what it is (download name), figures as they are."""
+        if isinstance(view.fused, np.ndarray) and isinstance(view.shown, Shown):
+            name = result_name("fused", view.shown.task, view.shown.alpha, view.shown.beta)
+            view = view._replace(fused=named_png(view.fused, name))
+        return tuple(view)
+
+    # -- the final fusion (working resolution): image first, then metrics, baselines and the open map tab
+    def run(task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
+        *rest, base, pick, tab, last = rest
+        # The status never shows the previous result's, and no map tab the previous map, while this one runs.
+        yield tuple(cb.FuseView(SKIP, SKIP, fusing_status(task), SKIP, SKIP, None, None, None, None, SKIP))
+        for view in cb.fuse_steps(engine, rest[:MAX_SOURCES], task, a, b, baselines=base, compare=pick,
+                                  open_tab=tab, shown=last, **options(blend, resize, rest)):
+            yield shown_files(view)
+
+    final_actions = [*(s.upload for s in i.slots), *(s.clear for s in i.slots), i.alpha.release, i.beta.release,
+                     i.blend.input, i.resize.input, i.show_baselines.input, *(r.release for r in i.routers),
+                     i.fuse.click, request.change]
+    # -- while a slider moves: a reduced preview; only the latest value waits (always_last), and a
+    # release cancels the preview still queued or running, so a late preview never hides the final
+    def preview(task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
+        *rest, last = rest
+        return shown_files(cb.preview_view(engine, rest[:MAX_SOURCES], task, a, b, shown=last,
+                                           **options(blend, resize, rest)))
+
+    previews = gr.on([i.alpha.input, i.beta.input], preview, [*settings, shown], view_outputs,
+                     trigger_mode="always_last", show_progress="hidden", api_visibility="private",
+                     **FUSION_EVENT)
+    gr.on(final_actions, run, [*settings, i.show_baselines, o.compare_with, open_tab, shown], view_outputs,
+          trigger_mode="always_last", show_progress="hidden", api_name="live_fuse", api_visibility="private",
+          cancels=[previews], **FUSION_EVENT)
+
+    # -- the full resolution, on request, in its own lane, with progress and a cancel button
+    cancel_flags = SessionFlags()
+
+    def full(req: gr.Request, progress: gr.Progress = gr.Progress(), *values: Any) -> tuple[Any, str]:
+        task, a, b, blend, resize, *rest = values
+        flag = cancel_flags.get(req.session_hash or "")
+        flag.clear()
+
+        def step(fraction: float) -> None:
+            if flag.is_set():
+                raise Cancelled
+            progress(fraction, desc="Fusing at full resolution")
+
+        return full_view(engine, rest[:MAX_SOURCES], task, a, b, progress=step, **options(blend, resize, rest))
+
+    full_event = i.full.click(full, settings, [o.full_file, o.full_status], api_visibility="private",
+                              concurrency_id="full", concurrency_limit=FULL_CONCURRENCY)
+    def cancel(req: gr.Request) -> None:
+        cancel_flags.get(req.session_hash or "").set()
+
+    i.cancel.click(cancel, None, None, queue=False, cancels=[full_event], api_visibility="private")
 
     # -- actions that set several inputs, then ask for one fusion
     def on_task(task: str, req: int) -> list[Any]:
@@ -115,7 +180,13 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
 
     i.swap.click(on_swap, [*i.slots[:2], request], [*i.slots[:2], request], **QUICK)
     slot_outputs = [n_sources, *i.slots, o.compare_with]
-    i.add.click(lambda n: slot_updates(n + 1), n_sources, slot_outputs, **QUICK)
+
+    def on_add(n: int) -> list[Any]:
+        if n >= MAX_SOURCES:
+            gr.Info(f"This demo fuses at most {MAX_SOURCES} sources; remove one to add another.")
+        return slot_updates(n + 1)
+
+    i.add.click(on_add, n_sources, slot_outputs, **QUICK)
 
     def on_remove(n: int, req: int, *slots: Any) -> list[Any]:
         emptied = n > 2 and slots[n - 1] is not None  # the fusion changes only if the slot held a source
@@ -130,13 +201,21 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
         o.tabs[key].select(partial(open_map_tab, key), shown, [open_tab, o.figures[key]], api_visibility="private",
                            concurrency_id="figures", concurrency_limit=FUSION_CONCURRENCY)
 
+    # -- what was computed for other sources or another task goes when they change
+    source_changes = [*(s.upload for s in i.slots), *(s.clear for s in i.slots), i.task.select, i.examples.click,
+                      i.swap.click, i.remove.click]
+    gr.on(source_changes, lambda: (None, None, "Sources or task changed: press **Sweep** to sweep them.", None, None,
+                                   ""),
+          None, [o.sweep_strip, o.sweep_curve, o.sweep_status, o.sweep_state, o.full_file, o.full_status],
+          queue=False, api_visibility="private")
+
     wire_sweep(engine, i, o)
     wire_api(engine)
 
 
 def wire_sweep(engine: Engine, i: Inputs, o: Outputs) -> None:
     """The sweep strip: one click fuses at five values of the knob; picking a metric re-plots."""
-    sweep = gr.State(None)
+    sweep = o.sweep_state
 
     def run(task: str, a: float, b: float, knob: str, metric: str, blend: bool, resize: bool, *rest: Any) -> Any:
         return cb.sweep_view(engine, rest[:MAX_SOURCES], task, a, b, knob, metric, blend=blend,
@@ -150,15 +229,18 @@ def wire_sweep(engine: Engine, i: Inputs, o: Outputs) -> None:
 
 
 def wire_api(engine: Engine) -> None:
-    """The documented `/fuse` endpoint on hidden components (see demo.api)."""
+    """The documented endpoints on hidden components (see demo.api): `/fuse` at the working resolution,
+    `/fuse_full` at the sources' own, each in its own lane."""
     with gr.Column(visible=False):
         sources = gr.File(file_count="multiple", label="sources")
         task = gr.Textbox("vif", label="task")
         alpha, beta = ApiValue(1.0, label="alpha"), ApiValue(0.0, label="beta")
         router = gr.Textbox("", label="router")
-        resize = gr.Checkbox(False, label="resize")
+        resize = ApiFlag(False, label="resize")
         fused = gr.Image(format="png", label="fused")
         report = gr.JSON(label="report")
-        trigger = gr.Button()
-    trigger.click(partial(api_fuse, engine), [sources, task, alpha, beta, router, resize], [fused, report],
-                  api_name="fuse", **FUSION_EVENT)
+        trigger, trigger_full = gr.Button(), gr.Button()
+    inputs = [sources, task, alpha, beta, router, resize]
+    trigger.click(partial(api_fuse, engine), inputs, [fused, report], api_name="fuse", **FUSION_EVENT)
+    trigger_full.click(partial(api_fuse, engine, full_resolution=True), inputs, [fused, report],
+                       api_name="fuse_full", concurrency_id="full", concurrency_limit=FULL_CONCURRENCY)

@@ -13,10 +13,11 @@ from tcmoa import PRESETS
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 
 from . import callbacks as cb
-from .analysis import KNOBS, SWEEP_COUNT, SWEEP_METRICS, SWEEP_SIDE
-from .engine import MAX_SOURCES, UNTRAINED_WARNING, Engine
+from .analysis import KNOBS, SWEEP_COUNT, SWEEP_METRICS
+from .engine import MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING, WORKING_PIXELS, Engine
 from .events import wire_events
 from .example_sets import EXAMPLES_DIR, ExampleSet, find_examples
+from .sources import ROUTER_WEIGHT
 
 HEADER = """# TC-MoA: general image fusion
 Task-Customized Mixture of Adapters ([CVPR 2024](https://arxiv.org/abs/2403.12494)) fuses registered images of one
@@ -51,9 +52,33 @@ class SourceImage(gr.Image):
             return str(payload.path) if payload is not None and getattr(payload, "path", None) else None
 
 
+class KnobSlider(gr.Slider):
+    """gr.Slider that hands a typed out-of-range value to the callback, which refuses it with one message and
+    puts the slider back to the fused value (gr.Slider's own check would put Gradio's error on every output)."""
+
+    is_template = True  # rendered by gr.Slider's front end
+
+    def preprocess(self, payload: Any) -> Any:
+        """The value as typed: the callback checks it against the library's range."""
+        return payload
+
+
 def knob_slider(knob: KnobRange, value: float, label: str, info: str, elem_id: str) -> gr.Slider:
     """A slider over the library's allowed range of one prompt knob."""
-    return gr.Slider(knob.low, knob.high, value=value, step=knob.step, label=label, info=info, elem_id=elem_id)
+    return KnobSlider(knob.low, knob.high, value=value, step=knob.step, label=label, info=info, elem_id=elem_id,
+                      elem_classes=["tcmoa-knob"])
+
+
+# Gradio's slider sends `release` on pointer-up only; a key that moves it (arrows, Page Up/Down, Home/End,
+# Enter in the number box) sends the same pointer-up here, so keyboard users get the final fusion too.
+KEY_RELEASE = """<script>
+document.addEventListener('keyup', (e) => {
+  const keys = ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'PageUp', 'PageDown', 'Home', 'End', 'Enter'];
+  if (keys.includes(e.key) && e.target.closest && e.target.closest('.tcmoa-knob') && e.target.matches('input')) {
+    e.target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+  }
+});
+</script>"""
 
 
 @dataclass
@@ -70,6 +95,8 @@ class Inputs:
     beta: gr.Slider
     fuse: gr.Button
     reset: gr.Button
+    full: gr.Button  # the full resolution, as a named PNG
+    cancel: gr.Button
     resize: gr.Checkbox
     show_baselines: gr.Checkbox
     blend: gr.Checkbox
@@ -96,6 +123,9 @@ class Outputs:
     sweep_strip: gr.Gallery
     sweep_curve: gr.Image
     sweep_status: gr.Markdown
+    sweep_state: gr.State  # the last sweep, for re-plotting another metric
+    full_file: gr.File
+    full_status: gr.Markdown
 
 
 def input_column(engine: Engine) -> Inputs:
@@ -105,7 +135,7 @@ def input_column(engine: Engine) -> Inputs:
     task = gr.Dropdown([(p.label, k) for k, p in PRESETS.items()], value="vif", label="Task", elem_id="task")
     info = gr.Markdown(cb.task_info(engine, "vif"))
     slots = []
-    for row in range(MAX_SOURCES // 2):
+    for row in range(-(-MAX_SOURCES // 2)):
         with gr.Row():
             for i in (2 * row, 2 * row + 1):
                 slots.append(SourceImage(type="filepath", image_mode=None, label=labels[i], height=210,
@@ -120,31 +150,36 @@ def input_column(engine: Engine) -> Inputs:
         fuse = gr.Button("Fuse", variant="primary", elem_id="fuse")
         reset = gr.Button("Reset α, β and routers", elem_id="reset")
     with gr.Row():
+        full = gr.Button("Full resolution (PNG)", elem_id="full")
+        cancel = gr.Button("Cancel", size="sm", elem_id="cancel")
+    with gr.Row():
         resize = gr.Checkbox(False, label="Resize sources to source 1's size")
         show_baselines = gr.Checkbox(False, label="Show classical baselines", elem_id="show-baselines")
     with gr.Accordion("Advanced: blend the task routers", open=False):
         blend = gr.Checkbox(False, label="Blend routers (instead of the task's own router)")
-        routers = [knob_slider(cb.ROUTER_WEIGHT, w, f"{name} router", "", f"router-{name}")
+        routers = [knob_slider(ROUTER_WEIGHT, w, f"{name} router", "", f"router-{name}")
                    for name, w in zip(engine.router_names, weights0)]
     sets = find_examples()
     examples = gr.Dataset(components=[task, *slots], samples=[s.row() for s in sets], type="index",
                           sample_labels=[s.label for s in sets], samples_per_page=12,
                           label="Examples (one click loads and fuses)", elem_id="examples")
-    return Inputs(task, info, slots, add, remove, swap, alpha, beta, fuse, reset, resize, show_baselines, blend,
-                  routers, examples, sets)
+    return Inputs(task, info, slots, add, remove, swap, alpha, beta, fuse, reset, full, cancel, resize, show_baselines,
+                  blend, routers, examples, sets)
 
 
 def output_column() -> Outputs:
     """Status, fused image and before/after, metrics, baselines, map tabs and the sweep strip."""
     status = gr.Markdown("Upload two or more sources, or click an example.", elem_id="status")
     with gr.Row(equal_height=True):
-        fused = gr.Image(label="Fused image (full resolution, PNG download)", format="png", interactive=False,
-                         buttons=["download", "fullscreen"], height=340, elem_id="fused")
+        fused = gr.Image(label=f"Fused image (up to {WORKING_PIXELS / 2**20:.0f} MP; PNG download)", type="filepath",
+                         interactive=False, buttons=["download", "fullscreen"], height=340, elem_id="fused")
         with gr.Column():
             comparison = gr.ImageSlider(label="Before / after (drag the handle)", interactive=False, max_height=300,
                                         elem_id="comparison")
             compare_with = gr.Radio([("Source 1", 1), ("Source 2", 2)], value=1,
                                     label="Compare the fused image with", elem_id="compare-with")
+    full_status = gr.Markdown("", elem_id="full-status")
+    full_file = gr.File(label="Full-resolution result", interactive=False, elem_id="full-file")
     metrics = gr.Markdown("", label="Metrics", elem_id="metrics")
     baselines = gr.Gallery(label="TC-MoA and the classical baselines", columns=4, rows=1, height=230,
                            object_fit="contain", visible=False, elem_id="baselines")
@@ -154,11 +189,11 @@ def output_column() -> Outputs:
             with gr.Tab(title, id=key, elem_id=f"{key}-tab") as tabs[key]:
                 if key == "weight":
                     gr.Markdown(WEIGHT_NOTE)
-                figures[key] = gr.Image(label=title, show_label=False, interactive=False,
+                figures[key] = gr.Image(label=title, show_label=False, interactive=False, format="png",
                                         buttons=["download", "fullscreen"], elem_id=f"{key}-map")
     with gr.Accordion("Sweep: what α and β do", open=True, elem_id="sweep-section"):
         gr.Markdown(f"One click fuses at {SWEEP_COUNT} values of the chosen knob across its whole range (the other "
-                    f"settings as set above; sources at most {SWEEP_SIDE} px) and plots a metric against it.")
+                    f"settings as set above; sources reduced to about 512×512 px) and plots a metric against it.")
         with gr.Row(equal_height=True):
             sweep_knob = gr.Radio(list(KNOBS), value="β", label="Knob", elem_id="sweep-knob")
             sweep_metric = gr.Dropdown(list(SWEEP_METRICS), value="SSIM", label="Metric", elem_id="sweep-metric")
@@ -169,12 +204,13 @@ def output_column() -> Outputs:
         sweep_curve = gr.Image(label="Metric against the knob", interactive=False, height=260, show_label=False,
                                buttons=["download"], elem_id="sweep-curve")
     return Outputs(status, fused, comparison, compare_with, metrics, baselines, tabs, figures, sweep_knob,
-                   sweep_metric, sweep, sweep_strip, sweep_curve, sweep_status)
+                   sweep_metric, sweep, sweep_strip, sweep_curve, sweep_status, gr.State(None), full_file, full_status)
 
 
 def build_demo(engine: Engine) -> gr.Blocks:
     """The whole page for one loaded model."""
-    with gr.Blocks(title="TC-MoA image fusion") as demo:
+    # delete_cache: every 10 minutes, Gradio's copies of uploads and results older than an hour go.
+    with gr.Blocks(title="TC-MoA image fusion", delete_cache=(600, 3600)) as demo:
         gr.Markdown(HEADER)
         if not engine.trained:
             gr.Markdown(f"⚠️ **{UNTRAINED_WARNING[0].upper() + UNTRAINED_WARNING[1:]}.** {engine.load_note}",
@@ -185,10 +221,11 @@ def build_demo(engine: Engine) -> gr.Blocks:
             with gr.Column(scale=7, min_width=480):
                 outputs = output_column()
         wire_events(engine, inputs, outputs)
-    demo.queue(max_size=64)
+    demo.queue(max_size=QUEUE_SIZE)
     return demo
 
 
 def launch_options(engine: Engine) -> dict[str, Any]:
     """Keyword arguments for demo.launch() that belong to the page (style, upload limit)."""
-    return {"css": CSS, "max_file_size": f"{int(engine.max_file_mb)}mb", "allowed_paths": [str(EXAMPLES_DIR)]}
+    return {"css": CSS, "head": KEY_RELEASE, "max_file_size": f"{int(engine.max_file_mb)}mb",
+            "allowed_paths": [str(EXAMPLES_DIR)]}

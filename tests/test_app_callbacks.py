@@ -13,7 +13,8 @@ from PIL import Image
 from demo import analysis, gpu
 from demo import callbacks as cb
 from demo.api import api_fuse
-from demo.engine import FUSION_CONCURRENCY, MAX_SOURCES, UNTRAINED_WARNING, load_engine
+from demo.engine import (FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING,
+                         load_engine)
 from demo.events import slot_updates
 from demo.example_sets import find_examples
 from demo.layout import SourceImage, build_demo
@@ -49,6 +50,12 @@ def assert_failed(view, *words):
     assert "Traceback" not in view.status
     for word in words:
         assert word.lower() in view.status.lower(), (word, view.status)
+
+
+def assert_refused(view, message, alpha=1.0, beta=0.0):
+    """A typed α/β out of range: one message, nothing cleared, the sliders back to the fused (or default) values."""
+    assert view.status.startswith("⚠️ **Value refused:**") and message in view.status, view.status
+    assert (view.alpha, view.beta) == (alpha, beta)
 
 
 def range_message(knob, value):
@@ -164,7 +171,7 @@ def test_router_blending(engine, pair):
 
 # ------------------------------------------------------------------------------ bad input
 def test_fewer_than_two_sources(engine, pair):
-    assert_failed(fuse(engine, [pair[0], None, None, None]), "at least two", "visible and infrared")
+    assert_failed(fuse(engine, [pair[0], None, None, None]), "at least 2 source images, got 1", "visible and infrared")
     assert_failed(fuse(engine, [None] * MAX_SOURCES), "got 0")
 
 
@@ -202,7 +209,11 @@ def test_pixel_and_file_size_limits(engine, pair, tmp_path):
 def test_knobs_out_of_range_get_the_library_message(engine, pair, knobs):
     (name, value), = knobs.items()
     message = range_message(ALPHA_RANGE if name == "alpha" else BETA_RANGE, value)
-    assert_failed(fuse(engine, list(pair), **knobs), message)
+    assert_refused(fuse(engine, list(pair), **knobs), message)
+    shown = cb.final_view(cb.fuse_steps(engine, list(pair), "vif", 2.5, 0.2)).shown
+    steps = list(cb.fuse_steps(engine, list(pair), "vif", **{"alpha": 2.5, "beta": 0.2, **knobs}, shown=shown))
+    assert len(steps) == 1 and all(v is cb.SKIP for v in steps[0][:2] + steps[0][3:10])  # the page keeps its result
+    assert_refused(steps[0], message, 2.5, 0.2)  # the sliders return to the values of the fusion shown
 
 
 def test_nan_pixels_unknown_task_and_internal_errors(engine, pair):
@@ -280,7 +291,7 @@ def test_sweep_bad_input_and_large_sources(engine, pair):
     assert gallery is None and sweep is None and "Cannot sweep" in status and "Resize sources" in status
     big = [np.zeros((700, 1400, 3), np.float32), np.ones((700, 1400), np.float32) * 0.5]
     _, _, status, sweep = cb.sweep_view(engine, big, "vif", 1.0, 0.0, "β", "SSIM")
-    assert sweep.thumbs[0].shape[:2] == (256, 512) and "at 512×256 px" in status  # preview size
+    assert sweep.thumbs[0].shape[:2] == (362, 724) and "at 724×362 px" in status  # about 512x512 px worth
 
 
 # ------------------------------------------------------------------------------ ZeroGPU
@@ -325,12 +336,13 @@ def test_swap_reset_labels_and_slots(engine):
     assert cb.slot_labels("mef")[2] == "Source 3: another exposure"
     assert len(cb.slot_labels("mff")) == MAX_SOURCES
     assert "only the `medical` router" in cb.task_info(engine, "mri-ct") and "trained task" in cb.task_info(engine, "vif")
-    n, *slots, choices = slot_updates(9)
-    assert n == MAX_SOURCES and all(s["visible"] and "value" not in s for s in slots) and len(choices["choices"]) == 4
+    n, *slots, choices = slot_updates(MAX_SOURCES + 1)
+    assert n == MAX_SOURCES == 8 and all(s["visible"] and "value" not in s for s in slots)
+    assert len(choices["choices"]) == MAX_SOURCES
     n, *slots, _ = slot_updates(1)
     assert n == 2 and slots[2] == {"__type__": "update", "visible": False, "value": None}
-    n, *slots, _ = slot_updates(3, "mff", ["a.jpg", "b.jpg", "c.jpg", None])
-    assert [s.get("value") for s in slots] == ["a.jpg", "b.jpg", "c.jpg", None]
+    n, *slots, _ = slot_updates(3, "mff", ["a.jpg", "b.jpg", "c.jpg"] + [None] * (MAX_SOURCES - 3))
+    assert [s.get("value") for s in slots] == ["a.jpg", "b.jpg", "c.jpg"] + [None] * (MAX_SOURCES - 3)
     assert slots[2]["label"] == "Source 3: another focal plane" and not slots[3]["visible"]
 
 
@@ -372,14 +384,23 @@ def test_build_demo_wiring(engine):
     assert live.trigger_mode == "always_last"  # while one runs, only the latest request waits
     events = [event for _, event in live.targets]
     # Only user events fuse (".change" also fires on values a callback sets): one action, one fusion.
-    assert events.count("change") == 1 and set(events) == {"upload", "clear", "input", "click", "change"}
+    assert events.count("change") == 1 and set(events) == {"upload", "clear", "input", "release", "click", "change"}
+    preview_id, preview = next((k, fn) for k, fn in demo.fns.items() if fn.api_name == "preview")
+    assert {event for _, event in preview.targets} == {"input"} and preview.trigger_mode == "always_last"
+    # every action that runs the final fusion also cancels a preview still queued or running: no late preview
+    # hides the final
+    assert any(fn.cancels == [preview_id] and fn.targets == live.targets for fn in demo.fns.values())
     (request_id,) = [block_id for block_id, event in live.targets if event == "change"]
     assert isinstance(demo.blocks[request_id], gr.State)
     setters = [fn for fn in demo.fns.values() if any(o._id == request_id for o in fn.outputs)]
     assert {fn.api_name for fn in setters} == {"on_task", "on_example", "on_reset", "on_swap", "on_remove"}
     assert all(fn.queue for fn in setters)  # only queued events report State changes to the page
-    for name in ("live_fuse", "fuse", "sweep"):
+    for name in ("live_fuse", "fuse", "sweep", "preview"):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("fusion", FUSION_CONCURRENCY)
+    # the full resolution runs in a lane of its own: a large request never holds up a small one
+    for name in ("fuse_full", "full"):
+        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("full", FULL_CONCURRENCY)
+    assert demo.delete_cache and demo._queue.max_size == QUEUE_SIZE  # the upload cache is cleaned; the queue bounded
 
 
 def test_concurrent_users_get_their_own_results(engine, pair):

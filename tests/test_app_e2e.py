@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -164,12 +165,48 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
             before = page.locator("#fused img").get_attribute("src")
 
             alpha = page.locator("#alpha input[type=number]")
-            assert fusions_after(lambda: (alpha.fill("2.5"), alpha.press("Enter")), "α = 2.50") == 1
+            # typed + Enter: a preview while typing, the final fusion on Enter (a release)
+            assert fusions_after(lambda: (alpha.fill("2.5"), alpha.press("Enter")), "Fused 2 sources") <= 2
+            expect(page.locator("#status")).to_contain_text("α = 2.50")
             after = page.locator("#fused img").get_attribute("src")
             assert after and after != before
             assert page.request.get(after).body() != page.request.get(before).body()
-            slider = page.locator("#alpha input[type=range]")  # drag-like: five quick steps of 0.05
-            assert fusions_after(lambda: [slider.press("ArrowRight") for _ in range(5)], "α = 2.75") <= 5
+            assert unquote(after).endswith("/fused_vif_a2.50_b+0.00.png")  # the download says what it is
+
+            # a typed value out of range: one message, the slider back to the fused value, the image kept
+            before = counter.count
+            alpha.fill("9")
+            expect(page.locator("#status")).to_contain_text("Value refused", timeout=30_000)
+            expect(page.locator("#status")).to_contain_text("alpha must be a number in [0, 3], got 9")
+            expect(alpha).to_have_value("2.5")
+            assert page.locator("#fused img").get_attribute("src") == after
+            assert page.locator(".error").count() == 0  # no red badges over the outputs
+            alpha.press("Enter")  # the release of the refused value: nothing new to fuse
+            time.sleep(1.5)
+            assert counter.count - before <= 1
+
+            # a mouse drag: previews follow it, the release fuses the final value
+            track = page.locator("#alpha input[type=range]")
+            box = track.bounding_box()
+            y = box["y"] + box["height"] / 2
+            page.mouse.move(box["x"] + box["width"] * 0.5, y)
+            page.mouse.down()
+            previews = []
+            for k in range(1, 7):
+                page.mouse.move(box["x"] + box["width"] * (0.5 + 0.04 * k), y, steps=3)
+                time.sleep(0.15)
+                previews.append(page.locator("#status").inner_text())
+            assert any("Preview" in text for text in previews), previews
+            dragged = float(track.input_value())
+            page.mouse.up()
+            expect(page.locator("#status")).to_contain_text("Fused 2 sources", timeout=60_000)
+            expect(page.locator("#status")).to_contain_text(f"α = {dragged:.2f}")
+            time.sleep(1.0)  # no late preview replaces the final
+            assert "Fused 2 sources" in page.locator("#status").inner_text()
+            slider = page.locator("#alpha input[type=range]")  # keyboard: five steps of 0.05, then the final
+            assert fusions_after(lambda: [slider.press("ArrowRight") for _ in range(5)],
+                                 f"α = {dragged + 0.25:.2f}") <= 10
+            expect(page.locator("#status")).to_contain_text("Fused 2 sources")
 
             # a task change sets its defaults and fuses once
             def pick_task():
@@ -201,9 +238,21 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
             page.get_by_role("option", name="Qabf").click()  # re-plots without fusing again
             expect(page.locator("#sweep-curve img")).not_to_have_attribute("src", curve)
             assert counter.count - before == 5
-            time.sleep(1.0)  # let the images paint before the screenshot
             shot = SCREENSHOT if os.environ.get("TCMOA_UPDATE_SCREENSHOT") == "1" else tmp_path / "app.png"
+            time.sleep(1.0)  # let the images paint before the screenshot
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 50_000  # a real page with images, not a blank one
+
+            # the full resolution, on request: a PNG named for what it is
+            page.locator("#full").click()
+            expect(page.locator("#full-status")).to_contain_text("Full resolution", timeout=120_000)
+            expect(page.locator("#full-file")).to_contain_text("fused_full_mef_a")
+
+            # another example: the sweep strip, its curve and the full-resolution file of the old sources go
+            page.get_by_text("Infrared + visible: tno 18").click()
+            expect(page.locator("#sweep-status")).to_contain_text("Sources or task changed")
+            expect(page.locator("#sweep-strip img")).to_have_count(0)
+            expect(page.locator("#sweep-curve img")).to_have_count(0)
+            expect(page.locator("#full-file")).not_to_contain_text("fused_full_mef_a")
         finally:
             browser.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -179,8 +179,13 @@ class Fuser:
     # ----------------------------------------------------------------------------- public
     def fuse(self, sources: Sequence[ImageSource], task: str | Preset = "vif", *, alpha: float | None = None,
              beta: float | None = None, route: Route | None = None, colour: str = "auto",
-             resize: str | None = None, maps: bool = False) -> FusionResult:
-        """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image."""
+             resize: str | None = None, maps: bool = False,
+             progress: Callable[[float], None] | None = None) -> FusionResult:
+        """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image.
+
+        `progress`, when given, is called with the fraction done after every batch of tiles; an
+        exception it raises stops the fusion there (the app's cancel button).
+        """
         start = time.perf_counter()
         preset = task if isinstance(task, Preset) else get_preset(task)
         alpha = ALPHA_RANGE.check(preset.alpha if alpha is None else alpha)
@@ -198,8 +203,9 @@ class Fuser:
 
         def fold(planes: list[np.ndarray]) -> np.ndarray:
             result = planes[0]
-            for nxt in planes[1:]:
-                result, step_maps = self._fuse_pair(result, nxt, route, control, maps)
+            for k, nxt in enumerate(planes[1:]):
+                step = None if progress is None else (lambda done, k=k: progress((k + done) / (len(planes) - 1)))
+                result, step_maps = self._fuse_pair(result, nxt, route, control, maps, step)
                 captured[:] = [step_maps] if step_maps is not None else []
             return result
 
@@ -230,7 +236,8 @@ class Fuser:
         return match_sizes(images, resize)
 
     def _fuse_pair(self, a: np.ndarray, b: np.ndarray, route: Route, control: PromptControl,
-                   want_maps: bool) -> tuple[np.ndarray, FusionMaps | None]:
+                   want_maps: bool, progress: Callable[[float], None] | None = None
+                   ) -> tuple[np.ndarray, FusionMaps | None]:
         """Two same-size float images, both grey or both RGB -> fused image of that kind, maps."""
         grey = a.ndim == 2
         ta, tb = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (a, b))
@@ -238,14 +245,18 @@ class Fuser:
             ta, tb = ta[None].expand(3, -1, -1), tb[None].expand(3, -1, -1)
         else:
             ta, tb = ta.permute(2, 0, 1), tb.permute(2, 0, 1)
-        fused, maps = self.fuse_tensors(ta, tb, route, control, want_maps)
+        fused, maps = self.fuse_tensors(ta, tb, route, control, want_maps, progress)
         out = fused.permute(1, 2, 0).cpu().numpy()
         return (to_grey(out) if grey else out), maps
 
     @torch.inference_mode()
     def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
-                     want_maps: bool = False) -> tuple[torch.Tensor, FusionMaps | None]:
-        """[0, 1] RGB (3, H, W) pair of any size -> fused (3, H, W), tiled within the budget."""
+                     want_maps: bool = False, progress: Callable[[float], None] | None = None
+                     ) -> tuple[torch.Tensor, FusionMaps | None]:
+        """[0, 1] RGB (3, H, W) pair of any size -> fused (3, H, W), tiled within the budget.
+
+        `progress(fraction)` is called after each batch of tiles (it may raise to stop).
+        """
         _, h, w = a.shape
         cfg = self.model.config
         budget = self.tile_size ** 2
@@ -272,6 +283,8 @@ class Fuser:
                 if wa is not None:
                     weight = weight or TileBlender(1, h, w, 1.0, self.tile_overlap, self.device)
                     weight.add(tile, wa[k])
+            if progress is not None:
+                progress(min(i + per_call, len(tiles)) / len(tiles))
         fused = image.result().clamp(0, 1)
         if not torch.isfinite(fused).all():
             raise RuntimeError("the model produced NaN/inf values; the checkpoint may be corrupt")

@@ -1,0 +1,166 @@
+"""What one request may ask of the shared server: its sources checked and read, and the resolution fused.
+
+Cheap checks come first (count, file sizes, the pixels of every header), so an oversized request is
+refused before anything is decoded. Every request is then fused at a bounded resolution (the
+working resolution, or a smaller preview while a slider moves); the full resolution is the explicit
+"Full resolution" action and `/fuse_full`, which run in a lane of their own (demo.events).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from tcmoa import ImageError, get_preset, read_image
+from tcmoa.fuse.pipeline import SizeMismatchError, match_sizes
+from tcmoa.imaging import resize_to
+from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
+from tcmoa.tasks import Preset
+
+from .engine import MAX_SOURCES, MIN_SIDE, Engine
+
+RESIZE_HINT = "or tick “Resize sources to source 1's size”"
+ROUTER_WEIGHT = KnobRange("router weight", 0.0, 1.0, 0.05)
+
+
+class InputError(ValueError):
+    """A problem with what the user gave; its message is shown as is."""
+
+
+class KnobError(InputError):
+    """α or β outside the library's range (a typed value): refused, and the page keeps what it shows."""
+
+
+def check_knobs(alpha: object, beta: object) -> dict[str, float]:
+    """{"alpha": α, "beta": β} within the library's ranges, else KnobError with the library's message."""
+    try:
+        return {"alpha": ALPHA_RANGE.check(alpha), "beta": BETA_RANGE.check(beta)}
+    except ValueError as exc:
+        raise KnobError(str(exc)) from None
+
+
+def present(slots: Sequence[object]) -> list[object]:
+    """The filled source slots, in order."""
+    return [s for s in slots if s is not None and not (isinstance(s, str) and not s)]
+
+
+def header_size(source: object) -> tuple[int, int]:
+    """(width, height) of a source from its header alone ((0, 0) when unreadable: read_image then says why)."""
+    if isinstance(source, np.ndarray):
+        return (int(source.shape[1]), int(source.shape[0])) if source.ndim >= 2 else (0, 0)
+    try:
+        with Image.open(source) as im:  # type: ignore[arg-type]
+            return im.size
+    except Exception:  # noqa: BLE001 (any unreadable file is explained by read_image)
+        return 0, 0
+
+
+def upload_name(source: object, message: str) -> str:
+    """A message naming the upload, not the server's temporary path."""
+    if isinstance(source, (str, os.PathLike)):
+        return message.replace(f"'{source}'", f"'{os.path.basename(source)}'")
+    return message
+
+
+def read_sources(engine: Engine, sources: Sequence[object]) -> list[np.ndarray]:
+    """Check and read the sources: count, file sizes, pixels each and together, decodability, smallest side."""
+    if len(sources) > MAX_SOURCES:
+        raise InputError(f"this demo fuses at most {MAX_SOURCES} sources at once, got {len(sources)}")
+    total = 0
+    for i, src in enumerate(sources, start=1):
+        if isinstance(src, (str, os.PathLike)) and os.path.isfile(src):
+            size_mb = os.path.getsize(src) / 2**20
+            if size_mb > engine.max_file_mb:
+                raise InputError(f"source {i}: the file is {size_mb:.0f} MB, above this demo's limit of "
+                                 f"{engine.max_file_mb:.0f} MB; downscale or re-encode it")
+        w, h = header_size(src)
+        if w * h > engine.max_pixels:
+            raise InputError(f"source {i}: image is {w}x{h} = {w * h / 1e6:.1f} MP, above this demo's limit of "
+                             f"{engine.max_pixels / 1e6:.1f} MP per source; downscale it")
+        total += w * h
+    if total > engine.request_pixels:
+        raise InputError(f"the {len(sources)} sources hold {total / 1e6:.1f} MP together, above this demo's "
+                         f"limit of {engine.request_pixels / 1e6:.0f} MP per request; downscale them or fuse fewer")
+    images = []
+    for i, src in enumerate(sources, start=1):
+        try:
+            images.append(read_image(src, max_pixels=engine.max_pixels))
+        except ImageError as exc:
+            message = upload_name(src, str(exc)).replace(" (or raise max_pixels)", "")
+            raise InputError(f"source {i}: {message}") from None
+    return images
+
+
+def user_message(exc: Exception, resize_hint: str = RESIZE_HINT) -> str:
+    """The message to show for an input problem, pointing at this entry point's resize control."""
+    return exc.explain(resize_hint) if isinstance(exc, SizeMismatchError) else str(exc)
+
+
+def blend_route(engine: Engine, weights: Sequence[object]) -> list[float]:
+    """The user's router blend, validated: one weight in [0, 1] per router, a positive sum."""
+    w = [ROUTER_WEIGHT.check(v) for v in weights]
+    if len(w) != len(engine.router_names) or sum(w) <= 0:
+        raise InputError("router blending needs a positive weight on at least one router")
+    return w
+
+
+@dataclass(frozen=True)
+class Request:
+    """A checked request: the task, the Fuser.fuse settings, and the sources at one size (full resolution)."""
+
+    preset: Preset
+    settings: dict[str, Any]  # alpha, beta, route: the task's own or the one given (sources already one size)
+    images: tuple[np.ndarray, ...]
+    notes: tuple[str, ...]  # e.g. "source 2 resized from 48x32 to 96x64"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the sources."""
+        h, w = self.images[0].shape[:2]
+        return w, h
+
+
+def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object, beta: object, *,
+            route: object = None, resize: object = False, what: str = "fusion") -> Request:
+    """Validate a request, cheap checks first: task, count, α, β, router, then the sources (read, same size)."""
+    try:
+        preset = get_preset(str(task))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    sources = present(slots)
+    if len(sources) < 2:
+        raise InputError(f"{what} needs at least 2 source images, got {len(sources)} "
+                         f"({' and '.join(preset.roles)}: upload them or click an example)")
+    route = preset.route_for(engine.router_names) if route is None else route  # decided here, once
+    settings = {**check_knobs(alpha, beta), "route": route}
+    images, notes = match_sizes(read_sources(engine, sources), "first" if resize else None)
+    h, w = images[0].shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise InputError(f"the sources are {w}x{h} px; this demo needs at least {MIN_SIDE} px on each side "
+                         "(the smallest size all its metrics are defined for)")
+    return Request(preset, settings, tuple(images), tuple(notes))
+
+
+def scaled_to(images: Sequence[np.ndarray], pixels: int) -> list[np.ndarray]:
+    """Same-size images scaled by one factor to at most `pixels` (never below MIN_SIDE on the short side)."""
+    h, w = images[0].shape[:2]
+    scale = max(min(1.0, math.sqrt(pixels / (h * w))), min(1.0, MIN_SIDE / min(h, w)))
+    if scale >= 1.0:
+        return list(images)
+    size = (max(1, int(h * scale + 1e-6)), max(1, int(w * scale + 1e-6)))  # rounded down: within the budget
+    return [resize_to(im, size) for im in images]
+
+
+def strict_bool(value: object, name: str) -> bool:
+    """True/False, 1/0 or their strings; anything else is refused (bool('false') is True)."""
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1) and not isinstance(value, float):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise InputError(f"{name} must be true or false, got {value!r}")
