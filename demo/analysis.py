@@ -111,8 +111,8 @@ def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], result: Fusion
         maps = dataclasses.replace(maps, source_weight=display_copy(maps.source_weight))
     labels = list(preset.roles) + [f"source {i}" for i in range(3, len(images) + 1)]
     return Shown(maps, roles, display_copy(to_uint8(background)), display_copy(fused),
-                 tuple(display_copy(to_uint8(im)) for im in images), tuple(labels), result.alpha, result.beta,
-                 preset.key)
+                 tuple(display_copy(to_uint8(im)) for im in images), tuple(labels), result.settings.alpha,
+                 result.settings.beta, preset.key)
 
 
 def render_tab(tab: str, shown: Shown | None) -> np.ndarray | None:

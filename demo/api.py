@@ -64,7 +64,7 @@ def api_fuse(engine: Engine, sources: Sequence[object] | None, task: object, alp
     scored = scaled_to([result.image, *images], WORKING_PIXELS)
     metrics = fusion_scores(to_uint8(scored[0]), scored[1:], request.preset.key)
     t_metrics = time.perf_counter() - t_metrics
-    route = request.settings["route"]
+    route = result.settings.route
     h, w = fused.shape[:2]
     notes = [*request.notes, *result.notes]
     if (w, h) != request.size:
@@ -72,7 +72,8 @@ def api_fuse(engine: Engine, sources: Sequence[object] | None, task: object, alp
                      "/fuse_full fuses the full resolution")
     report = {
         "task": request.preset.key, "sources": len(images), "fusion_order": [i + 1 for i in result.order],
-        "size": [w, h], "source_size": list(request.size), "alpha": result.alpha, "beta": result.beta,
+        "size": [w, h], "source_size": list(request.size),
+        "alpha": result.settings.alpha, "beta": result.settings.beta,
         "router": route if isinstance(route, str) else dict(zip(engine.router_names, route)),
         "model": engine.model_name, "trained": engine.trained, "device": engine.device_label,
         "timing_s": {"fusion": round(result.seconds, 4), "metrics": round(t_metrics, 4),

@@ -128,8 +128,8 @@ def preview_view(engine: Engine, slots: Sequence[object], task: str, alpha: obje
         log.exception("preview failed")
         return failed_view(f"internal error ({type(exc).__name__}); the server log has the details")
     h, w = result.image.shape[:2]
-    status = (f"**Preview** {w}×{h} px · {time.perf_counter() - start:.2f} s · α = {result.alpha:.2f}, "
-              f"β = {result.beta:+.2f} · ⏳ the full fusion follows when the slider rests")
+    status = (f"**Preview** {w}×{h} px · {time.perf_counter() - start:.2f} s · α = {result.settings.alpha:.2f}, "
+              f"β = {result.settings.beta:+.2f} · ⏳ the full fusion follows when the slider rests")
     return FuseView(to_uint8(result.image), SKIP, status, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP)
 
 
@@ -172,10 +172,10 @@ def baseline_gallery(images: Sequence[np.ndarray], preset: Preset, fused: np.nda
 def status_line(engine: Engine, result: FusionResult, request: Request, total: float, blend: bool) -> str:
     """One Markdown line: what was fused, at what size, how long it took, on what, with which model."""
     h, w = result.image.shape[:2]
-    route = "blended routers" if blend else f"router `{result.task.route_for(engine.router_names)}`"
+    route = "blended routers" if blend else f"router `{result.settings.route}`"
     line = (f"**Fused** {len(request.images)} sources · {w}×{h} px · **{total:.2f} s** (fusion "
             f"{result.seconds:.2f} s) · {engine.device_label} · model **{engine.model_label}** · "
-            f"α = {result.alpha:.2f}, β = {result.beta:+.2f} · {route}")
+            f"α = {result.settings.alpha:.2f}, β = {result.settings.beta:+.2f} · {route}")
     notes = [f"Note: {note}" for note in (*request.notes, *result.notes)]
     if (w, h) != request.size:
         notes.append(f"Note: shown at the working resolution; **Full resolution** fuses the {request.size[0]}×"

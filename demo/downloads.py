@@ -67,7 +67,7 @@ def full_view(engine: Engine, slots: Sequence[object], task: str, alpha: object,
                                resize=resize)
         result = engine.fuse(list(request.images), request.preset.key,
                              [{**request.settings, "progress": progress}])[0]
-        path = named_png(result.image, result_name("fused_full", request.preset.key, result.alpha, result.beta))
+        path = named_png(result.image, result_name("fused_full", request.preset.key, result.settings.alpha, result.settings.beta))
     except Cancelled:
         return None, "Full-resolution fusion cancelled."
     except BAD_INPUT as exc:
@@ -76,5 +76,5 @@ def full_view(engine: Engine, slots: Sequence[object], task: str, alpha: object,
         log.exception("full-resolution fusion failed")
         return None, f"⚠️ **Cannot fuse:** internal error ({type(exc).__name__}); the server log has the details"
     h, w = result.image.shape[:2]
-    return path, (f"**Full resolution** {w}×{h} px in {time.perf_counter() - start:.1f} s · α = {result.alpha:.2f}, "
-                  f"β = {result.beta:+.2f}: the PNG is below")
+    return path, (f"**Full resolution** {w}×{h} px in {time.perf_counter() - start:.1f} s · α = {result.settings.alpha:.2f}, "
+                  f"β = {result.settings.beta:+.2f}: the PNG is below")

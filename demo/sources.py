@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from tcmoa import ImageError, get_preset, read_image
-from tcmoa.fuse.pipeline import SizeMismatchError, match_sizes
+from tcmoa.colour import SizeMismatchError
+from tcmoa.fuse.pipeline import match_sizes
 from tcmoa.imaging import resize_to
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 from tcmoa.tasks import Preset

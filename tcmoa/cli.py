@@ -17,7 +17,8 @@ from .model.checkpoint import CheckpointError, load_model
 from .distributed import process_group, rank_device
 from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
 from .model.moa import ALPHA_RANGE, BETA_RANGE
-from .fuse.pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, SizeMismatchError, parse_route
+from .colour import SizeMismatchError
+from .fuse.pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, parse_route
 from .fuse.tiling import DEFAULT_TILE_SIZE
 from .tasks import PRESETS, Route, UnknownPresetError, preset_key
 
@@ -145,21 +146,18 @@ def _pairs(dir_a: Path, dir_b: Path) -> list[tuple[str, Path, Path]]:
     return [(stem, a[stem], b[stem]) for stem in common]
 
 
-def _write(result: FusionResult, out: Path, maps_dir: Path | None, sources: Sequence[Path]) -> None:
+def _write(result: FusionResult, out: Path, maps_dir: Path | None) -> None:
     save_image(out, result.image)
-    if maps_dir is not None and result.maps is not None:
-        from .imaging import read_image
+    if maps_dir is not None and result.maps is not None and result.mapped_pair is not None:
         from .fuse.figures import save_map_images  # matplotlib only when maps are asked for
 
-        save_map_images(result.maps, [read_image(s) for s in sources], maps_dir)
+        save_map_images(result.maps, maps_dir, result.mapped_pair[0], result.settings.preset.roles)
 
 
 def run_fuse(args: argparse.Namespace) -> int:
     """The `fuse` command."""
     if bool(args.sources) == bool(args.pairs):
         raise CliError("give either two or more source images, or --pairs DIR_A DIR_B", EXIT_INPUT)
-    if args.sources and len(args.sources) < 2:
-        raise CliError(f"fusion needs at least 2 source images, got {len(args.sources)}", EXIT_INPUT)
     try:  # the library's ranges, checked before the model loads
         for knob, value in ((ALPHA_RANGE, args.alpha), (BETA_RANGE, args.beta)):
             if value is not None:
@@ -191,7 +189,7 @@ def run_fuse(args: argparse.Namespace) -> int:
         maps_dir = (args.maps / stem if stem else args.maps) if args.maps else None
         try:
             result = fuser.fuse(sources, **options)
-            _write(result, out, maps_dir, sources)
+            _write(result, out, maps_dir)
         except (ImageError, ValueError, OSError) as exc:  # OSError: the disk filled or a folder vanished
             message = exc.explain("or --resize first") if isinstance(exc, SizeMismatchError) else str(exc)
             if not stem:
@@ -200,7 +198,8 @@ def run_fuse(args: argparse.Namespace) -> int:
             continue
         if not args.quiet and not stem:
             print(f"wrote {out} ({result.image.shape[1]}x{result.image.shape[0]}, {result.seconds:.2f} s on "
-                  f"{result.device}, task {result.task.key}, alpha {result.alpha:g}, beta {result.beta:g})")
+                  f"{result.device}, task {result.settings.preset.key}, alpha {result.settings.alpha:g}, "
+                  f"beta {result.settings.beta:g})")
             for note in result.notes:
                 print(f"note: {note}")
     failures = queue.finish()

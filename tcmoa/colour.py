@@ -29,13 +29,16 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
-from .imaging import from_array, is_grey, rgb_to_ycbcr, to_grey, ycbcr_to_rgb
+from .imaging import ImageError, from_array, is_grey, rgb_to_ycbcr, to_grey, ycbcr_to_rgb
 
 __all__ = [
     "COLOUR_MODES",
     "ColourMode",
     "FuseFn",
+    "SizeMismatchError",
+    "check_source_count",
     "check_sources",
+    "size_mismatch",
     "combine_chroma",
     "fuse_with_colour_rule",
     "is_colour",
@@ -53,21 +56,48 @@ def is_colour(img: np.ndarray) -> bool:
     return a.ndim == 3 and a.shape[2] >= 3 and not is_grey(a)
 
 
+class SizeMismatchError(ImageError):
+    """Sources of different sizes. Each entry point names its own way to opt into resizing (`explain`)."""
+
+    def __init__(self, index: int, size: tuple[int, int], first: tuple[int, int]):
+        super().__init__(index, size, first)  # the arguments, so the error pickles (ZeroGPU workers)
+        self.index, self.size, self.first = index, size, first
+
+    def __str__(self) -> str:
+        return self.explain("or resize='first'")
+
+    def explain(self, hint: str) -> str:
+        """The message with `hint` (e.g. "or --resize first") saying how to resize instead."""
+        (w, h), (w1, h1) = self.size, self.first
+        return (f"source {self.index} is {w}x{h} but source 1 is {w1}x{h1} (width x height); "
+                f"fusion needs registered sources of one size ({hint})")
+
+
+def check_source_count(sources: Sequence[object]) -> None:
+    """The one check that a fusion has a list of at least 2 sources (ImageError otherwise)."""
+    if isinstance(sources, (str, bytes, np.ndarray)) or not isinstance(sources, Sequence):
+        raise ImageError("sources must be a list of images, one per source")
+    if len(sources) < 2:
+        raise ImageError(f"fusion needs at least 2 source images, got {len(sources)}")
+
+
+def size_mismatch(images: Sequence[np.ndarray]) -> SizeMismatchError | None:
+    """The error for the first source whose size differs from source 1's, or None when all agree."""
+    h, w = images[0].shape[:2]
+    for i, img in enumerate(images[1:], start=2):
+        if img.shape[:2] != (h, w):
+            return SizeMismatchError(i, (img.shape[1], img.shape[0]), (w, h))
+    return None
+
+
 def check_sources(sources: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Validate N >= 2 equally sized images into float32 [0,1] grey (H,W) / colour (H,W,3) arrays."""
-    if isinstance(sources, np.ndarray) or not isinstance(sources, Sequence):
-        raise ValueError("sources must be a list of images (one array per source)")
-    if len(sources) < 2:
-        raise ValueError(f"fusion needs at least 2 source images, got {len(sources)}")
+    check_source_count(sources)
     # from_array validates dtype/range/NaN and turns R = G = B images into grey.
     imgs = [from_array(s, label=f"source {i + 1}") for i, s in enumerate(sources)]
-    h, w = imgs[0].shape[:2]
-    for i, img in enumerate(imgs[1:], start=2):
-        if img.shape[:2] != (h, w):
-            raise ValueError(
-                f"source {i} is {img.shape[1]}x{img.shape[0]} but source 1 is {w}x{h} (width x height); "
-                "all sources must be registered and the same size (resize them first)"
-            )
+    mismatch = size_mismatch(imgs)
+    if mismatch is not None:
+        raise mismatch
     return imgs
 
 

@@ -432,8 +432,8 @@ def test_figures_shapes_and_files(tmp_path):
         assert figure.dtype == np.uint8 and figure.shape[1] == 760 and figure.shape[2] == 3
     assert weight_figure(fake_maps(weight=False)) is None
     assert sweep_curve([0, 1, 2], [0.1, None, 0.3], "α", "SD", current=1.0).shape == (240, 420, 3)
-    paths = save_map_images(maps, [np.zeros((40, 56, 3), np.float32)], tmp_path, ("visible", "infrared"))
+    paths = save_map_images(maps, tmp_path, np.zeros((40, 56, 3), np.float32), ("visible", "infrared"))
     assert [p.name for p in paths] == ["prompts.png", "routing.png", "source_weight.png"]
     assert all(Image.open(p).size[0] == 760 for p in paths)
-    assert len(save_map_images(fake_maps(weight=False), [], tmp_path / "official")) == 2
+    assert len(save_map_images(fake_maps(weight=False), tmp_path / "official")) == 2
     assert map_cells(np.ones((2, 300, 200)), 96).shape == (2, 75, 50)

@@ -170,3 +170,27 @@ def test_mismatched_sizes_name_the_cli_option(tmp_path, capsys):
     a, b = write(tmp_path / "a.png", 0, size=(48, 40)), write(tmp_path / "b.png", 1, size=(40, 40))
     assert main(["fuse", str(a), str(b), "--model", "compact", "-o", str(tmp_path / "f.png")]) == 2
     assert "(or --resize first)" in capsys.readouterr().err
+
+
+def test_maps_are_drawn_over_source_a_whatever_the_upload_order(tmp_path):
+    # mef is order-free: the pipeline puts the brightest exposure first (source A). The prompt maps
+    # must be drawn over that source, so both upload orders give the same images (the CLI passed
+    # no order and drew them over whichever file came first).
+    rng = np.random.default_rng(0)
+    scene = rng.random((64, 64, 3))
+    dark = write_array(tmp_path / "dark.png", 0.05 + 0.3 * scene)
+    bright = write_array(tmp_path / "bright.png", 0.6 + 0.4 * scene)
+    written = {}
+    for name, order in (("db", [dark, bright]), ("bd", [bright, dark])):
+        assert main(["fuse", *map(str, order), "--task", "mef", "--model", "compact", "-o", str(tmp_path / f"{name}.png"),
+                     "--maps", str(tmp_path / name), "--quiet"]) == 0
+        written[name] = {p.name: np.asarray(Image.open(p)) for p in sorted((tmp_path / name).iterdir())}
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "db.png")), np.asarray(Image.open(tmp_path / "bd.png")))
+    assert written["db"].keys() == written["bd"].keys() and "prompts.png" in written["db"]
+    for file in written["db"]:
+        assert np.array_equal(written["db"][file], written["bd"][file]), file
+
+
+def write_array(path, image):
+    Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path)
+    return path

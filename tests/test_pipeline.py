@@ -179,7 +179,7 @@ def test_source_weight_map_follows_beta_and_is_none_for_the_official_decoder(fus
 
 
 def test_size_mismatch_names_the_way_to_resize(fuser):
-    from tcmoa.fuse.pipeline import SizeMismatchError
+    from tcmoa.colour import SizeMismatchError
 
     with pytest.raises(SizeMismatchError) as caught:
         fuser.fuse([smooth_image(40, 48), smooth_image(32, 48)], "vif")
@@ -224,3 +224,36 @@ def test_gpu_bf16_matches_cpu_closely():
     cpu = Fuser(model, device="cpu").fuse(pair, "vif").image
     gpu = Fuser(load_model("compact"), device="cuda", precision="bf16").fuse(pair, "vif").image
     assert np.abs(cpu - gpu).mean() < 0.02
+
+
+def test_the_result_carries_what_was_decided(fuser):
+    mri, pet = smooth_image(48, 64, colour=False), smooth_image(40, 56, seed=5)
+    result = fuser.fuse([mri, pet], "MRI-PET", resize="first", maps=True)
+    s = result.settings
+    assert (s.preset.key, s.alpha, s.beta, s.route, s.resize) == ("mri-pet", 2.0, -0.2, "medical", "first")
+    assert [im.shape[:2] for im in result.sources] == [(48, 64), (48, 64)]  # size-matched, as fused
+    assert np.array_equal(result.sources[0], mri) and result.order == [0, 1]
+    assert result.mapped_pair is not None and np.array_equal(result.mapped_pair[0], mri)
+    blended = fuser.fuse([mri, result.sources[1]], "mri-pet", route=[0.5, 0, 0, 0.5]).settings
+    assert blended.route == [0.5, 0, 0, 0.5]
+    # Settings made once and reused give the same fusion; knobs are given one way at a time.
+    settings = fuser.settings("mef", beta=0.1)
+    dark, bright = smooth_image(32, 32) * 0.3, smooth_image(32, 32, seed=1) * 0.4 + 0.6
+    again = fuser.fuse([dark, bright], settings, maps=True)
+    assert np.array_equal(again.image, fuser.fuse([dark, bright], "mef", beta=0.1).image)
+    assert again.order == [1, 0] and np.array_equal(again.mapped_pair[0], again.sources[1])  # brightest is A
+    with pytest.raises(ValueError, match="not both"):
+        fuser.fuse([dark, bright], settings, alpha=1.0)
+
+
+def test_source_count_and_size_have_one_message_everywhere(fuser):
+    from tcmoa.colour import check_sources
+    from tcmoa.metrics.baselines import run_baseline
+
+    one, small = smooth_image(32, 32), smooth_image(24, 32)
+    for call in (lambda: fuser.fuse([one], "vif"), lambda: check_sources([one]), lambda: run_baseline("average", [one], "vif")):
+        with pytest.raises(ImageError, match=r"^fusion needs at least 2 source images, got 1$"):
+            call()
+    for call in (lambda: fuser.fuse([one, small], "vif"), lambda: check_sources([one, small])):
+        with pytest.raises(ImageError, match=r"^source 2 is 32x24 but source 1 is 32x32 \(width x height\); fusion"):
+            call()

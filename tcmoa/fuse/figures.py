@@ -240,19 +240,17 @@ def routing_figure(maps: FusionMaps, width_px: int = 760) -> np.ndarray:
     return figure_to_array(fig)
 
 
-def save_map_images(maps: FusionMaps, sources: Sequence[ImageSource], out_dir: str | Path,
-                    roles: tuple[str, str] = ("source A", "source B"),
-                    order: Sequence[int] | None = None) -> list[Path]:
+def save_map_images(maps: FusionMaps, out_dir: str | Path, background: ImageSource | None = None,
+                    roles: tuple[str, str] = ("source A", "source B")) -> list[Path]:
     """Write prompts.png, routing.png (and source_weight.png when the model has one) into out_dir.
 
-    `sources` are the fused inputs (paths or arrays); the first in `order` (the fusion order,
-    `FusionResult.order`, default as given) is source A and is drawn under the maps. Returns the paths.
+    `background` is drawn under the maps: source A of the fusion they describe
+    (`FusionResult.mapped_pair[0]`). Returns the paths written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    first = sources[order[0] if order else 0] if len(sources) else None
-    figures = {"prompts.png": prompt_figure(maps, first, roles), "routing.png": routing_figure(maps),
-               "source_weight.png": weight_figure(maps, first, roles)}
+    figures = {"prompts.png": prompt_figure(maps, background, roles), "routing.png": routing_figure(maps),
+               "source_weight.png": weight_figure(maps, background, roles)}
     paths = []
     for name, rgb in figures.items():
         if rgb is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..colour import fuse_with_colour_rule
+from ..colour import check_source_count, fuse_with_colour_rule, size_mismatch
 from ..device import pick_device
 from ..imaging import DEFAULT_MAX_PIXELS, ImageError, ImageSource, read_image, resize_to, to_grey
 from ..model.network import TCMoA, normalize
@@ -29,23 +29,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FITS = ("pad", "resize")
 RESIZE_POLICIES = (None, "first")
 COLOURS = ("auto", "grey", "rgb")  # the colour rule, a forced grey result, or the official RGB path
-
-
-class SizeMismatchError(ImageError):
-    """Sources of different sizes. Each entry point names its own way to opt into resizing (`explain`)."""
-
-    def __init__(self, index: int, size: tuple[int, int], first: tuple[int, int]):
-        super().__init__(index, size, first)  # the arguments, so the error pickles (ZeroGPU workers)
-        self.index, self.size, self.first = index, size, first
-
-    def __str__(self) -> str:
-        return self.explain("or resize='first'")
-
-    def explain(self, hint: str) -> str:
-        """The message with `hint` (e.g. "or --resize first") saying how to resize instead."""
-        (w, h), (w1, h1) = self.size, self.first
-        return (f"source {self.index} is {w}x{h} but source 1 is {w1}x{h1} (width x height); "
-                f"fusion needs registered sources of one size ({hint})")
 
 
 def parse_route(text: str | None, routers: Sequence[str]) -> Route | None:
@@ -99,20 +82,35 @@ class FusionMaps:
         return up[..., :self.image_size[0], :self.image_size[1]]
 
 
+@dataclass(frozen=True)
+class FuseSettings:
+    """What one fusion was asked for, validated and resolved for the model (Fuser.settings makes it)."""
+
+    preset: Preset
+    alpha: float  # in ALPHA_RANGE; the preset's default unless given
+    beta: float  # in BETA_RANGE
+    route: Route  # the router used: the preset's own on this model, or the one (or blend) asked for
+    colour: str = "auto"  # one of COLOURS
+    resize: str | None = None  # one of RESIZE_POLICIES
+
+
 @dataclass
 class FusionResult:
-    """A fused image with what produced it."""
+    """A fused image with what was decided on the way: readers take these, never recompute them."""
 
     image: np.ndarray  # float32 [0, 1]; (H, W) grey or (H, W, 3) RGB
-    task: Preset
-    alpha: float
-    beta: float
+    settings: FuseSettings
+    sources: list[np.ndarray]  # as read and size-matched (resize='first'), in the given order
+    order: list[int]  # indices into `sources` in the order they were fused (source A first)
     seconds: float
     device: str
     precision: str
     model_name: str
-    order: list[int]  # input indices in the order they were fused
     maps: FusionMaps | None = None
+    # The pair the maps describe, as the model saw it: (A, B) of the last pairwise step. With two
+    # sources that is (sources[order[0]], sources[order[1]]) in the fused colour space; with N > 2, A
+    # is the running result of the earlier steps.
+    mapped_pair: tuple[np.ndarray, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -134,12 +132,13 @@ def canonical_order(images: Sequence[np.ndarray], task: Preset) -> list[int]:
 
 def match_sizes(images: Sequence[np.ndarray], resize: str | None) -> tuple[list[np.ndarray], list[str]]:
     """The sources at source 1's size (resize='first') with a note per resized one; else SizeMismatchError."""
+    mismatch = size_mismatch(images)
+    if resize != "first" and mismatch is not None:
+        raise mismatch
     out, notes = list(images), []
     h, w = out[0].shape[:2]
     for i, im in enumerate(out[1:], start=2):
         if im.shape[:2] != (h, w):
-            if resize != "first":
-                raise SizeMismatchError(i, (im.shape[1], im.shape[0]), (w, h))
             notes.append(f"source {i} resized from {im.shape[1]}x{im.shape[0]} to {w}x{h}")
             out[i - 1] = resize_to(im, (h, w))
     return out, notes
@@ -177,56 +176,68 @@ class Fuser:
         self.tile_batch, self.max_pixels = tile_batch, max_pixels
 
     # ----------------------------------------------------------------------------- public
-    def fuse(self, sources: Sequence[ImageSource], task: str | Preset = "vif", *, alpha: float | None = None,
-             beta: float | None = None, route: Route | None = None, colour: str = "auto",
-             resize: str | None = None, maps: bool = False,
-             progress: Callable[[float], None] | None = None) -> FusionResult:
-        """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image.
-
-        `progress`, when given, is called with the fraction done after every batch of tiles; an
-        exception it raises stops the fusion there (the app's cancel button).
-        """
-        start = time.perf_counter()
+    def settings(self, task: str | Preset = "vif", *, alpha: float | None = None, beta: float | None = None,
+                 route: Route | None = None, colour: str = "auto", resize: str | None = None) -> FuseSettings:
+        """Validate a request and resolve it for this model: None takes the preset's α, β and router."""
         preset = task if isinstance(task, Preset) else get_preset(task)
-        alpha = ALPHA_RANGE.check(preset.alpha if alpha is None else alpha)
-        beta = BETA_RANGE.check(preset.beta if beta is None else beta)
-        route = preset.route_for(self.model.config.routers) if route is None else route
-        self.model.route_weights(route)  # validate before any work
         if colour not in COLOURS:
             raise ValueError(f"colour must be one of {COLOURS}, got {colour!r}")
         if resize not in RESIZE_POLICIES:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
-        images, notes = self._read_all(sources, resize)
-        order = canonical_order(images, preset)
-        control = PromptControl(alpha, beta)
-        captured: list[FusionMaps] = []
+        route = preset.route_for(self.model.config.routers) if route is None else route
+        self.model.route_weights(route)  # validate before any work
+        return FuseSettings(preset, ALPHA_RANGE.check(preset.alpha if alpha is None else alpha),
+                            BETA_RANGE.check(preset.beta if beta is None else beta), route, colour, resize)
+
+    def fuse(self, sources: Sequence[ImageSource], task: str | Preset | FuseSettings = "vif", *,
+             alpha: float | None = None, beta: float | None = None, route: Route | None = None,
+             colour: str = "auto", resize: str | None = None, maps: bool = False,
+             progress: Callable[[float], None] | None = None) -> FusionResult:
+        """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image.
+
+        `task` is a preset name (any case) with the knobs as keywords, or settings made by `settings`.
+        `progress`, when given, is called with the fraction done after every batch of tiles; an
+        exception it raises stops the fusion there (the app's cancel button).
+        """
+        start = time.perf_counter()
+        if isinstance(task, FuseSettings):
+            if (alpha, beta, route, colour, resize) != (None, None, None, "auto", None):
+                raise ValueError("give the knobs either in FuseSettings or as keywords, not both")
+            settings = task
+        else:
+            settings = self.settings(task, alpha=alpha, beta=beta, route=route, colour=colour, resize=resize)
+        images, notes = self._read_all(sources, settings.resize)
+        order = canonical_order(images, settings.preset)
+        control = PromptControl(settings.alpha, settings.beta)
+        captured: list[tuple[FusionMaps, tuple[np.ndarray, np.ndarray]]] = []
 
         def fold(planes: list[np.ndarray]) -> np.ndarray:
             result = planes[0]
             for k, nxt in enumerate(planes[1:]):
                 step = None if progress is None else (lambda done, k=k: progress((k + done) / (len(planes) - 1)))
-                result, step_maps = self._fuse_pair(result, nxt, route, control, maps, step)
-                captured[:] = [step_maps] if step_maps is not None else []
+                pair = (result, nxt)
+                result, step_maps = self._fuse_pair(result, nxt, settings.route, control, maps, step)
+                captured[:] = [(step_maps, pair)] if step_maps is not None else []
             return result
 
         ordered = [images[i] for i in order]
-        if colour == "rgb":  # the official path: every source as RGB (grey replicated), RGB out
+        if settings.colour == "rgb":  # the official path: every source as RGB (grey replicated), RGB out
             image = fold([im if im.ndim == 3 else np.repeat(im[..., None], 3, axis=-1) for im in ordered])
         else:
-            image = fuse_with_colour_rule(ordered, fold, fuse_rgb=fold, colour_mode="grey" if colour == "grey" else "auto")
+            image = fuse_with_colour_rule(ordered, fold, fuse_rgb=fold,
+                                          colour_mode="grey" if settings.colour == "grey" else "auto")
         if len(images) > 2:
             notes.append(f"{len(images)} sources fused pairwise in order {[i + 1 for i in order]}; "
                          "the maps show the last step")
-        return FusionResult(image=image, task=preset, alpha=alpha, beta=beta,
+        return FusionResult(image=image, settings=settings, sources=images, order=order,
                             seconds=time.perf_counter() - start, device=str(self.device), precision=self.precision,
-                            model_name=str(self.model.info.get("name", self.model.config.name)), order=order,
-                            maps=captured[0] if captured else None, notes=notes)
+                            model_name=str(self.model.info.get("name", self.model.config.name)),
+                            maps=captured[0][0] if captured else None,
+                            mapped_pair=captured[0][1] if captured else None, notes=notes)
 
     # ----------------------------------------------------------------------------- steps
     def _read_all(self, sources: Sequence[ImageSource], resize: str | None) -> tuple[list[np.ndarray], list[str]]:
-        if isinstance(sources, (str, bytes, np.ndarray)) or len(sources) < 2:
-            n = 1 if isinstance(sources, (str, bytes, np.ndarray)) else len(sources)
-            raise ImageError(f"fusion needs at least 2 source images, got {n}")
+        check_source_count(sources)
         images = []
         for i, src in enumerate(sources):
             try:
