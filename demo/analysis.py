@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tcmoa.imaging import shrink_to, to_grey, to_uint8
+from tcmoa.imaging import shrink_to, bt601_luma, to_uint8
 from tcmoa.metrics.scores import evaluate
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 from tcmoa.fuse.pipeline import FusionMaps, FusionResult
@@ -45,7 +45,7 @@ def luma8(image: np.ndarray) -> np.ndarray:
     """A float [0, 1] or uint8 image as 8-bit luminance."""
     if image.dtype == np.uint8:
         image = image.astype(np.float32) / 255.0
-    return to_uint8(to_grey(image) if image.ndim == 3 else image)
+    return to_uint8(bt601_luma(image) if image.ndim == 3 else image)
 
 
 def fusion_scores(fused: np.ndarray, sources: Sequence[np.ndarray], task: str) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 Most fusion methods (classical LP, TC-MoA's luma path, U2Fusion, ...) fuse single-channel
 images. ``fuse_with_colour_rule`` wraps such a luma fusion so that every method, baseline or
-model, treats colour the same way (shared/reference/peer_scores.md, "Colour rule"):
+model, treats colour the same way (docs/CONVENTIONS.md, "The colour rule"):
 
 * **All sources grey** -> the luma function fuses them; the result is grey (H, W).
   A 3-channel source whose channels are equal (TNO "visible" PNGs) counts as grey, so TNO and
@@ -29,7 +29,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
-from .imaging import ImageError, from_array, is_grey, rgb_to_ycbcr, to_grey, ycbcr_to_rgb
+from .imaging import ImageError, from_array, is_grey, rgb_to_ycbcr, bt601_luma, ycbcr_to_rgb
 
 __all__ = [
     "COLOUR_MODES",
@@ -144,7 +144,7 @@ def fuse_with_colour_rule(
     colour_idx = [i for i, im in enumerate(imgs) if im.ndim == 3]
 
     if colour_mode == "grey" or not colour_idx:
-        lumas = [to_grey(im) if im.ndim == 3 else im for im in imgs]
+        lumas = [bt601_luma(im) if im.ndim == 3 else im for im in imgs]
         return _call_fuse(fuse_luma, lumas, hw, "fuse_luma")
 
     if fuse_rgb is not None and len(colour_idx) == len(imgs):

@@ -39,7 +39,7 @@ from PIL import Image, ImageOps
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "GREY_TOLERANCE", "ImageError", "ImageSource", "from_array", "is_grey",
-    "read_image", "resize_to", "rgb_to_ycbcr", "save_image", "to_grey", "to_uint8", "ycbcr_to_rgb",
+    "read_image", "resize_to", "rgb_to_ycbcr", "save_image", "bt601_luma", "to_uint8", "ycbcr_to_rgb",
 ]
 
 # 64 MP: above any phone sensor in common use (48/50 MP), still small enough that a five-shot
@@ -309,7 +309,7 @@ def _collapse(rgb: np.ndarray) -> np.ndarray:
     """Grey of an (H,W,3) grey-looking image: the channel itself if exact, else luma."""
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
         return np.ascontiguousarray(rgb[..., 0], dtype=np.float32)
-    return to_grey(rgb)
+    return bt601_luma(rgb)
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,7 +345,7 @@ def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, clip: bool = 
     return np.clip(out, 0.0, 1.0, out=out) if clip else out
 
 
-def to_grey(img: np.ndarray) -> np.ndarray:
+def bt601_luma(img: np.ndarray) -> np.ndarray:
     """Luma (BT.601 Y) of an (H,W,3) image; an (H,W) image is returned as a float32 copy."""
     a = np.asarray(img, dtype=np.float32)
     if a.ndim == 2:

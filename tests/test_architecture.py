@@ -119,3 +119,10 @@ def test_the_checker_sees_imports():
 def test_modules_stay_small(module):
     lines = len(MODULES[module].read_text().splitlines())
     assert lines <= MAX_LINES, f"{MODULES[module]} has {lines} lines; split it by concept"
+
+
+def test_the_library_points_into_the_repository_never_to_shared():
+    # A clone holds only the repository: docstrings and comments cite files in it (docs/, tests/).
+    bad = [f"{MODULES[m]}:{i}" for m in MODULES for i, line in enumerate(MODULES[m].read_text().splitlines(), 1)
+           if "shared/reference" in line or "shared/fixtures" in line]
+    assert not bad, bad

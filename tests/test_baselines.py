@@ -15,7 +15,7 @@ from tcmoa.metrics.baselines import (
     run_baseline,
 )
 from tcmoa.colour import combine_chroma, fuse_with_colour_rule, is_colour
-from tcmoa.imaging import read_image, rgb_to_ycbcr, to_grey, ycbcr_to_rgb
+from tcmoa.imaging import read_image, rgb_to_ycbcr, bt601_luma, ycbcr_to_rgb
 from tcmoa.tasks import ROUTER_NAMES
 
 from .conftest import DATA
@@ -113,7 +113,7 @@ def test_mertens_under_over(colour: bool) -> None:
     out = run_baseline("mertens", [under, over], "mef")
     assert out.shape == under.shape
     assert under.mean() < out.mean() < over.mean()
-    g_out, g_under, g_over = to_grey(out), to_grey(under), to_grey(over)
+    g_out, g_under, g_over = bt601_luma(out), bt601_luma(under), bt601_luma(over)
     bright, dark = slice(int(0.8 * W), W), slice(0, int(0.2 * W))
     # Where one exposure is clipped flat, the fusion recovers texture from the other one.
     assert _detail(g_over[:, bright]) < 1e-6 and _detail(g_out[:, bright]) > 0.3 * _detail(g_under[:, bright])

@@ -18,7 +18,7 @@ from tcmoa.imaging import (
     resize_to,
     rgb_to_ycbcr,
     save_image,
-    to_grey,
+    bt601_luma,
     to_uint8,
     ycbcr_to_rgb,
 )
@@ -298,9 +298,9 @@ def test_ycbcr_round_trip_and_known_values() -> None:
 
 def test_to_grey() -> None:
     rgb = RNG.random((5, 6, 3)).astype(np.float32)
-    np.testing.assert_allclose(to_grey(rgb), rgb @ np.array([0.299, 0.587, 0.114], np.float32), atol=1e-6)
+    np.testing.assert_allclose(bt601_luma(rgb), rgb @ np.array([0.299, 0.587, 0.114], np.float32), atol=1e-6)
     g = rgb[..., 0]
-    np.testing.assert_array_equal(to_grey(g), g)
+    np.testing.assert_array_equal(bt601_luma(g), g)
 
 
 # ------------------------------------------------------------------ output

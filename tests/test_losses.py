@@ -119,12 +119,12 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
 
 def test_ssim_and_mef_ssim_identity() -> None:
     x, y, _ = _rand_images(0)
-    assert num(L.ssim(x, x)) == pytest.approx(1.0, abs=1e-5)
-    assert num(L.ssim(x, y)) < 0.5
+    assert num(L.official_ssim(x, x)) == pytest.approx(1.0, abs=1e-5)
+    assert num(L.official_ssim(x, y)) < 0.5
     # Fused equal to both (identical) sources: l = cs = 1.
-    assert num(L.mef_ssim(x, (x, x))) == pytest.approx(1.0, abs=1e-5)
+    assert num(L.official_mef_ssim(x, (x, x))) == pytest.approx(1.0, abs=1e-5)
     # A stacked (K, B, C, H, W) tensor is accepted as well as a sequence.
-    assert num(L.mef_ssim(y, torch.stack((x, y)))) == pytest.approx(num(L.mef_ssim(y, (x, y))), rel=1e-6)
+    assert num(L.official_mef_ssim(y, torch.stack((x, y)))) == pytest.approx(num(L.official_mef_ssim(y, (x, y))), rel=1e-6)
 
 
 def test_signed_gradient_and_max_gradient_target() -> None:
@@ -251,7 +251,7 @@ def test_mff_total_finite_with_gradients(version: str, epoch: int) -> None:
     # Terms are the ones against the pseudo ground truth O.
     o = L.mff_pseudo_ground_truth(a, b)
     assert num(out["pixel_loss"]) == pytest.approx(num(L.max_pixel_loss(fused, o)), rel=1e-6)
-    assert num(out["ssim_loss"]) == pytest.approx(1 - num(L.ssim(fused, o)), rel=1e-6)
+    assert num(out["ssim_loss"]) == pytest.approx(1 - num(L.official_ssim(fused, o)), rel=1e-6)
 
 
 def test_mff_weightings_2024_vs_2025() -> None:
@@ -284,12 +284,12 @@ def _vif_mef_inputs(seed: int = 7):
 
 def test_vif_mef_weightings_2024_vs_2025() -> None:
     f, a, b, enc, dec, aux = _vif_mef_inputs()
-    ssim_ab = ((1 - num(L.ssim(f, a))) + (1 - num(L.ssim(f, b)))) / 2
+    ssim_ab = ((1 - num(L.official_ssim(f, a))) + (1 - num(L.official_ssim(f, b)))) / 2
     mir = num(L.mir_loss(enc, dec))
     pix = num(L.pixel_loss(f, a, b))
     maxg = num(L.max_gradient_loss(f, a, b))
     maxp = num(L.max_pixel_loss(f, a, b))
-    mefs = 1 - num(L.mef_ssim(f, (a, b)))
+    mefs = 1 - num(L.official_mef_ssim(f, (a, b)))
     x = float(aux)
     expected = {
         # (task, epoch, version): total
@@ -351,7 +351,7 @@ def test_gradcheck_float64() -> None:
     f = torch.rand(1, 3, 12, 12, generator=g, dtype=torch.float64).requires_grad_(True)
     a = torch.rand(1, 3, 12, 12, generator=g, dtype=torch.float64)
     b = torch.rand(1, 3, 12, 12, generator=g, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda x: L.ssim(x, a), (f,), fast_mode=True)
-    assert torch.autograd.gradcheck(lambda x: L.mef_ssim(x, (a, b)), (f,), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda x: L.official_ssim(x, a), (f,), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda x: L.official_mef_ssim(x, (a, b)), (f,), fast_mode=True)
     # L1 terms are piecewise linear: check away from kinks by a smooth proxy (signed gradient itself).
     assert torch.autograd.gradcheck(lambda x: L.signed_gradient(x).pow(2).mean(), (f,), fast_mode=True)

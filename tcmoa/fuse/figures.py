@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..imaging import ImageSource, read_image, to_grey
+from ..imaging import ImageSource, read_image, bt601_luma
 from .pipeline import FusionMaps
 
 __all__ = ["difference_figure", "figure_to_array", "map_cells", "panel_figure", "prompt_figure", "routing_figure",
@@ -67,7 +67,7 @@ def _background(image: ImageSource | None, size: tuple[int, int]) -> np.ndarray 
     if image is None:
         return None
     grey = read_image(image, max_pixels=None)
-    grey = to_grey(grey) if grey.ndim == 3 else grey
+    grey = bt601_luma(grey) if grey.ndim == 3 else grey
     h, w = size
     scale = min(1.0, MAX_BACKGROUND_SIDE / max(h, w))
     shown = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -156,7 +156,7 @@ def difference_figure(fused: np.ndarray, sources: Sequence[np.ndarray], labels: 
     def luma(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         x = x / 255.0 if x.max(initial=0) > 1.0 else x
-        return to_grey(x) if x.ndim == 3 else x
+        return bt601_luma(x) if x.ndim == 3 else x
 
     f = luma(fused)
     diffs = [f - luma(s) for s in sources]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..colour import check_source_count, fuse_with_colour_rule, size_mismatch
 from ..device import pick_device
-from ..imaging import DEFAULT_MAX_PIXELS, ImageError, ImageSource, read_image, resize_to, to_grey
+from ..imaging import DEFAULT_MAX_PIXELS, ImageError, ImageSource, read_image, resize_to, bt601_luma
 from ..model.network import TCMoA, normalize
 from ..model.moa import ALPHA_RANGE, BETA_RANGE, PromptControl
 from ..tasks import Preset, Route, get_preset
@@ -122,7 +122,7 @@ def canonical_order(images: Sequence[np.ndarray], task: Preset) -> list[int]:
     """
     if not task.order_free:
         return list(range(len(images)))
-    grey = [to_grey(im) if im.ndim == 3 else im for im in images]
+    grey = [bt601_luma(im) if im.ndim == 3 else im for im in images]
     if task.key == "mef":
         keys = [-float(g.mean()) for g in grey]
     else:
@@ -258,7 +258,7 @@ class Fuser:
             ta, tb = ta.permute(2, 0, 1), tb.permute(2, 0, 1)
         fused, maps = self.fuse_tensors(ta, tb, route, control, want_maps, progress)
         out = fused.permute(1, 2, 0).cpu().numpy()
-        return (to_grey(out) if grey else out), maps
+        return (bt601_luma(out) if grey else out), maps
 
     @torch.inference_mode()
     def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,

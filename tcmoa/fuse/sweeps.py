@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..imaging import to_grey
-from ..metrics.vifb import ssim_each
+from ..imaging import bt601_luma
+from ..metrics.vifb import vifb_ssim_each
 from .pipeline import Fuser, canonical_order
 from ..tasks import get_preset
 
@@ -38,7 +38,7 @@ class Sweep:
 
 def towards_a(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """SSIM(F, A) - SSIM(F, B) on grey images: > 0 when the result resembles source A more."""
-    ssim_a, ssim_b = ssim_each(*(to_grey(x).astype(np.float64) * 255.0 for x in (fused, a, b)))
+    ssim_a, ssim_b = vifb_ssim_each(*(bt601_luma(x).astype(np.float64) * 255.0 for x in (fused, a, b)))
     return ssim_a - ssim_b
 
 

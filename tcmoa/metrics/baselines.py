@@ -1,7 +1,7 @@
 """Classical fusion baselines (Average, Laplacian pyramid, Mertens) over N >= 2 sources.
 
-They follow shared/reference/peer_scores.md ("Methods"), so their scores are comparable with
-the peer table:
+They follow the method definitions of the published peer table (docs/BENCHMARKS.md reproduces its
+rows), so their scores are comparable with it:
 
 * **average**: pixel mean; all-colour inputs are averaged in RGB.
 * **laplacian**: 5-level Laplacian pyramid (4 band-pass levels + Gaussian residual) built with
@@ -119,7 +119,7 @@ def mertens_weights(task: str) -> tuple[float, float, float]:
     """(contrast, saturation, exposure) weights per task: MFF uses contrast only."""
     _check_task(task)
     # Focus stacks differ only in sharpness; saturation/exposure terms would pull in blur.
-    # Otherwise OpenCV's own defaults (1, 1, 0): peer_scores.md says (1, 1, 1), but its Mertens
+    # Otherwise OpenCV's own defaults (1, 1, 0): the peer table says (1, 1, 1), but its Mertens
     # rows (tno25, harvard_ct/pet, msrs20, mefb100) are reproduced to 3 digits only by (1, 1, 0).
     return (1.0, 0.0, 0.0) if task == "mff" else (1.0, 1.0, 0.0)
 

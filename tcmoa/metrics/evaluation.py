@@ -1,6 +1,6 @@
 """Evaluation harness: find the eval sets, run fusion methods on them, score and tabulate.
 
-Layout of a set (../shared/data/README.md): <root>/<task>/<set>/<role>/<id>.<ext>; a pair is the
+Layout of a set: <root>/<task>/<set>/<role>/<id>.<ext>; a pair is the
 files with the same id under the set's role folders. Sets of scenes (lytro_triples) hold
 <scene>/{a,b,c}.<ext> instead.
 """

@@ -10,8 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import matlab as mf
-from .vifb import (average_gradient, cross_entropy, edge_intensity, entropy, mef_ssim, mutual_information, nabf, psnr,
-                   qabf, qcb, qcv, rmse, spatial_frequency, ssim, standard_deviation, vif)
+from .vifb import (average_gradient, cross_entropy, edge_intensity, entropy, mefb_mef_ssim, mutual_information, nabf, psnr,
+                   qabf, qcb, qcv, rmse, spatial_frequency, vifb_ssim, standard_deviation, vif)
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,13 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("PSNR", psnr, True, True, "pair"),
         MetricInfo("RMSE", rmse, False, True, "pair"),
         MetricInfo("Qabf", qabf, True, True, "pair"),
-        MetricInfo("SSIM", ssim, True, True, "pair"),
+        MetricInfo("SSIM", vifb_ssim, True, True, "pair"),
         MetricInfo("CE", cross_entropy, False, True, "pair"),
         MetricInfo("EI", edge_intensity, True, False, "fused"),
         MetricInfo("Qcb", qcb, True, True, "pair"),
         MetricInfo("Qcv", qcv, False, True, "pair"),
         MetricInfo("VIF", vif, True, True, "pair"),
-        MetricInfo("MEF-SSIM", mef_ssim, True, True, "stack", "gray"),
+        MetricInfo("MEF-SSIM", mefb_mef_ssim, True, True, "stack", "gray"),
         MetricInfo("Nabf", nabf, False, True, "pair"),
     )
 }
@@ -75,7 +75,7 @@ def _is_grey(img: np.ndarray) -> bool:
     return bool((img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all())
 
 
-def _to_grey(img: np.ndarray) -> np.ndarray:
+def _vifb_grey(img: np.ndarray) -> np.ndarray:
     """Grey-mode conversion: R=G=B images keep a channel, colour ones go through rgb2gray."""
     if img.ndim == 2:
         return img
@@ -126,7 +126,7 @@ def evaluate(fused: np.ndarray, sources: Sequence[np.ndarray],
         info = METRICS[name]
         if info.colour == "gray" or not colour:
             if grey is None:
-                grey = _to_grey(F), [_to_grey(s) for s in srcs]
+                grey = _vifb_grey(F), [_vifb_grey(s) for s in srcs]
             out[name] = float(_call(info, *grey))
         elif info.colour == "hstack":
             out[name] = float(info.func(np.concatenate([F[..., k] for k in range(3)], axis=1)))

@@ -5,7 +5,7 @@ or a list of sources); tcmoa.metrics.scores.evaluate takes whole uint8 / 0..255 
 VIFB per-channel mode and returns ``{name: value}``. Definitions follow VIFB's MATLAB code
 (MI in nats and SSIM summed over both sources, SF on the H x 3W colour layout, VIFB's odd
 PSNR/RMSE), Tang's ``vifp_mscale`` (VIF) and ``analysis_nabf`` (Nabf), and MEFB's
-``metricsMEF_SSIM``; ``shared/reference/metrics.md`` spells out every convention.
+``metricsMEF_SSIM``. docs/CONVENTIONS.md sets these conventions beside the training losses' ones.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "entropy", "standard_deviation", "spatial_frequency", "average_gradient", "edge_intensity",
-    "mutual_information", "psnr", "rmse", "qabf", "ssim", "cross_entropy", "qcb", "qcv",
-    "vifp", "vif", "nabf", "mef_ssim", "reference_psnr",
+    "mutual_information", "psnr", "rmse", "qabf", "vifb_ssim", "vifb_ssim_each", "cross_entropy", "qcb", "qcv",
+    "vifp", "vif", "nabf", "mefb_mef_ssim", "reference_psnr",
 ]
 
 _EPS = np.finfo(np.float64).eps
@@ -132,14 +132,14 @@ def reference_psnr(image: np.ndarray | torch.Tensor, reference: np.ndarray | tor
 # ----------------------------------------------------------------------------- structural
 
 
-def ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def vifb_ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """SSIM(A,F) + SSIM(B,F): 11x11 Gaussian (sigma 1.5), 'valid', standard constants (VIFB)."""
-    ssim_a, ssim_b = ssim_each(fused, a, b)
+    ssim_a, ssim_b = vifb_ssim_each(fused, a, b)
     return ssim_a + ssim_b
 
 
-def ssim_each(fused: np.ndarray, *refs: np.ndarray) -> list[float]:
-    """SSIM(R,F) for every reference R, as `ssim` computes it (F's local statistics shared)."""
+def vifb_ssim_each(fused: np.ndarray, *refs: np.ndarray) -> list[float]:
+    """SSIM(R,F) for every reference R, as `vifb_ssim` computes it (F's local statistics shared)."""
     f, *planes = mf.check_2d(fused, *refs)
     g = mf.gaussian_1d(11, 1.5)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
@@ -327,10 +327,10 @@ def _mef_ssim_level(seq: list[np.ndarray], f: np.ndarray) -> float:
     return float(((2 * sig12 + C) / (sig1 + sig2 + C)).mean())
 
 
-def mef_ssim(fused: np.ndarray, sources: Sequence[np.ndarray]) -> float:
+def mefb_mef_ssim(fused: np.ndarray, sources: Sequence[np.ndarray]) -> float:
     """MEF-SSIM (Ma, Zeng, Wang 2015): 3-scale ``mef_ms_ssim`` on grey 0..255 images (MEFB)."""
     if len(sources) < 2:
-        raise ValueError("mef_ssim needs at least 2 source images")
+        raise ValueError("MEF-SSIM needs at least 2 source images")
     f, *seq = mf.check_2d(fused, *sources)
     if min(f.shape) / 4 < 11:
         raise ValueError(f"MEF-SSIM needs images of at least 44x44 pixels, got {f.shape}")

@@ -104,7 +104,7 @@ CONFIGS: dict[str, ModelConfig] = {
     "official-large": ModelConfig(name="official-large"),
     # The Base variant (mae_visualize_vit_base): 12 blocks, 768 wide, 3 + 2 modules.
     "official-base": ModelConfig(name="official-base", embed_dim=768, depth=12, num_heads=12),
-    # The shape of the conformance fixture (../shared/fixtures/official_tiny).
+    # The shape of the conformance fixture (tests/fixtures/official_tiny).
     "official-tiny": ModelConfig(
         name="official-tiny", embed_dim=128, depth=8, num_heads=4,
         decoder_embed_dim=64, decoder_depth=4, decoder_num_heads=4,

@@ -1,6 +1,6 @@
 """One TC-MoA module: task router bank, shared adapter bank, prompts and prompt-driven fusion.
 
-Computed exactly as the official code does (../shared/reference/tcmoa_official.md, section 2),
+Computed exactly as the official code does (checked on its outputs: tests/test_official_fixture.py),
 including the parts the paper states differently: noise std softplus(.) + 0.1, adapters combined
 as log sum g*exp(adapter), prompts as sigmoid(channel mean), and the learnable scalar weighting
 the fused branch.

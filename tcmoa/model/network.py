@@ -1,6 +1,6 @@
 """TC-MoA: a frozen ViT autoencoder carrying two sources, mixed by TC-MoA modules.
 
-Shapes follow the official computation (../shared/reference/tcmoa_official.md, sections 1-3): both
+Shapes follow the official computation (checked on its outputs: tests/test_official_fixture.py): both
 sources run through the same encoder and decoder (one batch, two streams); after the blocks the
 tau rule picks, a TC-MoA module mixes the streams; only stream A is decoded to pixels.
 """

@@ -4,7 +4,7 @@
     tcmoa train --pack PACK --out runs/tcmoa2 --resume runs/tcmoa
     tcmoa train --pack PACK --init runs/tcmoa --router-only medical --out runs/medical --budget-minutes 4
 
-Official recipe (reference section 8): the backbone is frozen; each outer step makes one optimiser
+Official recipe: the backbone is frozen; each outer step makes one optimiser
 step per task in turn (VIF, MEF, MFF), each with its own batch, forward and backward, under the
 official per-task loss (2025 weights); AdamW (0.9, 0.95), weight decay 0.05 except 1-D parameters
 and biases, linear warm-up then half-cycle cosine (3e-4 -> 1e-5), no gradient clipping. The

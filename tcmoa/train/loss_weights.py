@@ -1,7 +1,7 @@
 """The official per-task loss weightings (2024 camera-ready and 2025 code), as data.
 
-Each task has a warm-up and a main phase; tcmoa.train.losses.task_loss applies them
-(../shared/reference/tcmoa_official.md, section 6).
+Each task has a warm-up and a main phase; tcmoa.train.losses.task_loss applies them (checked
+against the official loss terms: tests/test_losses.py, tests/test_official_fixture.py).
 """
 from __future__ import annotations
 

@@ -32,8 +32,8 @@ __all__ = [
     "LOSS_WEIGHTS_2025",
     "LOSS_WEIGHTS_2024",
     "LOSS_WEIGHTS",
-    "ssim",
-    "mef_ssim",
+    "official_ssim",
+    "official_mef_ssim",
     "signed_gradient",
     "max_gradient_loss",
     "max_pixel_loss",
@@ -65,7 +65,7 @@ _KY = ((0.2, 1.0, 0.2), (0.0, 0.0, 0.0), (-0.2, -1.0, -0.2))
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 _SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
 # Luma weights of the official to_gray (torchvision / TF rgb_to_grayscale).
-_GRAY = (0.2989, 0.587, 0.114)
+_OFFICIAL_TO_GRAY = (0.2989, 0.587, 0.114)
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def _no_autocast(fn: _Fn) -> _Fn:
 
 
 @_no_autocast
-def ssim(x: Tensor, y: Tensor) -> Tensor:
+def official_ssim(x: Tensor, y: Tensor) -> Tensor:
     """SSIM of two (B, C, H, W) images in [0, 1]: 11x11 Gaussian (sigma 1.5), depthwise, zero pad 5, mean of map."""
     x, y = _fp32(x), _fp32(y)
     c = x.shape[1]
@@ -175,7 +175,7 @@ def _as_tall(img: Tensor) -> Tensor:
 
 
 @_no_autocast
-def mef_ssim(fused: Tensor, sources: Sequence[Tensor] | Tensor) -> Tensor:
+def official_mef_ssim(fused: Tensor, sources: Sequence[Tensor] | Tensor) -> Tensor:
     """Official single-scale MEF-SSIM (is_lum=True) of fused (B,C,H,W) vs K sources, batch as one tall image."""
     if isinstance(sources, Tensor):
         sources = list(sources.unbind(0))  # (K, B, C, H, W) -> K x (B, C, H, W)
@@ -266,7 +266,7 @@ def mff_pseudo_ground_truth(a: Tensor, b: Tensor, patch: int = 16) -> Tensor:
     def patch_max(img: Tensor) -> Tensor:
         r, g, bl = img.unbind(dim=1)
         # Same expression (and rounding) as the official to_gray, so near-tie choices agree.
-        gray = (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * bl).unsqueeze(1)  # (B, 1, H, W)
+        gray = (_OFFICIAL_TO_GRAY[0] * r + _OFFICIAL_TO_GRAY[1] * g + _OFFICIAL_TO_GRAY[2] * bl).unsqueeze(1)  # (B, 1, H, W)
         sob = F.conv2d(gray, k, padding=1)  # (B, 2, H, W): Sobel x, Sobel y
         mag = sob.abs().sum(dim=1)  # (B, H, W): |gx| + |gy|
         return mag.view(bsz, h // patch, patch, w // patch, patch).amax(dim=(2, 4))  # (B, h, w)
@@ -366,10 +366,10 @@ def task_loss(
             return max_gradient_loss(fused, target_o) if target_o is not None else max_gradient_loss(fused, a, b)
         if field == "ssim":
             if target_o is not None:
-                return 1.0 - ssim(fused, target_o)
-            return ((1.0 - ssim(fused, a)) + (1.0 - ssim(fused, b))) / 2.0
+                return 1.0 - official_ssim(fused, target_o)
+            return ((1.0 - official_ssim(fused, a)) + (1.0 - official_ssim(fused, b))) / 2.0
         if field == "mef_ssim":
-            return 1.0 - mef_ssim(fused, (a, b))
+            return 1.0 - official_mef_ssim(fused, (a, b))
         if field == "mir":
             return mir_loss(encoder_prompts, decoder_prompts)
         raise AssertionError(field)

@@ -25,7 +25,7 @@ from ..model.checkpoint import load_model
 from ..model.config import resolve_config
 from .data import RECON_SCALE, ImageBank, load_pack, reconstruction_batch
 from ..device import pick_device
-from .losses import ssim
+from .losses import official_ssim
 from ..metrics.vifb import reference_psnr
 from ..model.network import TCMoA, denormalize, normalize, unnormalize
 from ..distributed import MicroBatches, SyncedModel, process_group
@@ -49,7 +49,7 @@ def reconstruction_loss(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     """L1 + (1 - SSIM) between the unclipped pixels of a prediction and [0, 1] targets."""
     pixels = unnormalize(pred.float())
     l1 = (pixels - target).abs().mean()
-    s = ssim(pixels, target)
+    s = official_ssim(pixels, target)
     return {"loss": l1 + (1 - s), "l1": l1, "ssim": s}
 
 
