@@ -1,5 +1,5 @@
-"""Command line: `tcmoa fuse A B [C ...] --task vif -o out.png`, folder mode, model info, and training
-(`tcmoa pack | pretrain | train`). `python -m tcmoa ...` is the same command.
+"""Command line: `tcmoa fuse A B [C ...] --task vif -o out.png`, folder mode, model info, training
+(`tcmoa pack | pretrain | train`) and evaluation (`tcmoa evaluate`). `python -m tcmoa ...` is the same.
 
 Exit codes: 0 success; 1 some pairs of a folder run failed (the rest were written);
 2 bad usage or bad input (nothing written); 3 the model could not be loaded.
@@ -25,11 +25,12 @@ from .tasks import PRESETS, Route, UnknownPresetError, preset_key
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 
 
-# Training commands: each stage module owns its parser and is imported only when its command runs.
-TRAINING_COMMANDS = {
+# Commands whose module owns its parser; imported only when the command runs (torch, the pack, tqdm).
+DELEGATED_COMMANDS = {
     "pack": ("tcmoa.train.data", "pack the training images into one safetensors file"),
     "pretrain": ("tcmoa.train.pretrain_stage", "stage 1: pre-train the backbone as an autoencoder"),
     "train": ("tcmoa.train.fusion_stage", "stage 2: train TC-MoA on the frozen, pre-trained backbone"),
+    "evaluate": ("tcmoa.fuse.evaluate", "score a model and the classical baselines on the eval sets"),
 }
 
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     info = commands.add_parser("info", help="describe a model")
     _model_args(info)
-    for name, (_, help_text) in TRAINING_COMMANDS.items():  # listed here; main() hands them their arguments
+    for name, (_, help_text) in DELEGATED_COMMANDS.items():  # listed here; main() hands them their arguments
         commands.add_parser(name, help=f"{help_text} (see `tcmoa {name} --help`)", add_help=False)
     return parser
 
@@ -226,9 +227,9 @@ def run_info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in TRAINING_COMMANDS:
-        stage = importlib.import_module(TRAINING_COMMANDS[argv[0]][0])
-        stage.main(["pack", *argv[1:]] if argv[0] == "pack" else argv[1:])
+    if argv and argv[0] in DELEGATED_COMMANDS:
+        command = importlib.import_module(DELEGATED_COMMANDS[argv[0]][0])
+        command.main(["pack", *argv[1:]] if argv[0] == "pack" else argv[1:])
         return EXIT_OK
     args = build_parser().parse_args(argv)
     try:

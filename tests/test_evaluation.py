@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tcmoa.cli import main as cli_main
 from tcmoa.metrics.baselines import run_baseline
 from tcmoa.metrics.evaluation import Row, discover_sets, markdown_table, metric_names, run_method, write_csv
 
@@ -66,3 +67,20 @@ def test_table_of_timed_only_items_has_no_empty_metric_column():
     # Scenes of 3+ sources are timed, not scored: the table must stay a well-formed markdown table.
     table = markdown_table([Row("mff/lytro_triples", "average", "lytro-01", 0.25, {})], ["Qabf", "VIF"])
     assert table.splitlines() == ["| method | n | s/pair |", "|---|---|---|", "| average | 1 | 0.250 |"]
+
+
+def test_tcmoa_evaluate_writes_a_table_per_set_and_the_csv(eval_root, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.delenv("TCMOA_DATA", raising=False)
+    assert cli_main(["evaluate", "--root", str(eval_root), "--sets", "vif/tiny", "--model", "compact",
+                     "--baselines", "average", "--metrics", "Qabf", "SSIM", "--limit", "1", "--threads", "1",
+                     "--out", str(out)]) == 0
+    table = (out / "vif_tiny.md").read_text()
+    assert "### vif/tiny (1 of 2 items" in table and "average" in table and "TC-MoA (compact, untrained)" in table
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["method"] for r in rows} == {"average", "TC-MoA (compact, untrained)"}
+    assert all(0 < float(r["Qabf"]) < 1 for r in rows)
+    with pytest.raises(SystemExit) as stop:  # no --root and no $TCMOA_DATA: a usage error
+        cli_main(["evaluate", "--out", str(out)])
+    assert stop.value.code == 2 and "--root" in capsys.readouterr().err

@@ -5,6 +5,7 @@
     folder_queue  folder fusion shared by the ranks of a torchrun job
     figures       prompt, routing, source-weight and difference figures (RGB arrays)
     sweeps        alpha/beta sweeps of a fusion, measured
+    evaluate      `tcmoa evaluate`: a model and the baselines scored on eval sets
 
 Builds on tcmoa.model; never imports tcmoa.train.
 """

@@ -1,38 +1,41 @@
-"""Evaluation benchmark: a TC-MoA model and the classical baselines on the eval sets.
+"""`tcmoa evaluate`: a TC-MoA model and the classical baselines on the eval sets, scored and tabulated.
 
-    python -m benchmarks.evaluate --model compact --limit 5 --out docs/eval
-    python -m benchmarks.evaluate --sets vif/tno25 mef/mefb100          # whole sets, shipped model
+    tcmoa evaluate --root DATA/eval --model compact --limit 5 --out runs/eval
+    tcmoa evaluate --root DATA/eval --sets vif/tno25 mef/mefb100          # whole sets, shipped model
 
-The sets are read from --root, by default $TCMOA_DATA/eval (else ../shared/data/eval).
-
-Writes <out>/<task>_<set>.md (methods x metrics, seconds per pair) and <out>/results.csv, and
-prints the tables. Seconds per pair: median over pairs of one fusion call on in-memory images.
+The sets are read from --root (the eval/ folder of the data; default $TCMOA_DATA/eval). Writes
+<out>/<task>_<set>.md (methods x metrics, seconds per pair) and <out>/results.csv, and prints the
+tables. Seconds per pair: median over pairs of one fusion call on in-memory images.
 """
 from __future__ import annotations
 
 import argparse
+import os
 from functools import partial
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from tcmoa.metrics.baselines import BASELINES, run_baseline
-from tcmoa.model.checkpoint import load_model
-from tcmoa.metrics.evaluation import discover_sets, markdown_table, metric_names, run_method, write_csv
-from tcmoa.metrics.scores import METRICS
-from tcmoa.fuse.pipeline import Fuser
-from tcmoa.tasks import get_preset
-
-from .data import DATA_ROOT
+from ..metrics.baselines import BASELINES, run_baseline
+from ..metrics.evaluation import EvalSet, FuseFn, discover_sets, markdown_table, metric_names, run_method, write_csv
+from ..metrics.scores import METRICS
+from ..model.checkpoint import load_model
+from ..tasks import get_preset
+from .pipeline import Fuser
 
 
-def main() -> None:
-    """Parse arguments, run every method on every set, write and print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=DATA_ROOT / "eval", help="the eval/ folder")
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `tcmoa evaluate`."""
+    parser = argparse.ArgumentParser(prog="tcmoa evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = os.environ.get("TCMOA_DATA")
+    parser.add_argument("--root", type=Path, default=Path(data) / "eval" if data else None, required=not data,
+                        help="the eval/ folder of the data (default: $TCMOA_DATA/eval)")
     parser.add_argument("--sets", nargs="*", default=None, help="e.g. vif/tno25 (default: all)")
-    parser.add_argument("--model", default=None, help="model folder / .pth / preset (default: shipped)")
+    parser.add_argument("--model", default=None, help="model folder / .pth / preset, or 'none' (default: shipped)")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
     parser.add_argument("--limit", type=int, default=None, help="first N items per set")
     parser.add_argument("--metrics", nargs="*", default=None, choices=list(METRICS),
@@ -40,7 +43,12 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("docs/eval"))
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse arguments, run every method on every set, write and print the tables."""
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
 
     fuser = None
@@ -52,8 +60,7 @@ def main() -> None:
 
     all_rows = []
     for eval_set in discover_sets(args.root, args.sets):
-        methods = {name: (lambda src, s, n=name: run_baseline(n, src, get_preset(s.task).router))
-                   for name in args.baselines}
+        methods: dict[str, FuseFn] = {name: partial(_baseline, name) for name in args.baselines}
         if fuser is not None:
             methods[model_label] = lambda src, s: fuser.fuse(src, s.task).image
         rows = []
@@ -71,5 +78,5 @@ def main() -> None:
     print(f"wrote {args.out}/*.md and {args.out / 'results.csv'}")
 
 
-if __name__ == "__main__":
-    main()
+def _baseline(name: str, sources: list[np.ndarray], eval_set: EvalSet) -> np.ndarray:
+    return run_baseline(name, sources, get_preset(eval_set.task).router)
