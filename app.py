@@ -8,8 +8,12 @@ untrained compact preset), --device (cpu, cuda, cuda:1; default: the GPU when pr
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+import sys
 
 from demo import build_demo, launch_options, load_engine
+from tcmoa.device import pick_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,9 +30,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_port(host: str | None, port: int | None) -> None:
+    """Exit 2 with one line when the address is taken (before the model loads, not in Gradio's traceback)."""
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    port = port or int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            sys.exit(f"app.py: cannot serve on {host}:{port} ({exc.strerror or exc}); is another app running "
+                     f"there? Pass --port to use another port")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Load the model once, build the page and serve it."""
+    """Check the options, load the model once, build the page and serve it."""
     args = parse_args(argv)
+    try:
+        pick_device(args.device)
+    except ValueError as exc:
+        print(f"app.py: --device: {exc}", file=sys.stderr)
+        sys.exit(2)
+    check_port(args.host, args.port)
     try:
         engine = load_engine(args.model, args.device)
     except (FileNotFoundError, ValueError, KeyError) as exc:  # bad path / preset / device: one clear line

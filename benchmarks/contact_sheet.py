@@ -19,7 +19,7 @@ from tcmoa.imaging import read_image
 from tcmoa.fuse.pipeline import Fuser
 from tcmoa.tasks import get_preset
 
-from .data import DATA_ROOT
+from .data import DATA_ROOT, need_data
 
 SETS = ("vif/tno25", "vif/roadscene50", "vif/msrs20", "mef/mefb100", "mff/lytro20", "medical/harvard_pet",
         "medical/harvard_spect", "medical/harvard_ct")
@@ -40,7 +40,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fuser = Fuser(load_model(args.model))
-    sets = discover_sets(args.root, SETS)
+    sets = discover_sets(need_data(args.root, "benchmarks.contact_sheet"), SETS)
     fig, axes = plt.subplots(len(sets), 4, figsize=(4 * 2.6, len(sets) * 2.3), squeeze=False)
     for row, eval_set in zip(axes, sets):
         item_id, paths = eval_set.items[min(args.item, len(eval_set.items) - 1)]

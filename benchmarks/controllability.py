@@ -18,7 +18,7 @@ import numpy as np
 from tcmoa.model.checkpoint import load_model
 from tcmoa.fuse.sweeps import ALPHAS, BETAS, alpha_sweep, beta_sweep, model_order, sweep_figure
 
-from .data import DATA_ROOT, training_pairs
+from .data import DATA_ROOT, need_data, training_pairs
 from tcmoa.fuse.pipeline import Fuser
 
 PRESETS = ("vif", "mef", "mff", "mri-pet")
@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--out", type=Path, default=Path("docs"))
     args = ap.parse_args()
+    need_data(args.root / "train", "benchmarks.controllability")  # before the model loads
     fuser = Fuser(load_model(args.model))
     lines = [f"# Controllability ({args.pairs} training pairs per task, model "
              f"`{args.model or 'shipped (checkpoints/)'}`)\n",

@@ -18,6 +18,14 @@ from tcmoa.train.synthesis import synthesize_focus_pair
 DATA_ROOT = Path(os.environ.get("TCMOA_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
+def need_data(folder: Path, command: str) -> Path:
+    """`folder`, or exit with one line saying where the data sets go (they are not in the repository)."""
+    if not Path(folder).is_dir():
+        raise SystemExit(f"{command}: no data at {folder}; this benchmark reads the research data sets (README, "
+                         "'Data and credits'), which are not in the repository: set $TCMOA_DATA or pass --root")
+    return Path(folder)
+
+
 def evenly(items: list, n: int) -> list:
     """n items taken evenly through the list (all of them when it is shorter)."""
     idx = np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int)

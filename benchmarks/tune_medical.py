@@ -20,7 +20,7 @@ from tcmoa.imaging import to_uint8
 from tcmoa.metrics.scores import evaluate
 from tcmoa.fuse.pipeline import Fuser
 
-from .data import DATA_ROOT, training_pairs
+from .data import DATA_ROOT, need_data, training_pairs
 
 ALPHAS = (0.5, 1.0, 1.5, 2.0)
 BETAS = (-0.2, -0.1, 0.0, 0.1, 0.2)
@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS))
     ap.add_argument("--betas", type=float, nargs="+", default=list(BETAS))
     args = ap.parse_args()
+    need_data(args.root / "train", "benchmarks.tune_medical")  # before the model loads
     fuser = Fuser(load_model(args.model))
     for task in ("mri-ct", "mri-pet", "mri-spect"):
         pairs = training_pairs(args.root, task, args.pairs)  # evenly through the set, as the sweeps take them

@@ -67,8 +67,11 @@ def upload_name(source: object, message: str) -> str:
     return message
 
 
-def read_sources(engine: Engine, sources: Sequence[object]) -> list[np.ndarray]:
-    """Check and read the sources: count, file sizes, pixels each and together, decodability, smallest side."""
+def read_sources(engine: Engine, sources: Sequence[object], notes: list[str] | None = None) -> list[np.ndarray]:
+    """Check and read the sources: count, file sizes, pixels each and together, decodability.
+
+    `notes` receives what reading decided (e.g. 12-bit data in a 16-bit file, scaled), naming the upload.
+    """
     if len(sources) > MAX_SOURCES:
         raise InputError(f"this demo fuses at most {MAX_SOURCES} sources at once, got {len(sources)}")
     total = 0
@@ -88,11 +91,14 @@ def read_sources(engine: Engine, sources: Sequence[object]) -> list[np.ndarray]:
                          f"limit of {engine.request_pixels / 1e6:.0f} MP per request; downscale them or fuse fewer")
     images = []
     for i, src in enumerate(sources, start=1):
+        read_notes: list[str] = []
         try:
-            images.append(read_image(src, max_pixels=engine.max_pixels))
+            images.append(read_image(src, max_pixels=engine.max_pixels, notes=read_notes))
         except ImageError as exc:
             message = upload_name(src, str(exc)).replace(" (or raise max_pixels)", "")
             raise InputError(f"source {i}: {message}") from None
+        if notes is not None:
+            notes.extend(f"source {i}: {upload_name(src, note)}" for note in read_notes)
     return images
 
 
@@ -138,7 +144,9 @@ def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object
                          f"({' and '.join(preset.roles)}: upload them or click an example)")
     route = preset.route_for(engine.router_names) if route is None else route  # decided here, once
     settings = {**check_knobs(alpha, beta), "route": route}
-    images, notes = match_sizes(read_sources(engine, sources), "first" if resize else None)
+    notes: list[str] = []
+    images, resized = match_sizes(read_sources(engine, sources, notes), "first" if resize else None)
+    notes += resized
     h, w = images[0].shape[:2]
     if min(h, w) < MIN_SIDE:
         raise InputError(f"the sources are {w}x{h} px; this demo needs at least {MIN_SIDE} px on each side "

@@ -2,27 +2,35 @@
 (`tcmoa pack | pretrain | train`) and evaluation (`tcmoa evaluate`). `python -m tcmoa ...` is the same.
 
 Exit codes: 0 success; 1 some pairs of a folder run failed (the rest were written);
-2 bad usage or bad input (nothing written); 3 the model could not be loaded.
+2 bad usage or bad input (nothing written); 3 the model could not be loaded; 130 interrupted
+(Ctrl-C: what was written is listed, and whole: outputs are written atomically); 141 the output
+pipe was closed (`tcmoa info | head`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .model.checkpoint import CheckpointError, load_model
 from .distributed import process_group, rank_device
-from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, save_image
+from .device import pick_device
+from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, name_clashes, probe_image, save_image
 from .model.moa import ALPHA_RANGE, BETA_RANGE
-from .colour import SizeMismatchError
+from .colour import SizeMismatchError, check_source_count
 from .fuse.pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, parse_route
 from .fuse.tiling import DEFAULT_TILE_SIZE
 from .tasks import PRESETS, Route, UnknownPresetError, preset_key
 
+if TYPE_CHECKING:
+    from .fuse.folder_queue import PairQueue
+
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141  # as the shell reports SIGINT and SIGPIPE
 
 
 # Commands whose module owns its parser; imported only when the command runs (torch, the pack, tqdm).
@@ -136,6 +144,11 @@ def _pairs(dir_a: Path, dir_b: Path) -> list[tuple[str, Path, Path]]:
     for d in (dir_a, dir_b):
         if not d.is_dir():
             raise CliError(f"--pairs: {d} is not a folder", EXIT_INPUT)
+        clashes = name_clashes(d)
+        if clashes:  # pairs are matched by name: x.jpg and x.png would silently make one pair of two
+            listed = "; ".join(" and ".join(names) for names in list(clashes.values())[:5])
+            raise CliError(f"--pairs: {d} has {len(clashes)} name(s) used by several images ({listed}); pairs are "
+                           "matched by name, so rename them to give each pair one name", EXIT_INPUT)
     a, b = image_files(dir_a), image_files(dir_b)
     common = sorted(set(a) & set(b))
     if not common:
@@ -155,6 +168,43 @@ def _write(result: FusionResult, out: Path, maps_dir: Path | None) -> None:
         save_map_images(result.maps, maps_dir, result.mapped_pair[0], result.settings.preset.roles)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Options that need no model: the device and the pixel limit (exit 2 before the model loads)."""
+    try:
+        pick_device(args.device)
+    except ValueError as exc:
+        raise CliError(f"--device: {exc}", EXIT_INPUT) from None
+    if getattr(args, "max_pixels", 1) <= 0:
+        raise CliError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}", EXIT_INPUT)
+
+
+def check_sources(args: argparse.Namespace) -> None:
+    """The source files, from their headers, and the output against them: exit 2 before the model loads."""
+    if args.pairs:
+        for folder in args.pairs:
+            if args.output.resolve() == folder.resolve():
+                raise CliError(f"-o {args.output} is a source folder; its fused PNGs would replace sources of "
+                               "the same name: give another folder", EXIT_INPUT)
+        return
+    try:
+        check_source_count(args.sources)
+    except ImageError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from None
+    sizes = []
+    for i, src in enumerate(args.sources, start=1):
+        if args.output.resolve() == src.resolve():
+            raise CliError(f"-o {args.output} is source {i}; give another output file (the source would be "
+                           "overwritten)", EXIT_INPUT)
+        try:
+            sizes.append(probe_image(src, max_pixels=args.max_pixels))
+        except ImageError as exc:
+            raise CliError(f"source {i}: {exc}", EXIT_INPUT) from None
+    if args.resize is None:
+        for i, size in enumerate(sizes[1:], start=2):
+            if size != sizes[0]:
+                raise CliError(SizeMismatchError(i, size, sizes[0]).explain("or --resize first"), EXIT_INPUT)
+
+
 def run_fuse(args: argparse.Namespace) -> int:
     """The `fuse` command."""
     if bool(args.sources) == bool(args.pairs):
@@ -165,9 +215,11 @@ def run_fuse(args: argparse.Namespace) -> int:
                 knob.check(value)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_INPUT) from None
+    check_options(args)
     check_output(args.output, folder=bool(args.pairs))  # before any fusion: a failed write would waste it
     if args.maps is not None:
         check_output(args.maps, folder=True, option="--maps")
+    check_sources(args)
     jobs = ([("", *args.sources)] if args.sources else _pairs(*args.pairs))
     model = _load(args)
     try:
@@ -185,6 +237,28 @@ def run_fuse(args: argparse.Namespace) -> int:
     args.quiet = args.quiet or not queue.world.is_main
     if not model.info.get("trained") and not args.quiet:
         print(f"warning: {model.info['name']} is untrained: the output is not a meaningful fusion", file=sys.stderr)
+    written: list[Path] = []
+    try:
+        fuse_jobs(queue, fuser, options, args, written)
+    except KeyboardInterrupt:  # outputs are written atomically: what is listed is whole, nothing else exists
+        queue.bar.close()
+        where = f" to {args.output}" if args.pairs else ""
+        print(f"interrupted: wrote {len(written)} of {len(jobs)} fused image(s){where}"
+              + (f" (the last: {written[-1]})" if written else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    failures = queue.finish()
+    if not queue.world.is_main:
+        return EXIT_OK  # the job's outcome is rank 0's exit code
+    if args.pairs and not args.quiet:
+        print(f"wrote {len(jobs) - len(failures)} of {len(jobs)} fused images to {args.output}")
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def fuse_jobs(queue: PairQueue, fuser: Fuser, options: dict[str, Any], args: argparse.Namespace,
+              written: list[Path]) -> None:
+    """Fuse and write each job of the queue; `written` grows with every output in place."""
     for stem, *sources in queue:
         out = args.output / f"{stem}.png" if stem else args.output
         maps_dir = (args.maps / stem if stem else args.maps) if args.maps else None
@@ -197,24 +271,18 @@ def run_fuse(args: argparse.Namespace) -> int:
                 raise CliError(message, EXIT_INPUT) from None
             queue.failed(f"{stem}: {message}")
             continue
+        written.append(out)
         if not args.quiet and not stem:
             print(f"wrote {out} ({result.image.shape[1]}x{result.image.shape[0]}, {result.seconds:.2f} s on "
                   f"{result.device}, task {result.settings.preset.key}, alpha {result.settings.alpha:g}, "
                   f"beta {result.settings.beta:g})")
             for note in result.notes:
                 print(f"note: {note}")
-    failures = queue.finish()
-    if not queue.world.is_main:
-        return EXIT_OK  # the job's outcome is rank 0's exit code
-    if args.pairs and not args.quiet:
-        print(f"wrote {len(jobs) - len(failures)} of {len(jobs)} fused images to {args.output}")
-    for failure in failures:
-        print(f"error: {failure}", file=sys.stderr)
-    return EXIT_PARTIAL if failures else EXIT_OK
 
 
 def run_info(args: argparse.Namespace) -> int:
     """The `info` command: what the model is and where it came from."""
+    check_options(args)
     model = _load(args)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {model.info.get('name')}  source: {model.info.get('source')}  trained: {model.info.get('trained')}")
@@ -234,10 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with process_group(getattr(args, "device", None), backend="gloo"):  # under torchrun
-            return run_fuse(args) if args.command == "fuse" else run_info(args)
+            code = run_fuse(args) if args.command == "fuse" else run_info(args)
+        sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
+        return code
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # before any fusion (e.g. while the model loads)
+        print("interrupted: nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tcmoa info | head -2`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own advice: no error at exit
+        return EXIT_BROKEN_PIPE

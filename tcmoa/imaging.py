@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "GREY_TOLERANCE", "ImageError", "ImageSource", "from_array", "is_grey",
+    "DEFAULT_MAX_PIXELS", "GREY_TOLERANCE", "ImageError", "ImageSource", "from_array", "is_grey", "probe_image",
     "read_image", "resize_to", "rgb_to_ycbcr", "save_image", "bt601_luma", "to_uint8", "ycbcr_to_rgb",
 ]
 
@@ -66,6 +66,15 @@ def image_files(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
 
+def name_clashes(folder: Path) -> dict[str, list[str]]:
+    """Stems that name more than one image file in a folder (x.jpg and x.png): {stem: [file names]}."""
+    by_stem: dict[str, list[str]] = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem.setdefault(p.stem, []).append(p.name)
+    return {stem: names for stem, names in by_stem.items() if len(names) > 1}
+
+
 class ImageError(ValueError):
     """An input image could not be read or is not usable; the message says why and what to do."""
 
@@ -80,37 +89,69 @@ def read_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     collapse_grey: bool = True,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
-    """Read a path, bytes, file object, PIL image or array into float32 [0,1] (H,W) or (H,W,3)."""
+    """Read a path, bytes, file object, PIL image or array into float32 [0,1] (H,W) or (H,W,3).
+
+    `notes`, when given, receives a line for each decision worth telling (e.g. 12-bit data in a
+    16-bit file, scaled to the full range).
+    """
     if isinstance(source, np.ndarray):
         return from_array(source, collapse_grey=collapse_grey, max_pixels=max_pixels)
     if isinstance(source, Image.Image):
-        return _decode(source, "the given PIL image", max_pixels, collapse_grey)
+        return _decode(source, "the given PIL image", max_pixels, collapse_grey, notes=notes)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("the uploaded data is empty (0 bytes); upload the image file again")
-        with _open(io.BytesIO(bytes(source)), "the uploaded data") as im:
-            return _decode(im, "the uploaded data", max_pixels, collapse_grey)
+        data = bytes(source)
+        with _open(io.BytesIO(data), "the uploaded data") as im:
+            return _decode(im, "the uploaded data", max_pixels, collapse_grey, sbit=png_sbit(data), notes=notes)
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        label = f"'{path}'"
-        if not path.exists():
-            raise ImageError(f"{label}: no such file; check the path")
-        if not path.is_file():
-            raise ImageError(f"{label}: is not a file (a folder?); give the path of an image file")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{label}: file is empty (0 bytes); re-export or re-copy the image")
+        path, label = _checked_path(source)
         with _open(path, label) as im:
-            return _decode(im, label, max_pixels, collapse_grey)
+            with path.open("rb") as f:
+                head = f.read(PNG_HEAD_BYTES)
+            return _decode(im, label, max_pixels, collapse_grey, sbit=png_sbit(head), notes=notes)
     if hasattr(source, "read"):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):  # a text-mode file would recurse as a path
             raise ImageError("the file object must be opened in binary mode ('rb')")
-        return read_image(data, max_pixels=max_pixels, collapse_grey=collapse_grey)
+        return read_image(data, max_pixels=max_pixels, collapse_grey=collapse_grey, notes=notes)
     raise ImageError(
         f"cannot read an image from {type(source).__name__}; "
         "give a file path, bytes, a PIL image or a numpy array"
     )
+
+
+def _checked_path(source: str | os.PathLike) -> tuple[Path, str]:
+    """The path and its label for messages, once it is known to be a non-empty file."""
+    path = Path(source)
+    label = f"'{path}'"
+    if not path.exists():
+        raise ImageError(f"{label}: no such file; check the path")
+    if not path.is_file():
+        raise ImageError(f"{label}: is not a file (a folder?); give the path of an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{label}: file is empty (0 bytes); re-export or re-copy the image")
+    return path, label
+
+
+def probe_image(source: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file from its header, upright (EXIF), with read_image's checks on the
+    file and the pixel count: a fast check of inputs before a slow step (loading a model)."""
+    path, label = _checked_path(source)
+    with _open(path, label) as im:
+        w, h = im.size
+        if w == 0 or h == 0:
+            raise ImageError(f"{label}: image has zero size ({w}x{h}); the file holds no pixels")
+        if max_pixels is not None and w * h > max_pixels:
+            raise ImageError(f"{label}: image is {w}x{h} = {w * h / 1e6:.1f} MP, above the limit of "
+                             f"{max_pixels / 1e6:.1f} MP; downscale it (or raise max_pixels)")
+        try:
+            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+        except Exception:  # noqa: BLE001 (as read_image: a malformed EXIF block is ignored)
+            turned = False
+    return (h, w) if turned else (w, h)
 
 
 def _open(fp: Path | BinaryIO, label: str) -> Image.Image:
@@ -130,7 +171,29 @@ def _open(fp: Path | BinaryIO, label: str) -> Image.Image:
         raise ImageError(f"{label}: could not be opened ({exc})") from exc
 
 
-def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: bool) -> np.ndarray:
+PNG_HEAD_BYTES = 1 << 16  # the chunks before the pixel data (sBIT among them) fit in far less
+
+
+def png_sbit(head: bytes) -> int | None:
+    """The significant bits of a grey PNG's samples (its sBIT chunk), from the file's first bytes; else None.
+
+    Thermal cameras store 12- or 14-bit data in 16-bit PNGs and say so here; Pillow does not read it.
+    """
+    if not head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    pos = 8
+    while pos + 9 <= len(head):
+        length, kind = int.from_bytes(head[pos:pos + 4], "big"), head[pos + 4:pos + 8]
+        if kind == b"sBIT":
+            return head[pos + 8] or None
+        if kind == b"IDAT":
+            return None
+        pos += 12 + length
+    return None
+
+
+def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: bool, *,
+            sbit: int | None = None, notes: list[str] | None = None) -> np.ndarray:
     """Check the header size, fully decode, apply EXIF orientation and convert to float."""
     w, h = im.size
     if w == 0 or h == 0:
@@ -157,13 +220,14 @@ def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: 
             im = ImageOps.exif_transpose(im) or im
     except Exception:  # noqa: BLE001 (a malformed EXIF block should not make a good image unreadable)
         pass
-    arr = _pil_to_float(im, label)
+    arr = _pil_to_float(im, label, sbit, notes)
     if arr.ndim == 3 and collapse_grey and is_grey(arr):
         arr = _collapse(arr)
     return arr
 
 
-def _pil_to_float(im: Image.Image, label: str) -> np.ndarray:
+def _pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
+                  notes: list[str] | None = None) -> np.ndarray:
     """Convert a loaded PIL image of any common mode to float32 [0,1] (H,W) or (H,W,3)."""
     mode = im.mode
     if mode in ("1", "L"):
@@ -172,9 +236,12 @@ def _pil_to_float(im: Image.Image, label: str) -> np.ndarray:
         return np.asarray(im.getchannel(0), dtype=np.float32) / 255.0  # alpha ignored
     if mode.startswith("I;16"):
         # I;16 / I;16L / I;16B / I;16N: numpy reads the right byte order from the mode.
-        return np.asarray(im).astype(np.float32) / 65535.0
+        return _scale_16bit(np.asarray(im).astype(np.int64), label, sbit, notes)
     if mode == "I":
-        return _scale_int32(np.asarray(im, dtype=np.int64))
+        a = np.asarray(im, dtype=np.int64)
+        if int(a.min()) >= 0 and int(a.max()) <= 65535:  # Pillow's container for 16-bit data
+            return _scale_16bit(a, label, sbit, notes)
+        return _minmax(a.astype(np.float64))
     if mode == "F":
         return _scale_float_mode(np.asarray(im, dtype=np.float32), label)
     if mode == "RGB":
@@ -194,12 +261,24 @@ def _pil_to_float(im: Image.Image, label: str) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
-def _scale_int32(a: np.ndarray) -> np.ndarray:
-    """Mode I rule: [0, 65535] -> /65535 (16-bit container); otherwise min-max stretch."""
-    lo, hi = int(a.min()), int(a.max())
-    if lo >= 0 and hi <= 65535:
-        return (a / 65535.0).astype(np.float32)
-    return _minmax(a.astype(np.float64))
+LOW_DEPTHS = (8, 10, 12, 14)  # bits that cameras store in 16-bit files
+
+
+def _scale_16bit(a: np.ndarray, label: str, sbit: int | None, notes: list[str] | None) -> np.ndarray:
+    """16-bit samples to [0, 1]: by the PNG's significant bits when it states them, else by the smallest
+    common depth (8, 10, 12, 14 bits) that holds every value, else by 65535; a note says which."""
+    peak = int(a.max()) if a.size else 0
+    if sbit is not None and 1 <= sbit < 16:
+        bits, why = sbit, "the PNG's sBIT chunk"
+    else:
+        bits = next((b for b in LOW_DEPTHS if peak < 1 << b), 16)
+        why = f"every value is at most {peak}"
+    if bits < 16 and peak > 0:
+        if notes is not None:
+            notes.append(f"{label}: {bits}-bit data in a 16-bit file ({why}): scaled by 1/{(1 << bits) - 1}, "
+                         "not 1/65535")
+        return np.clip(a / float((1 << bits) - 1), 0.0, 1.0).astype(np.float32)
+    return (a / 65535.0).astype(np.float32)
 
 
 def _scale_float_mode(a: np.ndarray, label: str) -> np.ndarray:
@@ -394,7 +473,15 @@ def save_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8, *, quali
     path.parent.mkdir(parents=True, exist_ok=True)
     # 4:4:4 chroma: fused results carry fine colour edges that 4:2:0 would smear.
     kwargs = {"quality": quality, "subsampling": 0} if fmt == "JPEG" else {}
-    pil.save(path, format=fmt, **kwargs)
+    # Atomic: written beside the target under a hidden name, then renamed into place, so an
+    # interrupt (Ctrl-C), a full disk or a crash never leaves a partial file at `path`.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        pil.save(partial, format=fmt, **kwargs)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -238,13 +238,15 @@ class Fuser:
     # ----------------------------------------------------------------------------- steps
     def _read_all(self, sources: Sequence[ImageSource], resize: str | None) -> tuple[list[np.ndarray], list[str]]:
         check_source_count(sources)
-        images = []
+        images: list[np.ndarray] = []
+        read_notes: list[str] = []
         for i, src in enumerate(sources):
             try:
-                images.append(read_image(src, max_pixels=self.max_pixels))
+                images.append(read_image(src, max_pixels=self.max_pixels, notes=read_notes))
             except ImageError as exc:
                 raise ImageError(f"source {i + 1}: {exc}") from None
-        return match_sizes(images, resize)
+        matched, notes = match_sizes(images, resize)
+        return matched, read_notes + notes
 
     def _fuse_pair(self, a: np.ndarray, b: np.ndarray, route: Route, control: PromptControl,
                    want_maps: bool, progress: Callable[[float], None] | None = None
