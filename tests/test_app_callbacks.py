@@ -401,6 +401,13 @@ def test_build_demo_wiring(engine):
     for name in ("fuse_full", "full"):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("full", FULL_CONCURRENCY)
     assert demo.delete_cache and demo._queue.max_size == QUEUE_SIZE  # the upload cache is cleaned; the queue bounded
+    # a fusion starts by saying so and clearing the maps: no previous error, timer or map while it runs
+    first = next(live.fn("vif", 1.0, 0.0, False, False, *[None] * MAX_SOURCES, 1.0, 0.0, 0.0, 0.0, False, 1,
+                         "prompts", None))
+    assert first[2].startswith("⏳ Fusing") and first[5:9] == (None,) * 4
+    maps = [block for block in demo.blocks.values() if getattr(block, "elem_id", "") in
+            ("prompts-map", "routing-map", "weight-map", "difference-map")]
+    assert len(maps) == 4 and all(m.format == "png" for m in maps)  # map downloads are PNG, not WebP
 
 
 def test_concurrent_users_get_their_own_results(engine, pair):
