@@ -11,11 +11,10 @@ Rules (documented here once, tested in tests/test_imaging.py):
   and drop alpha. Fusion sources are photos or scans; a transparent area has no scene content
   to fuse, and compositing over an arbitrary background (black or white) would invent edges
   that the fusion would then faithfully preserve.
-* **Integer depth**: 8-bit modes are divided by 255; 16-bit modes (``I;16``, ``I;16B`` ...,
-  what Pillow gives for 16-bit PNG/TIFF) by 65535, so a 16-bit infrared frame keeps its
-  absolute level. Mode ``I`` (32-bit signed) is Pillow's container for 16-bit data from some
-  formats: values within [0, 65535] are divided by 65535; negative or wider values have no
-  standard white point and are min-max stretched to [0, 1].
+* **Integer depth**: 8-bit modes are divided by 255; 16-bit modes (``I;16``, ``I;16B`` ..., and
+  ``I`` within [0, 65535]) by 65535, so a 16-bit infrared frame keeps its absolute level, unless
+  they hold 8-14-bit data (PNG sBIT, else the value range: tcmoa.bit_depth), scaled with a note.
+  Other mode ``I`` values have no standard white point and are min-max stretched to [0, 1].
 * **Float (mode F)**: values in [0, 1] are used as-is; integer-valued data within [0, 255] is
   divided by 255 and within [0, 65535] by 65535 (8/16-bit data saved as float); anything else
   (HDR radiance, signed data) is min-max stretched. NaN/inf are an error.
@@ -37,6 +36,9 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from .bit_depth import PNG_HEAD_BYTES, png_sbit, scale_16bit
+from .ycbcr import bt601_luma, rgb_to_ycbcr, ycbcr_to_rgb
+
 __all__ = [
     "DEFAULT_MAX_PIXELS", "GREY_TOLERANCE", "ImageError", "ImageSource", "from_array", "is_grey", "probe_image",
     "read_image", "resize_to", "rgb_to_ycbcr", "save_image", "bt601_luma", "to_uint8", "ycbcr_to_rgb",
@@ -50,12 +52,6 @@ GREY_TOLERANCE = 2.0 / 255.0
 _FLOAT_TOLERANCE = 1e-3  # float arrays may overshoot [0, 1] this much (resampling) and are clipped
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
-
-# BT.601 full-range (JPEG/JFIF) coefficients; the inverse is derived from the same constants
-# so that rgb -> ycbcr -> rgb is exact up to float rounding.
-_KR, _KG, _KB = 0.299, 0.587, 0.114
-_CB_SCALE = 2.0 * (1.0 - _KB)  # 1.772
-_CR_SCALE = 2.0 * (1.0 - _KR)  # 1.402
 
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
@@ -171,27 +167,6 @@ def _open(fp: Path | BinaryIO, label: str) -> Image.Image:
         raise ImageError(f"{label}: could not be opened ({exc})") from exc
 
 
-PNG_HEAD_BYTES = 1 << 16  # the chunks before the pixel data (sBIT among them) fit in far less
-
-
-def png_sbit(head: bytes) -> int | None:
-    """The significant bits of a grey PNG's samples (its sBIT chunk), from the file's first bytes; else None.
-
-    Thermal cameras store 12- or 14-bit data in 16-bit PNGs and say so here; Pillow does not read it.
-    """
-    if not head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return None
-    pos = 8
-    while pos + 9 <= len(head):
-        length, kind = int.from_bytes(head[pos:pos + 4], "big"), head[pos + 4:pos + 8]
-        if kind == b"sBIT":
-            return head[pos + 8] or None
-        if kind == b"IDAT":
-            return None
-        pos += 12 + length
-    return None
-
-
 def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: bool, *,
             sbit: int | None = None, notes: list[str] | None = None) -> np.ndarray:
     """Check the header size, fully decode, apply EXIF orientation and convert to float."""
@@ -236,11 +211,11 @@ def _pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
         return np.asarray(im.getchannel(0), dtype=np.float32) / 255.0  # alpha ignored
     if mode.startswith("I;16"):
         # I;16 / I;16L / I;16B / I;16N: numpy reads the right byte order from the mode.
-        return _scale_16bit(np.asarray(im).astype(np.int64), label, sbit, notes)
+        return scale_16bit(np.asarray(im).astype(np.int64), label, sbit, notes)
     if mode == "I":
         a = np.asarray(im, dtype=np.int64)
         if int(a.min()) >= 0 and int(a.max()) <= 65535:  # Pillow's container for 16-bit data
-            return _scale_16bit(a, label, sbit, notes)
+            return scale_16bit(a, label, sbit, notes)
         return _minmax(a.astype(np.float64))
     if mode == "F":
         return _scale_float_mode(np.asarray(im, dtype=np.float32), label)
@@ -259,26 +234,6 @@ def _pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
             f"{label}: unsupported image mode '{mode}'; convert it to RGB or grey first"
         ) from exc
     return np.asarray(rgb, dtype=np.float32) / 255.0
-
-
-LOW_DEPTHS = (8, 10, 12, 14)  # bits that cameras store in 16-bit files
-
-
-def _scale_16bit(a: np.ndarray, label: str, sbit: int | None, notes: list[str] | None) -> np.ndarray:
-    """16-bit samples to [0, 1]: by the PNG's significant bits when it states them, else by the smallest
-    common depth (8, 10, 12, 14 bits) that holds every value, else by 65535; a note says which."""
-    peak = int(a.max()) if a.size else 0
-    if sbit is not None and 1 <= sbit < 16:
-        bits, why = sbit, "the PNG's sBIT chunk"
-    else:
-        bits = next((b for b in LOW_DEPTHS if peak < 1 << b), 16)
-        why = f"every value is at most {peak}"
-    if bits < 16 and peak > 0:
-        if notes is not None:
-            notes.append(f"{label}: {bits}-bit data in a 16-bit file ({why}): scaled by 1/{(1 << bits) - 1}, "
-                         "not 1/65535")
-        return np.clip(a / float((1 << bits) - 1), 0.0, 1.0).astype(np.float32)
-    return (a / 65535.0).astype(np.float32)
 
 
 def _scale_float_mode(a: np.ndarray, label: str) -> np.ndarray:
@@ -389,49 +344,6 @@ def _collapse(rgb: np.ndarray) -> np.ndarray:
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
         return np.ascontiguousarray(rgb[..., 0], dtype=np.float32)
     return bt601_luma(rgb)
-
-
-# --------------------------------------------------------------------------------------------
-# Colour
-# --------------------------------------------------------------------------------------------
-
-
-def rgb_to_ycbcr(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """BT.601 full-range RGB [0,1] -> (Y, Cb, Cr), each (H,W) float32, chroma centred at 0.5."""
-    rgb = np.asarray(rgb, dtype=np.float32)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"rgb_to_ycbcr expects an (H, W, 3) array, got shape {rgb.shape}")
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = _KR * r + _KG * g + _KB * b
-    cb = (b - y) / _CB_SCALE + 0.5
-    cr = (r - y) / _CR_SCALE + 0.5
-    return tuple(p.astype(np.float32, copy=False) for p in (y, cb, cr))  # type: ignore[return-value]
-
-
-def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, clip: bool = True) -> np.ndarray:
-    """Inverse of rgb_to_ycbcr; (H,W,3) float32, clipped to [0,1] unless clip=False."""
-    y = np.asarray(y, dtype=np.float32)
-    dcb = np.asarray(cb, dtype=np.float32) - 0.5
-    dcr = np.asarray(cr, dtype=np.float32) - 0.5
-    if not (y.shape == dcb.shape == dcr.shape) or y.ndim != 2:
-        raise ValueError(
-            f"ycbcr_to_rgb expects three equal (H, W) planes, got {y.shape}, {dcb.shape}, {dcr.shape}"
-        )
-    r = y + _CR_SCALE * dcr
-    b = y + _CB_SCALE * dcb
-    g = (y - _KR * r - _KB * b) / _KG  # solves Y = KR*R + KG*G + KB*B exactly
-    out = np.stack([r, g, b], axis=-1).astype(np.float32, copy=False)
-    return np.clip(out, 0.0, 1.0, out=out) if clip else out
-
-
-def bt601_luma(img: np.ndarray) -> np.ndarray:
-    """Luma (BT.601 Y) of an (H,W,3) image; an (H,W) image is returned as a float32 copy."""
-    a = np.asarray(img, dtype=np.float32)
-    if a.ndim == 2:
-        return a.copy()
-    if a.ndim == 3 and a.shape[2] == 1:
-        return a[..., 0].copy()
-    return rgb_to_ycbcr(a[..., :3])[0]
 
 
 # --------------------------------------------------------------------------------------------
