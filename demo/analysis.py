@@ -30,7 +30,7 @@ SWEEP_METRICS = (*PANEL_METRICS, STACK_METRIC)  # what the sweep can plot; a fus
 DISPLAY_SIDE = 1024  # the map tabs and the before/after slider work on copies at most this large
 SWEEP_PIXELS = 262_144  # the sweep fuses five times: on copies of at most 512x512 px worth
 SWEEP_COUNT = 5
-KNOBS: dict[str, KnobRange] = {"β": BETA_RANGE, "α": ALPHA_RANGE}
+KNOBS: dict[str, KnobRange] = {k.name: k for k in (BETA_RANGE, ALPHA_RANGE)}  # "beta", "alpha": one name each
 TABS = ("prompts", "routing", "weight", "difference")  # the map tabs, rendered when open
 
 
@@ -140,7 +140,7 @@ def tab_figures(open_tab: str, shown: Shown | None) -> list[np.ndarray | None]:
 class SweepResult:
     """The fusion at SWEEP_COUNT values of one knob, with every panel metric of each."""
 
-    knob: str  # "α" or "β"
+    knob: str  # "alpha" or "beta" (KnobRange.name)
     values: tuple[float, ...]
     thumbs: tuple[np.ndarray, ...]  # uint8, at most SWEEP_PIXELS
     scores: tuple[dict[str, float], ...]
@@ -151,7 +151,7 @@ class SweepResult:
 def run_sweep(engine: Engine, request: Request, knob: str) -> SweepResult:
     """Fuse at SWEEP_COUNT evenly spaced values of `knob` (the other settings as given), at SWEEP_PIXELS."""
     if knob not in KNOBS:
-        raise ValueError(f"the sweep varies α or β, not {knob!r}")
+        raise ValueError(f"the sweep varies {' or '.join(KNOBS)}, not {knob!r}")
     start = time.perf_counter()
     knob_range = KNOBS[knob]
     values = tuple(knob_range.sweep(SWEEP_COUNT))
@@ -166,6 +166,7 @@ def run_sweep(engine: Engine, request: Request, knob: str) -> SweepResult:
 
 def sweep_gallery(sweep: SweepResult, metric: str) -> list[tuple[np.ndarray, str]]:
     """(thumbnail, caption) per knob value: the caption is the value and the chosen metric's score."""
-    return [(thumb, f"{sweep.knob} {v:g} · {s[metric]:.3f}" if metric in s else f"{sweep.knob} {v:g}")
+    symbol = KNOBS[sweep.knob].symbol
+    return [(thumb, f"{symbol} {v:g} · {s[metric]:.3f}" if metric in s else f"{symbol} {v:g}")
             for thumb, v, s in zip(sweep.thumbs, sweep.values, sweep.scores)]
 

@@ -220,7 +220,7 @@ def sweep_plot(sweep: SweepResult | None, metric: str) -> tuple[list[tuple[np.nd
     status = f"{len(sweep.values)} fusions at {w}×{h} px in {sweep.seconds:.1f} s"
     if None in scores:
         status += f" · ⚠️ {metric} is not computed here (MEF-SSIM: exposure stacks; Qabf, VIF, SSIM: two sources)"
-    curve = sweep_curve(sweep.values, scores, sweep.knob, metric, sweep.current)
+    curve = sweep_curve(sweep.values, scores, analysis.KNOBS[sweep.knob].symbol, metric, sweep.current)
     return analysis.sweep_gallery(sweep, metric), curve, status
 
 

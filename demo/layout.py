@@ -195,7 +195,8 @@ def output_column() -> Outputs:
         gr.Markdown(f"One click fuses at {SWEEP_COUNT} values of the chosen knob across its whole range (the other "
                     f"settings as set above; sources reduced to about 512×512 px) and plots a metric against it.")
         with gr.Row(equal_height=True):
-            sweep_knob = gr.Radio(list(KNOBS), value="β", label="Knob", elem_id="sweep-knob")
+            sweep_knob = gr.Radio([(k.symbol, name) for name, k in KNOBS.items()], value="beta", label="Knob",
+                                  elem_id="sweep-knob")
             sweep_metric = gr.Dropdown(list(SWEEP_METRICS), value="SSIM", label="Metric", elem_id="sweep-metric")
             sweep = gr.Button("Sweep", variant="secondary", elem_id="sweep")
         sweep_status = gr.Markdown("", elem_id="sweep-status")

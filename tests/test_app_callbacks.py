@@ -274,7 +274,7 @@ def test_api_fuse_sources_and_sizes(engine, pair):
 def test_sweep_fuses_at_five_knob_values(engine, pair):
     spy = SpyFuser(engine.fuser)
     gallery, curve, status, sweep = cb.sweep_view(dataclasses.replace(engine, fuser=spy), list(pair), "vif", 1.2,
-                                                  0.1, "β", "Qabf")
+                                                  0.1, "beta", "Qabf")
     assert [c["beta"] for c in spy.calls] == BETA_RANGE.sweep(5) == [-0.5, -0.25, 0.0, 0.25, 0.5]
     assert all(c["alpha"] == 1.2 for c in spy.calls)  # the other knob as set
     assert len(gallery) == 5 and gallery[0][1] == f"β -0.5 · {sweep.scores[0]['Qabf']:.3f}"
@@ -282,15 +282,15 @@ def test_sweep_fuses_at_five_knob_values(engine, pair):
     assert len({t.tobytes() for t in sweep.thumbs}) == 5  # beta moves the result
     gallery, curve, status = cb.sweep_plot(sweep, "MEF-SSIM")  # re-plot without fusing again
     assert curve is not None and "MEF-SSIM is not computed here" in status and gallery[0][1] == "β -0.5"
-    _, _, _, alphas = cb.sweep_view(engine, list(pair), "vif", 1.0, 0.0, "α", "SD")
+    _, _, _, alphas = cb.sweep_view(engine, list(pair), "vif", 1.0, 0.0, "alpha", "SD")
     assert alphas.values == (0.0, 0.75, 1.5, 2.25, 3.0) and alphas.current == 1.0
 
 
 def test_sweep_bad_input_and_large_sources(engine, pair):
-    gallery, curve, status, sweep = cb.sweep_view(engine, [pair[0], pair[1][:32, :48]], "vif", 1.0, 0.0, "β", "SSIM")
+    gallery, curve, status, sweep = cb.sweep_view(engine, [pair[0], pair[1][:32, :48]], "vif", 1.0, 0.0, "beta", "SSIM")
     assert gallery is None and sweep is None and "Cannot sweep" in status and "Resize sources" in status
     big = [np.zeros((700, 1400, 3), np.float32), np.ones((700, 1400), np.float32) * 0.5]
-    _, _, status, sweep = cb.sweep_view(engine, big, "vif", 1.0, 0.0, "β", "SSIM")
+    _, _, status, sweep = cb.sweep_view(engine, big, "vif", 1.0, 0.0, "beta", "SSIM")
     assert sweep.thumbs[0].shape[:2] == (362, 724) and "at 724×362 px" in status  # about 512x512 px worth
 
 
@@ -320,7 +320,7 @@ def test_fusion_runs_inside_spaces_gpu_when_present(engine, pair, monkeypatch):
     monkeypatch.setattr(gpu, "spaces", fake)
     on_spaces = dataclasses.replace(engine)  # a new Engine wraps its fusion call at creation
     assert fuse(on_spaces, list(pair)).fused is not None and fake.calls == 1
-    cb.sweep_view(on_spaces, list(pair), "vif", 1.0, 0.0, "β", "SSIM")
+    cb.sweep_view(on_spaces, list(pair), "vif", 1.0, 0.0, "beta", "SSIM")
     assert fake.calls == 2  # five fusions, one GPU call
     api_fuse(on_spaces, list(pair), "vif", 1.0, 0.0)
     assert fake.calls == 3

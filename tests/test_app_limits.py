@@ -85,7 +85,7 @@ def test_small_images_get_one_clear_message_everywhere(engine, side):
     tiny = scene(side, side + 10)
     message = f"needs at least {MIN_SIDE} px on each side"
     assert message in cb.final_view(cb.fuse_steps(engine, tiny, "vif", 1.0, 0.0)).status
-    assert message in cb.sweep_view(engine, tiny, "vif", 1.0, 0.0, "β", "SSIM")[2]
+    assert message in cb.sweep_view(engine, tiny, "vif", 1.0, 0.0, "beta", "SSIM")[2]
     assert message in api_error(engine, tiny, "vif", 1.0, 0.0)
     view = cb.final_view(cb.fuse_steps(engine, scene(MIN_SIDE, MIN_SIDE), "mef", 1.0, 0.0))
     assert "MEF-SSIM" in view.metrics and "unavailable" not in view.metrics  # the smallest accepted size works

@@ -43,6 +43,8 @@ class RelativePositionBias(nn.Module):
         return self.table[self.index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1)
 
 
+# timm's window_partition (timm.models.swin_transformer) is the same view/permute, exactly; importing
+# it loads timm's whole model registry (+2 s at start-up, measured), so these four lines stay.
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     """(B, H, W, C) -> (B * nW, w^2, C)."""
     b, h, w, c = x.shape

@@ -37,10 +37,11 @@ class PromptControl:
 class KnobRange:
     """The allowed values of one prompt knob: the app's sliders and every entry point's checks use it."""
 
-    name: str
+    name: str  # what settings, keywords and sweeps call it: "alpha", "beta"
     low: float
     high: float
     step: float  # the app slider's step
+    symbol: str = ""  # how pages and figures show it: "α", "β"
 
     def check(self, value: object) -> float:
         """`value` as a float within [low, high], else ValueError with the one message every entry point shows."""
@@ -59,8 +60,8 @@ class KnobRange:
 
 # Beyond these the prompts leave any range the model was trained near: alpha > 3 saturates every
 # region's choice, |beta| > 0.5 pins the prompts of one source above 1 everywhere.
-ALPHA_RANGE = KnobRange("alpha", 0.0, 3.0, 0.05)
-BETA_RANGE = KnobRange("beta", -0.5, 0.5, 0.01)
+ALPHA_RANGE = KnobRange("alpha", 0.0, 3.0, 0.05, "α")
+BETA_RANGE = KnobRange("beta", -0.5, 0.5, 0.01, "β")
 
 
 @dataclass
