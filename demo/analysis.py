@@ -14,9 +14,9 @@ import numpy as np
 
 from tcmoa.imaging import shrink_to, bt601_luma, to_uint8
 from tcmoa.metrics.scores import evaluate
-from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 from tcmoa.fuse.pipeline import FusionMaps, FusionResult
 from tcmoa.fuse.figures import difference_figure, prompt_figure, routing_figure, weight_figure
+from tcmoa.fuse.sweeps import KNOBS, sweep_settings
 
 from .engine import Engine
 from .sources import Request, scaled_to
@@ -30,7 +30,6 @@ SWEEP_METRICS = (*PANEL_METRICS, STACK_METRIC)  # what the sweep can plot; a fus
 DISPLAY_SIDE = 1024  # the map tabs and the before/after slider work on copies at most this large
 SWEEP_PIXELS = 262_144  # the sweep fuses five times: on copies of at most 512x512 px worth
 SWEEP_COUNT = 5
-KNOBS: dict[str, KnobRange] = {k.name: k for k in (BETA_RANGE, ALPHA_RANGE)}  # "beta", "alpha": one name each
 TABS = ("prompts", "routing", "weight", "difference")  # the map tabs, rendered when open
 
 
@@ -156,11 +155,10 @@ def run_sweep(engine: Engine, request: Request, knob: str) -> SweepResult:
     knob_range = KNOBS[knob]
     values = tuple(knob_range.sweep(SWEEP_COUNT))
     small = scaled_to(request.images, SWEEP_PIXELS)
-    jobs = [{**request.settings, knob_range.name: v} for v in values]
-    results = engine.fuse(small, request.preset.key, jobs)
+    results = engine.fuse(small, sweep_settings(request.settings, knob, values))
     thumbs = tuple(to_uint8(r.image) for r in results)
     scores = tuple(fusion_scores(t, small, request.preset.key) for t in thumbs)
-    return SweepResult(knob, values, thumbs, scores, float(request.settings[knob_range.name]),
+    return SweepResult(knob, values, thumbs, scores, float(getattr(request.settings, knob)),
                        time.perf_counter() - start)
 
 

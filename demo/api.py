@@ -55,7 +55,7 @@ def api_fuse(engine: Engine, sources: Sequence[object] | None, task: object, alp
         request = prepare(engine, sources or [], task, alpha, beta, route=route,
                           resize=strict_bool(resize, "resize"), what=endpoint)
         images = list(request.images) if full_resolution else scaled_to(request.images, WORKING_PIXELS)
-        result = engine.fuse(images, request.preset.key, [request.settings])[0]
+        result = engine.fuse(images, [request.settings])[0]
     except (InputError, ImageError, ValueError, RuntimeError) as exc:
         raise gr.Error(user_message(exc, RESIZE_HINT), print_exception=False) from None
     fused = to_uint8(result.image)

@@ -85,7 +85,7 @@ def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object
         request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
                                resize=resize)
         images = scaled_to(request.images, pixels)
-        result = engine.fuse(images, request.preset.key, [{**request.settings, "maps": True}])[0]
+        result = engine.fuse(images, [request.settings], maps=True)[0]
         fused = to_uint8(result.image)
         shown = analysis.shown_fusion(fused, images, result, request)
         status = status_line(engine, result, request, time.perf_counter() - start, blend)
@@ -119,7 +119,7 @@ def preview_view(engine: Engine, slots: Sequence[object], task: str, alpha: obje
         start = time.perf_counter()
         request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
                                resize=resize)
-        result = engine.fuse(scaled_to(request.images, PREVIEW_PIXELS), request.preset.key, [request.settings])[0]
+        result = engine.fuse(scaled_to(request.images, PREVIEW_PIXELS), [request.settings])[0]
     except KnobError as exc:
         return refused_view(str(exc), shown, engine, task)
     except BAD_INPUT as exc:

@@ -65,8 +65,7 @@ def full_view(engine: Engine, slots: Sequence[object], task: str, alpha: object,
     try:
         request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
                                resize=resize)
-        result = engine.fuse(list(request.images), request.preset.key,
-                             [{**request.settings, "progress": progress}])[0]
+        result = engine.fuse(list(request.images), [request.settings], progress=progress)[0]
         path = named_png(result.image, result_name("fused_full", request.preset.key, result.settings.alpha, result.settings.beta))
     except Cancelled:
         return None, "Full-resolution fusion cancelled."

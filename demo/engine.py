@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from tcmoa import Fuser, load_model
-from tcmoa.fuse.pipeline import FusionResult
+from tcmoa.fuse.pipeline import FuseSettings, FusionResult
 
 from . import gpu
 
@@ -66,18 +66,20 @@ class Engine:
     def __post_init__(self) -> None:
         fuser = self.fuser
 
-        def fuse_jobs(images: list[np.ndarray], task: str, jobs: list[dict[str, Any]]) -> list[FusionResult]:
-            return [fuser.fuse(images, task, **job) for job in jobs]
+        def fuse_jobs(images: list[np.ndarray], jobs: list[FuseSettings], maps: bool,
+                      progress: Callable[[float], None] | None) -> list[FusionResult]:
+            return [fuser.fuse(images, settings, maps=maps, progress=progress) for settings in jobs]
 
         # A closure over the fuser: on ZeroGPU only the images and settings are pickled to the GPU worker.
         object.__setattr__(self, "_fuse_jobs", gpu.on_gpu(fuse_jobs))
 
-    def fuse(self, images: Sequence[np.ndarray], task: str, jobs: Sequence[dict[str, Any]]) -> list[FusionResult]:
-        """One fusion per job (keyword arguments of Fuser.fuse) in one GPU call (`spaces.GPU` on ZeroGPU)."""
+    def fuse(self, images: Sequence[np.ndarray], jobs: Sequence[FuseSettings], *, maps: bool = False,
+             progress: Callable[[float], None] | None = None) -> list[FusionResult]:
+        """One fusion per settings (Fuser.settings) in one GPU call (`spaces.GPU` on ZeroGPU)."""
         if gpu.ZERO_GPU:  # a progress callback cannot be pickled into the GPU worker: no progress there
-            jobs = [{k: v for k, v in job.items() if k != "progress"} for job in jobs]
+            progress = None
         try:
-            return self._fuse_jobs(list(images), task, [dict(job) for job in jobs])
+            return self._fuse_jobs(list(images), list(jobs), maps, progress)
         finally:
             release_freed_memory()
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from tcmoa import ImageError, get_preset, read_image
 from tcmoa.colour import SizeMismatchError
-from tcmoa.fuse.pipeline import match_sizes
+from tcmoa.fuse.pipeline import FuseSettings, match_sizes
 from tcmoa.imaging import resize_to
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 from tcmoa.tasks import Preset
@@ -120,7 +120,7 @@ class Request:
     """A checked request: the task, the Fuser.fuse settings, and the sources at one size (full resolution)."""
 
     preset: Preset
-    settings: dict[str, Any]  # alpha, beta, route: the task's own or the one given (sources already one size)
+    settings: FuseSettings  # validated and resolved for the model by Fuser.settings (sources already one size)
     images: tuple[np.ndarray, ...]
     notes: tuple[str, ...]  # e.g. "source 2 resized from 48x32 to 96x64"
 
@@ -133,7 +133,8 @@ class Request:
 
 def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object, beta: object, *,
             route: object = None, resize: object = False, what: str = "fusion") -> Request:
-    """Validate a request, cheap checks first: task, count, α, β, router, then the sources (read, same size)."""
+    """Validate a request, cheap checks first: task, count, α, β, then the sources (headers, then read, same size),
+    then the settings as the model resolves them (its router unless one is given)."""
     try:
         preset = get_preset(str(task))
     except ValueError as exc:
@@ -142,8 +143,7 @@ def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object
     if len(sources) < 2:
         raise InputError(f"{what} needs at least 2 source images, got {len(sources)} "
                          f"({' and '.join(preset.roles)}: upload them or click an example)")
-    route = preset.route_for(engine.router_names) if route is None else route  # decided here, once
-    settings = {**check_knobs(alpha, beta), "route": route}
+    knobs = check_knobs(alpha, beta)
     notes: list[str] = []
     images, resized = match_sizes(read_sources(engine, sources, notes), "first" if resize else None)
     notes += resized
@@ -151,6 +151,7 @@ def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object
     if min(h, w) < MIN_SIDE:
         raise InputError(f"the sources are {w}x{h} px; this demo needs at least {MIN_SIDE} px on each side "
                          "(the smallest size all its metrics are defined for)")
+    settings = engine.fuser.settings(preset, **knobs, route=route)  # route None: the preset's own router
     return Request(preset, settings, tuple(images), tuple(notes))
 
 

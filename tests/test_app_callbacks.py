@@ -142,14 +142,14 @@ def test_every_map_tab_renders_and_the_weight_tab_handles_official_models(engine
 
 
 class SpyFuser:
-    """Records the keyword arguments of each fusion, then fuses as usual."""
+    """Records the FuseSettings of each fusion, then fuses as usual."""
 
     def __init__(self, fuser):
         self.fuser, self.calls = fuser, []
 
-    def fuse(self, *args, **kwargs):
-        self.calls.append(kwargs)
-        return self.fuser.fuse(*args, **kwargs)
+    def fuse(self, sources, settings, **kwargs):
+        self.calls.append(settings)
+        return self.fuser.fuse(sources, settings, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.fuser, name)
@@ -160,7 +160,7 @@ def test_router_blending(engine, pair):
     spying = dataclasses.replace(engine, fuser=spy)
     own = fuse(spying, list(pair), task="mri-spect")
     blended = fuse(spying, list(pair), task="mri-spect", blend=True, router_weights=[0.5, 0.5, 0.0, 0.0])
-    assert [c["route"] for c in spy.calls] == ["medical", [0.5, 0.5, 0.0, 0.0]]
+    assert [c.route for c in spy.calls] == ["medical", [0.5, 0.5, 0.0, 0.0]]
     assert "router `medical`" in own.status and "blended routers" in blended.status
     same = fuse(engine, list(pair), blend=True, router_weights=[1.0, 0.0, 0.0, 0.0])
     assert np.array_equal(fuse(engine, list(pair)).fused, same.fused)  # one-hot vif == the vif router
@@ -275,8 +275,8 @@ def test_sweep_fuses_at_five_knob_values(engine, pair):
     spy = SpyFuser(engine.fuser)
     gallery, curve, status, sweep = cb.sweep_view(dataclasses.replace(engine, fuser=spy), list(pair), "vif", 1.2,
                                                   0.1, "beta", "Qabf")
-    assert [c["beta"] for c in spy.calls] == BETA_RANGE.sweep(5) == [-0.5, -0.25, 0.0, 0.25, 0.5]
-    assert all(c["alpha"] == 1.2 for c in spy.calls)  # the other knob as set
+    assert [c.beta for c in spy.calls] == BETA_RANGE.sweep(5) == [-0.5, -0.25, 0.0, 0.25, 0.5]
+    assert all(c.alpha == 1.2 for c in spy.calls)  # the other knob as set
     assert len(gallery) == 5 and gallery[0][1] == f"β -0.5 · {sweep.scores[0]['Qabf']:.3f}"
     assert curve.dtype == np.uint8 and "5 fusions at 96×64 px" in status
     assert len({t.tobytes() for t in sweep.thumbs}) == 5  # beta moves the result

@@ -257,3 +257,17 @@ def test_source_count_and_size_have_one_message_everywhere(fuser):
     for call in (lambda: fuser.fuse([one, small], "vif"), lambda: check_sources([one, small])):
         with pytest.raises(ImageError, match=r"^source 2 is 32x24 but source 1 is 32x32 \(width x height\); fusion"):
             call()
+
+
+def test_sweep_settings_vary_one_knob_by_its_one_name(fuser):
+    from tcmoa.fuse.sweeps import sweep_settings
+
+    base = fuser.settings("mri-pet", route=[0.5, 0, 0, 0.5])
+    betas = sweep_settings(base, "beta", [-0.2, 0.0, 0.3])
+    assert [s.beta for s in betas] == [-0.2, 0.0, 0.3] and {(s.alpha, s.preset.key) for s in betas} == {(2.0, "mri-pet")}
+    assert all(s.route == [0.5, 0, 0, 0.5] for s in betas)  # everything else as decided
+    assert [s.alpha for s in sweep_settings(base, "alpha", [0, 3])] == [0.0, 3.0]
+    with pytest.raises(ValueError, match="a sweep varies beta or alpha, not 'β'"):
+        sweep_settings(base, "β", [0.1])
+    with pytest.raises(ValueError, match=r"beta must be a number in \[-0.5, 0.5\], got 0.9"):
+        sweep_settings(base, "beta", [0.9])

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -15,9 +16,11 @@ import numpy as np
 
 from ..imaging import bt601_luma
 from ..metrics.vifb import vifb_ssim_each
-from .pipeline import Fuser, canonical_order
+from ..model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
+from .pipeline import Fuser, FuseSettings, canonical_order
 from ..tasks import get_preset
 
+KNOBS: dict[str, KnobRange] = {k.name: k for k in (BETA_RANGE, ALPHA_RANGE)}  # one name per knob
 BETAS = (-0.3, -0.15, 0.0, 0.15, 0.3)
 ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)
 
@@ -53,11 +56,21 @@ def model_order(sources: Sequence[np.ndarray], task: str) -> tuple[np.ndarray, n
     return sources[order[0]], sources[order[1]]
 
 
+def sweep_settings(settings: FuseSettings, knob: str, values: Sequence[float]) -> list[FuseSettings]:
+    """`settings` with one knob ("alpha" or "beta") set to each value, checked against its range."""
+    if knob not in KNOBS:
+        raise ValueError(f"a sweep varies {' or '.join(KNOBS)}, not {knob!r}")
+    knob_range = KNOBS[knob]
+    if knob == "alpha":
+        return [dataclasses.replace(settings, alpha=knob_range.check(v)) for v in values]
+    return [dataclasses.replace(settings, beta=knob_range.check(v)) for v in values]
+
+
 def beta_sweep(fuser: Fuser, sources: Sequence[np.ndarray], task: str, betas: Sequence[float] = BETAS,
                alpha: float | None = None) -> Sweep:
     """Fuse at every beta; measure how far each result leans towards source A (the model's stream A)."""
     a, b = model_order(sources, task)
-    images = [fuser.fuse([a, b], task, alpha=alpha, beta=beta).image for beta in betas]
+    images = [fuser.fuse([a, b], s).image for s in sweep_settings(fuser.settings(task, alpha=alpha), "beta", betas)]
     return Sweep("beta", tuple(betas), images, [towards_a(f, a, b) for f in images])
 
 
@@ -65,7 +78,7 @@ def alpha_sweep(fuser: Fuser, sources: Sequence[np.ndarray], task: str, alphas: 
                 beta: float | None = None) -> Sweep:
     """Fuse at every alpha; measure the spread of the prompt maps."""
     pair = list(model_order(sources, task))
-    results = [fuser.fuse(pair, task, alpha=alpha, beta=beta, maps=True) for alpha in alphas]
+    results = [fuser.fuse(pair, s, maps=True) for s in sweep_settings(fuser.settings(task, beta=beta), "alpha", alphas)]
     return Sweep("alpha", tuple(alphas), [r.image for r in results],
                  [prompt_spread(r.maps.prompt_a) for r in results if r.maps is not None])
 
