@@ -10,10 +10,10 @@ from PIL import Image
 
 from tcmoa.cli import main as cli_main
 
-from .conftest import DATA, REPO, needs_data
+from .conftest import REPO
 
 README = (REPO / "README.md").read_text()
-EVAL = DATA / "eval"
+EXAMPLES = REPO / "demo" / "examples"  # bundled, so the README's commands are checked in a fresh clone too
 
 
 def small_copy(src, dst, size=(160, 128)) -> None:
@@ -23,28 +23,27 @@ def small_copy(src, dst, size=(160, 128)) -> None:
 
 @pytest.fixture()
 def readme_files(tmp_path, monkeypatch, single_thread):
-    vif, pet = EVAL / "vif" / "roadscene50", EVAL / "medical" / "harvard_pet"
-    for name, src in {"vis.jpg": vif / "vi" / "FLIR_00211.jpg", "visible.jpg": vif / "vi" / "FLIR_00211.jpg",
-                      "ir.png": vif / "ir" / "FLIR_00211.jpg", "infrared.png": vif / "ir" / "FLIR_00211.jpg",
-                      "mri.png": pet / "mri" / "25015.png", "pet.png": pet / "pet" / "25015.png"}.items():
+    vif, pet = EXAMPLES / "vif" / "msrs_00047N", EXAMPLES / "mri-pet" / "harvard_30057"
+    triple = EXAMPLES / "mff" / "lytro_triple_02"
+    for name, src in {"vis.jpg": vif / "1_visible.jpg", "visible.jpg": vif / "1_visible.jpg",
+                      "ir.png": vif / "2_infrared.png", "infrared.png": vif / "2_infrared.png",
+                      "mri.png": pet / "1_mri.png", "pet.png": pet / "2_pet.png"}.items():
         small_copy(src, tmp_path / name)
     for i, plane in enumerate("abc", start=1):
-        small_copy(EVAL / "mff" / "lytro_triples" / "lytro-01" / f"{plane}.jpg", tmp_path / f"e{i}.jpg")
-    for folder, plane in (("DIR_A", "a"), ("DIR_B", "b")):
+        small_copy(triple / f"{i}_{plane}.jpg", tmp_path / f"e{i}.jpg")
+    for folder, plane in (("DIR_A", "1_far"), ("DIR_B", "2_near")):
         (tmp_path / folder).mkdir()
-        small_copy(EVAL / "mff" / "lytro_triples" / "lytro-02" / f"{plane}.jpg", tmp_path / folder / "s1.png")
+        small_copy(EXAMPLES / "mff" / "lytro_09" / f"{plane}.jpg", tmp_path / folder / "s1.png")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-@needs_data(EVAL)
 def test_python_api_example(readme_files):
     block = re.search(r"## Python API\n.*?```python\n(.*?)```", README, re.S).group(1)
     exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (our own README)
     assert Image.open(readme_files / "fused.png").size == (160, 128)
 
 
-@needs_data(EVAL)
 def test_command_line_examples(readme_files):
     block = re.search(r"## Command line\n.*?```bash\n(.*?)```", README, re.S).group(1)
     lines = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.startswith("python -m tcmoa ")]
