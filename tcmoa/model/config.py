@@ -9,7 +9,7 @@ from typing import Any
 
 from ..tasks import ROUTER_NAMES  # the router order, part of the checkpoint format
 
-FUSION_OUTPUTS = ("decoder", "source_weights")
+FUSION_OUTPUTS = ("decoder", "source_weights", "pyramid")
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,11 @@ class ModelConfig:
     router_noise_floor: float = 0.1  # the official +0.1 inside the noise std (not in the paper)
     gate_threshold: float = 1e-4  # gates at or below this are dropped
     decoder_restandardize: bool = True  # the 2025 code's decoder re-standardisation
-    # How the fused image is made: decoded from stream A's tokens (official), or per-pixel source
-    # weights + residual applied to the sources at full resolution (ours, tcmoa/model/fusion_head.py).
+    # How the fused image is made: decoded from stream A's tokens (official); per-pixel source
+    # weights + residual applied to the sources ("source_weights", our first model); or a weight per
+    # Laplacian band of the sources ("pyramid", ours; tcmoa/model/fusion_head.py).
     fusion_output: str = "decoder"
+    pyramid_levels: int = 5  # fusion_output="pyramid": 4 band-pass levels and a base at 1/16
     routers: tuple[str, ...] = field(default=ROUTER_NAMES[:3])
 
     def __post_init__(self) -> None:
@@ -113,12 +115,12 @@ CONFIGS: dict[str, ModelConfig] = {
     # native 8-px patches instead of x2 upsampling + 16-px patches (the same token grid, 4x
     # cheaper patch embedding), 8x8-token windows (sizes in multiples of 64 px, so 640x480 needs
     # no padding, and 3x cheaper attention), a fourth router for medical fusion, and a fused image
-    # made of per-pixel source weights + residual, so it keeps the sources' full detail.
+    # made of per-band weights of the sources' Laplacian pyramids, so it keeps the sources' full detail.
     "compact": ModelConfig(
         name="compact", patch_size=8, upsample=False, embed_dim=128, depth=6, num_heads=4,
         decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
         window_size=8, shift_size=4, shift_mask=True, absolute_pos=False, pos_swap_hw=False,
-        num_routers=4, routers=ROUTER_NAMES, fusion_output="source_weights",
+        num_routers=4, routers=ROUTER_NAMES, fusion_output="pyramid",
     ),
 }
 

@@ -1,4 +1,8 @@
-"""The compact model's detail-preserving output: per-pixel source weights plus a residual.
+"""The compact model's detail-preserving outputs: per-pixel source weights, or per-band weights of a pyramid.
+
+`PyramidHead` (config `fusion_output="pyramid"`, the shipped model) is described at the class.
+The first design, `SourceWeightHead` (`fusion_output="source_weights"`), is kept so the models
+trained with it still load:
 
 The official model decodes the fused image from stream A's tokens, so the result can be no sharper
 than the autoencoder's reconstruction (an 8x8x3 patch squeezed through a 128-wide token). For the
@@ -16,10 +20,14 @@ Official checkpoints keep `fusion_output="decoder"` (the official path).
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
+from . import pyramid
 from .backbone import unpatchify
 
 PROMPT_GAIN = 4.0  # logit per unit of p_A - p_B: prompts of 0.75 / 0.25 give w = sigmoid(2) = 0.88
@@ -48,3 +56,108 @@ class SourceWeightHead(nn.Module):
             weight = torch.sigmoid(out[:, :1] + PROMPT_GAIN * margin)
             fused = weight * a.float() + (1 - weight) * b.float() + out[:, 1:]
         return fused, weight
+
+
+LUMA = (0.299, 0.587, 0.114)  # BT.601: the weights are chosen on luminance and applied to every channel
+ENERGY_FLOOR = 2e-3  # keeps log(energy) finite in flat regions (about half a grey level of band-pass)
+CLIP_HIGH, CLIP_LOW, CLIP_SOFTNESS = 0.95, 0.02, 0.01  # "clipped" luma: >= ~242/255 or <= ~5/255
+
+
+def clipped(luma: Tensor) -> Tensor:
+    """Soft indicator (B, 1, H, W) in [0, 1] of saturated (white) or crushed (black) luma."""
+    return torch.sigmoid((luma - CLIP_HIGH) / CLIP_SOFTNESS) + torch.sigmoid((CLIP_LOW - luma) / (CLIP_SOFTNESS / 2))
+
+
+def band_energy(band_luma: Tensor) -> Tensor:
+    """Local band-pass energy: the blurred magnitude of one pyramid level's luma, (B, 1, h, w)."""
+    return pyramid.blur(band_luma.abs())
+
+
+def to_level(grid_map: Tensor, size: tuple[int, int]) -> Tensor:
+    """A token-grid map (B, K, h, w) resampled smoothly to a pyramid level's size (B, K, *size).
+
+    Bilinear (antialiased when shrinking), so no token edge becomes a step in the image.
+    """
+    if tuple(grid_map.shape[-2:]) == tuple(size):
+        return grid_map
+    return F.interpolate(grid_map, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+class PyramidHead(nn.Module):
+    """Decoded tokens -> one weight of source A per Laplacian band, applied to the sources' pyramids.
+
+    Both sources (in [0, 1]) are split into `levels` bands: `levels - 1` band-pass levels and a
+    low-pass base (tcmoa/pyramid.py). Level l of the result is w_l * A_l + (1 - w_l) * B_l, with
+
+        w_l = sigmoid(detail_gain_l * log(E_A / E_B)          # larger local band energy wins (band-pass levels)
+                      + clip_gain_l * (C_B - C_A)             # a clipped source gives way to the other
+                      + prompt_gain_l * margin_l              # the TC-MoA prompts: mean p_A - p_B
+                      + token_logit_l)                        # learned, from the decoded tokens
+
+    E is `band_energy`, C the fraction of `clipped` pixels at that level, and the token-grid terms are
+    resampled bilinearly to each level (`to_level`). The three gains are per router, blended by the
+    route weights: the base's clip gain starts at 4 for VIF and medical (glare must not hide the
+    infrared) and at 0 for MEF and MFF (pulling the base towards the darker exposure wherever the
+    brighter one clips lowers MEF-SSIM on training pairs: 0.98 -> 0.89). At initialisation (token logits zero) this is
+    a classical fusion: details chosen by local energy (a soft max-abs), base averaged except where
+    a source is clipped, dominance set by the prompts. A single per-pixel weight cannot take a glare-
+    white visible image's brightness and the infrared's edges at the same place; per-band weights
+    can. The prompt gains are kept positive, so beta moves every band towards A and alpha spreads
+    the prompts' preference across all of them.
+    """
+
+    def __init__(self, dim: int, routers: int, levels: int = 5, base_clip_gain: Sequence[float] | None = None):
+        super().__init__()
+        self.levels = levels
+        self.token_logits = nn.Linear(dim, levels)
+        nn.init.zeros_(self.token_logits.weight)
+        nn.init.zeros_(self.token_logits.bias)
+        # The gains are per router (rows), blended by the route weights like the routers themselves:
+        # what a clipped source means differs by task (glare in VIF; highlights MEF-SSIM wants kept).
+        self.detail_gain = nn.Parameter(torch.full((routers, levels - 1), 4.0))
+        clip = torch.full((routers, levels), 4.0)
+        if base_clip_gain is not None:
+            clip[:, -1] = torch.tensor(list(base_clip_gain), dtype=torch.float32)
+        self.clip_gain = nn.Parameter(clip)
+        # log of the prompt gains: PROMPT_GAIN on the base, 1 on the band-pass levels.
+        self.log_prompt_gain = nn.Parameter(
+            torch.tensor([0.0] * (levels - 1) + [math.log(PROMPT_GAIN)]).repeat(routers, 1))
+
+    def weights(self, tokens: Tensor, grid: tuple[int, int], pyr_a: list[Tensor], pyr_b: list[Tensor],
+                clip_a: list[Tensor], clip_b: list[Tensor], prompt_margin: Tensor, route: Tensor) -> list[Tensor]:
+        """The weight of A per level, (B, 1, h_l, w_l) each; pyramids and clip maps from `forward`."""
+        luma = torch.tensor(LUMA, device=tokens.device).view(1, 3, 1, 1)
+        route = route.float()  # (T,) normalised router weights
+        detail_gain, clip_gain = route @ self.detail_gain, route @ self.clip_gain  # (L-1,), (L,)
+        gains = route @ self.log_prompt_gain.exp()  # (L,): positive, as every row is
+        logits = self.token_logits(tokens.float()).transpose(1, 2).reshape(-1, self.levels, *grid)  # (B, L, h, w)
+        margin = prompt_margin.float().transpose(1, 2).reshape(-1, 1, *grid)  # (B, 1, h, w)
+        out = []
+        for lvl, (band_a, band_b) in enumerate(zip(pyr_a, pyr_b)):
+            size = tuple(band_a.shape[-2:])
+            z = to_level(logits[:, lvl: lvl + 1], size) + gains[lvl] * to_level(margin, size)
+            z = z + clip_gain[lvl] * (clip_b[lvl] - clip_a[lvl])
+            if lvl < self.levels - 1:
+                e_a = band_energy((band_a * luma).sum(1, keepdim=True)) + ENERGY_FLOOR
+                e_b = band_energy((band_b * luma).sum(1, keepdim=True)) + ENERGY_FLOOR
+                z = z + detail_gain[lvl] * (e_a.log() - e_b.log())
+            out.append(torch.sigmoid(z))
+        return out
+
+    def forward(self, tokens: Tensor, grid: tuple[int, int], a: Tensor, b: Tensor,
+                prompt_margin: Tensor, route: Tensor) -> tuple[Tensor, Tensor]:
+        """tokens (B, N, C), sources (B, 3, H, W) in [0, 1], prompt_margin (B, N, 1) = mean p_A - p_B, route (T,).
+
+        Returns the fused image (B, 3, H, W) in [0, 1] (unclipped) and the base weight of A
+        resampled to the image size (B, 1, H, W): the coarse dominance the prompts steer.
+        """
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            a, b = a.float(), b.float()
+            pyr_a, pyr_b = pyramid.laplacian(a, self.levels), pyramid.laplacian(b, self.levels)
+            luma = torch.tensor(LUMA, device=a.device).view(1, 3, 1, 1)
+            clip_a = pyramid.gaussian(clipped((a * luma).sum(1, keepdim=True)), self.levels)
+            clip_b = pyramid.gaussian(clipped((b * luma).sum(1, keepdim=True)), self.levels)
+            ws = self.weights(tokens, grid, pyr_a, pyr_b, clip_a, clip_b, prompt_margin, route)
+            fused = pyramid.collapse([w * la + (1 - w) * lb for w, la, lb in zip(ws, pyr_a, pyr_b)])
+            base = F.interpolate(ws[-1], size=a.shape[-2:], mode="bilinear", align_corners=False)
+        return fused, base

@@ -16,7 +16,7 @@ from torch import nn
 from .backbone import (Block, RelativePositionBias, interpolate_pos_embed, shifted_window_mask,
                        sincos_pos_embed, unpatchify)
 from .config import ModelConfig
-from .fusion_head import SourceWeightHead
+from .fusion_head import PyramidHead, SourceWeightHead
 from .moa import ModuleTrace, PromptControl, TCMoAModule
 from ..tasks import Route
 
@@ -32,7 +32,8 @@ class FusionOutput:
     token_grid: tuple[int, int]  # (h, w) of the token grid the prompts and gates live on
     encoder_traces: list[ModuleTrace] = field(default_factory=list)
     decoder_traces: list[ModuleTrace] = field(default_factory=list)
-    source_weight: torch.Tensor | None = None  # (B, 1, H, W) weight of source A (fusion_output="source_weights")
+    # (B, 1, H, W) weight of source A: per pixel ("source_weights"), or of the base band ("pyramid")
+    source_weight: torch.Tensor | None = None
 
     @property
     def traces(self) -> list[ModuleTrace]:
@@ -95,8 +96,13 @@ class TCMoA(nn.Module):
         self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.patch_size**2 * c.in_chans)
         self._init_backbone()
         # Trained with the TC-MoA modules (it is not part of the autoencoder); zero-initialised.
-        self.fusion_head = (SourceWeightHead(c.decoder_embed_dim, c.patch_size, c.in_chans)
-                            if c.fusion_output == "source_weights" else None)
+        self.fusion_head: SourceWeightHead | PyramidHead | None = None
+        if c.fusion_output == "source_weights":
+            self.fusion_head = SourceWeightHead(c.decoder_embed_dim, c.patch_size, c.in_chans)
+        elif c.fusion_output == "pyramid":
+            # Base clip gain per router: on for VIF-like tasks, off for exposure and focus (fusion_head.py).
+            base_clip = [0.0 if t in ("mef", "mff") else 4.0 for t in c.routers]
+            self.fusion_head = PyramidHead(c.decoder_embed_dim, c.num_routers, c.pyramid_levels, base_clip)
         # Where the weights came from; checkpoint loaders fill it in, the app shows it.
         self.info: dict[str, object] = {"name": config.name, "source": "random init", "trained": False}
         self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
@@ -193,7 +199,12 @@ class TCMoA(nn.Module):
             pred, weight = self._to_pixels(x[:batch], grid), None
         else:
             margin = torch.stack([t.prompt_a - t.prompt_b for t in enc + dec]).mean(0)  # (B, N, 1)
-            pred, weight = self.fusion_head(self.decoder_norm(x[:batch]), grid, a, b, margin)
+            tokens = self.decoder_norm(x[:batch])
+            if isinstance(self.fusion_head, PyramidHead):  # works on [0, 1] pixels
+                fused, weight = self.fusion_head(tokens, grid, unnormalize(a), unnormalize(b), margin, weights)
+                pred = normalize(fused)
+            else:
+                pred, weight = self.fusion_head(tokens, grid, a, b, margin)
         return FusionOutput(denormalize(pred), pred, grid, enc, dec, weight)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:

@@ -96,7 +96,7 @@ def _encode_item(paths: tuple[Path, ...], max_side: int, quality: int, codec: st
 
 def pack(
     out: str | Path, natural_dir: str | Path = DATA_ROOT / "pretrain" / "natural",
-    train_dir: str | Path = DATA_ROOT / "train", max_side: int = 352, mef_max_side: int = 512,
+    train_dir: str | Path = DATA_ROOT / "train", max_side: int = 1280, mef_max_side: int = 1280,
     quality: int = 85, codec: str = "jpeg", workers: int | None = None, verbose: bool = True,
 ) -> dict:
     """Pack natural images and train pairs into one safetensors file; returns the metadata dict."""
@@ -224,17 +224,30 @@ class ImageBank:
         self, batch: int, size: int, scale: tuple[float, float] = (0.08, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3), hflip: bool = True,
         generator: torch.Generator | int | None = None, antialias: bool | None = None, index: Tensor | None = None,
+        zoom: tuple[float, float] | None = None,
     ) -> Tensor:
-        """Random resized crops of random images (or `index`), (B, C, size, size) float in [0, 1]."""
+        """Random resized crops of random images (or `index`), (B, C, size, size) float in [0, 1].
+
+        `scale` is the crop's area as a fraction of its image (torchvision's RandomResizedCrop);
+        `zoom`, when given, replaces it: the crop's side is `size` times a factor in that range, in
+        the image's own pixels (capped by the image), so a crop shows the scene at (nearly) the
+        scale it is fused at, whatever the image's size.
+        """
         dev = self.device
         g = as_generator(generator, dev)
         if index is None:
             index = (rand(g, (batch,), dev) * len(self)).long().clamp_(max=len(self) - 1)
         idx = index.to(dev)
         h, w = self.sizes[idx, 0], self.sizes[idx, 1]  # (B,)
-        x0, y0, cw, ch = _crop_boxes(h.float(), w.float(), scale, ratio, g)
+        box_scale: tuple = scale
+        if zoom is not None:  # per-image area fractions (B, 1) for the zoom range
+            area = (h * w).float()[:, None]
+            box_scale = tuple(((size * z) ** 2 / area).clamp(max=1.0) for z in zoom)
+        x0, y0, cw, ch = _crop_boxes(h.float(), w.float(), box_scale, ratio, g)
         # Supersample k× and box-filter down: antialiasing for downscaled crops, bounded statically.
-        longest = min(max(self.max_h, self.max_w), math.sqrt(scale[1] * self.max_area * max(ratio[1], 1 / ratio[0])))
+        widest = max(ratio[1], 1 / ratio[0])
+        longest = (size * zoom[1] * math.sqrt(widest) if zoom is not None
+                   else min(max(self.max_h, self.max_w), math.sqrt(scale[1] * self.max_area * widest)))
         aa = self.antialias if antialias is None else antialias
         k = max(1, min(4, math.ceil(longest / size - 0.05))) if aa else 1
         n = size * k
@@ -274,9 +287,12 @@ class ImageBank:
         return torch.lerp(top, bot, fy).permute(0, 3, 1, 2)
 
 
-def _crop_boxes(h: Tensor, w: Tensor, scale: tuple[float, float], ratio: tuple[float, float],
+def _crop_boxes(h: Tensor, w: Tensor, scale: tuple, ratio: tuple[float, float],
                 g: torch.Generator | None, tries: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """torchvision RandomResizedCrop boxes (x0, y0, cw, ch), each (B,), for images of size h × w (B,)."""
+    """torchvision RandomResizedCrop boxes (x0, y0, cw, ch), each (B,), for images of size h × w (B,).
+
+    The scale bounds are floats, or (B, 1) tensors (one range per image).
+    """
     b, dev = h.shape[0], h.device
     area = (h * w)[:, None]
     target = area * (scale[0] + (scale[1] - scale[0]) * rand(g, (b, tries), dev))
@@ -306,9 +322,10 @@ def split_counts(batch: int, weights: Sequence[float]) -> list[int]:
     return counts
 
 
-def _mixed(banks: Sequence[ImageBank], weights: Sequence[float], batch: int, size: int, scale, g) -> Tensor:
+def _mixed(banks: Sequence[ImageBank], weights: Sequence[float], batch: int, size: int, scale, g,
+           zoom: tuple[float, float] | None = None) -> Tensor:
     """Crops from several banks of the same channel count, split by weights, concatenated: (B, C, S, S)."""
-    parts = [bk.sample(n, size, scale, generator=g) for bk, n in zip(banks, split_counts(batch, weights)) if n]
+    parts = [bk.sample(n, size, scale, generator=g, zoom=zoom) for bk, n in zip(banks, split_counts(batch, weights)) if n]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
@@ -320,9 +337,12 @@ def _device(banks: dict[str, ImageBank]) -> torch.device:
 def training_batch(
     banks: dict[str, ImageBank], task: int | str, batch: int, size: int,
     generator: torch.Generator | int | None = None, mef_real_frac: float = 0.5,
-    scale: tuple[float, float] | None = None,
+    scale: tuple[float, float] | None = None, zoom: tuple[float, float] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """A fusion batch (A, B) for a task (index or name): each (B, 3, size, size) in [0, 1], model role order."""
+    """A fusion batch (A, B) for a task (index or name): each (B, 3, size, size) in [0, 1], model role order.
+
+    Crops take `zoom` (crop side / size, in image pixels) when given, else the task's area `scale`.
+    """
     name = ROUTER_NAMES[task] if isinstance(task, int) else task
     g = as_generator(generator, _device(banks))
     sc = scale or TASK_SCALE[name]
@@ -330,23 +350,23 @@ def training_batch(
         n_real = round(batch * mef_real_frac) if "mef" in banks else 0
         a, b = [], []
         if n_real:
-            x = banks["mef"].sample(n_real, size, sc, generator=g)
+            x = banks["mef"].sample(n_real, size, sc, generator=g, zoom=zoom)
             a.append(x[:, :3])
             b.append(x[:, 3:])
         if batch - n_real:
-            nat = banks["natural"].sample(batch - n_real, size, sc, generator=g)
+            nat = banks["natural"].sample(batch - n_real, size, sc, generator=g, zoom=zoom)
             over, under = synthesize_exposure_pair(nat, g)
             a.append(over)
             b.append(under)
         return torch.cat(a), torch.cat(b)
     if name == "mff":  # no real training pairs: complementary defocus of natural images
-        far, near, _ = synthesize_focus_pair(banks["natural"].sample(batch, size, sc, generator=g), g)
+        far, near, _ = synthesize_focus_pair(banks["natural"].sample(batch, size, sc, generator=g, zoom=zoom), g)
         return far, near
     # Every other task: its real pairs; several groups (medical: CT, PET, SPECT) in proportion to their sizes.
     pairs = [banks[k] for k in sorted(banks) if k == name or k.startswith(f"{name}_")]
     if not pairs:
         raise KeyError(f"no training pairs for task {name!r} in the banks ({', '.join(banks)})")
-    x = _mixed(pairs, [len(bk) for bk in pairs], batch, size, sc, g)
+    x = _mixed(pairs, [len(bk) for bk in pairs], batch, size, sc, g, zoom)
     return x[:, :3], x[:, 3:]
 
 
@@ -399,8 +419,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--root", type=Path, default=DATA_ROOT,
                    help="data root holding pretrain/natural and train/ (default: $TCMOA_DATA, else ../shared/data)")
-    p.add_argument("--max-side", type=int, default=352)
-    p.add_argument("--mef-max-side", type=int, default=512)
+    p.add_argument("--max-side", type=int, default=1280, help="longest side kept (1280: every training set at its native size)")
+    p.add_argument("--mef-max-side", type=int, default=1280)
     p.add_argument("--quality", type=int, default=85)
     p.add_argument("--codec", choices=("jpeg", "png"), default="jpeg")
     b = sub.add_parser("bench", help="time loading a pack and drawing batches")

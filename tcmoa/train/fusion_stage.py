@@ -22,6 +22,7 @@ router (`--router-init vif`), i.e. from the official zero-shot behaviour.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import json
 from pathlib import Path
@@ -60,6 +61,17 @@ def backbone_config(opts: argparse.Namespace) -> ModelConfig:
     return ModelConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
 
 
+def with_new_head(model: TCMoA, fusion_output: str) -> TCMoA:
+    """The same model with a freshly initialised output head of another kind (backbone and TC-MoA kept)."""
+    config = dataclasses.replace(model.config, fusion_output=fusion_output)
+    fresh = TCMoA(config).to(next(model.parameters()).device)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("fusion_head.")}
+    missing, unexpected = fresh.load_state_dict(kept, strict=False)
+    assert not unexpected and all(k.startswith("fusion_head.") for k in missing), (missing, unexpected)
+    fresh.info.update(model.info)
+    return fresh
+
+
 class FusionStage:
     """Stage for `run_stage`: TC-MoA training (all tasks in turn) or one router alone."""
 
@@ -83,6 +95,8 @@ class FusionStage:
         o = self.opts
         if o.init:
             model = load_model(o.init, device)
+            if o.fusion_output and o.fusion_output != model.config.fusion_output:
+                model = with_new_head(model, o.fusion_output)
         else:
             model = TCMoA(backbone_config(o)).to(device)
             load_backbone(model, o.backbone)
@@ -131,7 +145,8 @@ class FusionStage:
         o, logged = self.opts, {}
         for i, task in enumerate(self.tasks):
             def terms(part: int, i: int = i, task: str = task) -> dict[str, Tensor]:
-                a, b = training_batch(self.banks, task, o.batch, o.size, generator=stream_seed(o.seed, step, 1 + i, part))
+                a, b = training_batch(self.banks, task, o.batch, o.size, generator=stream_seed(o.seed, step, 1 + i, part),
+                                      zoom=o.zoom)
                 return self.loss(model, task, a, b, epoch)[0]
 
             logged[task] = micro.step(terms, optimizer, o.clip)["loss"]
@@ -146,12 +161,12 @@ class FusionStage:
             seed = stream_seed(o.seed, -1, 100 + i)
             if task == "mff" and "natural" in self.held:
                 g = torch.Generator(self.held["natural"].device).manual_seed(seed)
-                sharp = self.held["natural"].sample(VAL_BATCH, o.size, TASK_SCALE["mff"], generator=g)
+                sharp = self.held["natural"].sample(VAL_BATCH, o.size, TASK_SCALE["mff"], generator=g, zoom=o.zoom)
                 far, near, _ = synthesize_focus_pair(sharp, g)
                 val[task] = (far, near, sharp)
                 continue
             try:
-                val[task] = training_batch(self.held, task, VAL_BATCH, o.size, generator=seed)
+                val[task] = training_batch(self.held, task, VAL_BATCH, o.size, generator=seed, zoom=o.zoom)
             except (KeyError, IndexError):  # too few images to hold any out for this task
                 continue
         return val
@@ -167,6 +182,17 @@ class FusionStage:
         return out
 
 
+def _zoom_range(text: str) -> tuple[float, float]:
+    """'1,2' -> (1.0, 2.0): a crop-side range relative to --size."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers 'LO,HI', got {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"need 0 < LO <= HI, got {text!r}")
+    return lo, hi
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `tcmoa train`."""
     ap = argparse.ArgumentParser(prog="tcmoa train", description=__doc__.split("\n")[0])
@@ -179,7 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--router-init", default="vif", help="router the new one starts from (a task name, or 'zero')")
     ap.add_argument("--epochs", type=int, default=20, help="nominal epochs the steps are split into (official 20)")
     ap.add_argument("--warmup-epochs", type=int, default=2, help="warm-up epochs of the lr and the losses (official 2)")
-    ap.add_argument("--loss-version", default="2025", choices=("2024", "2025"))
+    ap.add_argument("--zoom", type=_zoom_range, default=None,
+                    help="crop side / --size in image pixels, e.g. 1,2 (native-scale crops; default: the tasks' area scales)")
+    ap.add_argument("--fusion-output", choices=("source_weights", "pyramid"),
+                    help="with --init: replace the model's output head by a fresh one of this kind (the rest is kept)")
+    ap.add_argument("--loss-version", default="2025", choices=("2024", "2025", "tcmoa"),
+                    help="official 2024/2025 weights, or ours: tcmoa (multi-scale, clip-aware; tcmoa/loss_weights.py)")
     add_common_arguments(ap, batch=16, size=192, lr=3e-4, min_lr=1e-5, clip=0.0, eval_every=1000)
     return ap
 

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025, LossWeights, PhaseWeights
 from ..tasks import MEF, MFF, OBJECTIVES, VIF
+from .multiscale_losses import clip_aware_pixel_loss, local_contrast_loss, multiscale_detail_loss
 
 __all__ = [
     "VIF",
@@ -320,6 +321,10 @@ _TERM_NAMES: dict[str, str] = {
     "ssim": "ssim_loss",
     "mef_ssim": "MEF_SSIM_loss",
     "mir": "prompt_loss",
+    # Ours (not in the official versions, so never in _LOGGED): logged whenever weighted.
+    "clip_pixel": "clip_pixel_loss",
+    "detail": "detail_loss",
+    "contrast": "contrast_loss",
 }
 
 
@@ -344,10 +349,10 @@ def task_loss(
     decoder_prompts: Sequence[tuple[Tensor, Tensor]],
     aux_loss: Tensor | float,
     epoch: int,
-    version: Literal["2024", "2025"] | LossWeights = "2025",
+    version: Literal["2024", "2025", "tcmoa"] | LossWeights = "2025",
     warmup_epochs: int = 2,
 ) -> dict[str, Tensor]:
-    """Official per-task loss {"loss": total, <official term name>: term, ...}; fused/sources (B,3,H,W) in [0,1]."""
+    """Per-task loss {"loss": total, <term name>: term, ...} (official, or ours: "tcmoa"); fused/sources (B,3,H,W) in [0,1]."""
     t = _task_index(task)
     weights = version if isinstance(version, LossWeights) else LOSS_WEIGHTS[version]
     warmup = epoch < warmup_epochs
@@ -372,9 +377,16 @@ def task_loss(
             return 1.0 - official_mef_ssim(fused, (a, b))
         if field == "mir":
             return mir_loss(encoder_prompts, decoder_prompts)
+        if field == "clip_pixel":
+            return clip_aware_pixel_loss(fused, a, b)
+        if field == "detail":
+            return multiscale_detail_loss(fused, a, b)
+        if field == "contrast":
+            return local_contrast_loss(fused, a, b)
         raise AssertionError(field)
 
-    logged = _LOGGED[(t, warmup)]
+    ours = tuple(_TERM_NAMES[f] for f in ("clip_pixel", "detail", "contrast") if getattr(pw, f) != 0.0)
+    logged = _LOGGED[(t, warmup)] + ours
     terms: dict[str, Tensor] = {}
     bracket = fused.new_zeros(())
     for field, name in _TERM_NAMES.items():
