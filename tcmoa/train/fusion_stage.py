@@ -47,7 +47,9 @@ from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, resolv
 
 # Which official loss trains which router: the three official tasks, and VIF's for medical (see above).
 LOSS_TASK = {t.name: t.objective for t in ROUTERS.values()}
-ROUTER_ROWS = ("router_bank.gate", "router_bank.noise", "source_embed")  # (tasks, ...) per TC-MoA module
+# Per-router rows (routers, ...): of every TC-MoA module, and the pyramid head's per-router gains.
+ROUTER_ROWS = ("router_bank.gate", "router_bank.noise", "source_embed",
+               "fusion_head.detail_gain", "fusion_head.clip_gain", "fusion_head.log_prompt_gain")
 VAL_BATCH = 8
 
 
