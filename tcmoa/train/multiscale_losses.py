@@ -7,7 +7,7 @@ rewards hiding what the infrared sees there. These terms fix that and look at mo
 * `clip_aware_pixel_loss`: L1 to max(A', B'), where A' is A with its clipped pixels replaced by B's
   (and B' likewise): a clipped source gives way to the other's intensity.
 * `multiscale_detail_loss`: L1 between the fused image's Laplacian bands and, per pixel and band, the
-  band of the source with the larger local band energy (a clipped region has none), at 4 scales.
+  band of the source with the larger local band energy, discounted where it is clipped, at 4 scales.
 * `local_contrast_loss`: hinge on the local standard deviation at 4 scales: the fused image should
   have at least the larger of the sources' local SDs (a clipped source's is ~0, so the other's counts).
 
@@ -43,12 +43,25 @@ def clip_aware_pixel_loss(fused: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 
 def multiscale_detail_loss(fused: Tensor, a: Tensor, b: Tensor, levels: int = DETAIL_LEVELS) -> Tensor:
-    """Sum over band-pass levels of mean |F_l - T_l|, T_l the band of the source with more local energy."""
+    """Sum over band-pass levels of mean |F_l - T_l|, T_l the band of the source with more (unclipped) local energy.
+
+    A source's energy is scaled by the fraction of its unclipped pixels at that level: at coarse
+    scales the outline of a glare blob is the strongest "structure", and it must not win.
+    """
     pf = pyramid.laplacian(luma(fused), levels + 1)
-    with torch.no_grad():
-        pa, pb = pyramid.laplacian(luma(a), levels + 1), pyramid.laplacian(luma(b), levels + 1)
-        targets = [torch.where(band_energy(la) >= band_energy(lb), la, lb) for la, lb in zip(pa[:levels], pb[:levels])]
+    targets = detail_targets(a, b, levels)
     return torch.stack([F.l1_loss(f, t) for f, t in zip(pf[:levels], targets)]).sum()
+
+
+@torch.no_grad()
+def detail_targets(a: Tensor, b: Tensor, levels: int = DETAIL_LEVELS) -> list[Tensor]:
+    """Per band-pass level (finest first), the luma band of the source with more unclipped energy, (B, 1, h, w)."""
+    ya, yb = luma(a), luma(b)
+    pa, pb = pyramid.laplacian(ya, levels + 1), pyramid.laplacian(yb, levels + 1)
+    # (1 - clipped fraction)^4: a nearly all-clipped region's energy (its rim, seen at coarse levels) is ~0.
+    ua = [(1 - c.clamp(max=1)) ** 4 for c in pyramid.gaussian(clipped(ya), levels)]
+    ub = [(1 - c.clamp(max=1)) ** 4 for c in pyramid.gaussian(clipped(yb), levels)]
+    return [torch.where(band_energy(la) * wa >= band_energy(lb) * wb, la, lb) for la, lb, wa, wb in zip(pa, pb, ua, ub)]
 
 
 def local_sd(x: Tensor) -> Tensor:
