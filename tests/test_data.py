@@ -227,3 +227,17 @@ def test_real_data_smoke(tmp_path):
     a, b = training_batch(banks, "medical", 2, 32, 0)
     assert torch.equal(a[:, 0], a[:, 2])  # MRI grey, PET colour
     assert reconstruction_batch(banks, 4, 32, 0).shape == (4, 3, 32, 32)
+
+
+def test_zoom_crops_show_the_scene_at_its_own_scale():
+    # A horizontal ramp of 0.25 grey levels per pixel over 1024 px: a zoom-1 crop keeps that slope,
+    # a zoom-2 crop doubles it (two image pixels per crop pixel), whatever the image's size.
+    ramp = np.tile((np.arange(1024) / 4).astype(np.uint8)[None, :, None], (600, 1, 3))
+    bank = ImageBank.from_arrays([ramp])
+    for zoom, slope in ((1.0, 0.25), (2.0, 0.5)):
+        crops = bank.sample(8, 64, zoom=(zoom, zoom), ratio=(1.0, 1.0), hflip=False, generator=0) * 255
+        measured = float(crops[..., 8:-8].diff(dim=-1).mean())
+        assert abs(measured - slope) < 0.03, (zoom, measured)
+    # A zoom range wider than the image falls back to the whole image.
+    small = ImageBank.from_arrays([ramp[:40, :40]])
+    assert small.sample(2, 64, zoom=(2.0, 3.0), generator=0).shape == (2, 3, 64, 64)

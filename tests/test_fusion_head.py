@@ -1,18 +1,30 @@
-"""The compact model's detail-preserving output (tcmoa/model/fusion_head.py): weights, residual, control."""
+"""The compact models' detail-preserving outputs (tcmoa/model/fusion_head.py): per-band weights (the
+shipped "pyramid" head) and the first design's per-pixel weights + residual ("source_weights")."""
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
+from tcmoa.model import pyramid
 from tcmoa.model.checkpoint import load_backbone, load_model, save_model
 from tcmoa.model.config import get_config
 from tcmoa.model.fusion_head import PROMPT_GAIN
-from tcmoa.model.network import TCMoA, normalize
 from tcmoa.model.moa import PromptControl
+from tcmoa.model.network import TCMoA, normalize
+
+SOURCE_WEIGHTS = dataclasses.replace(get_config("compact"), fusion_output="source_weights")
 
 
 @pytest.fixture(scope="module")
 def compact(single_thread) -> TCMoA:
+    torch.manual_seed(0)
+    return TCMoA(SOURCE_WEIGHTS).eval()
+
+
+@pytest.fixture(scope="module")
+def pyr(single_thread) -> TCMoA:
     torch.manual_seed(0)
     return TCMoA(get_config("compact")).eval()
 
@@ -46,7 +58,7 @@ def test_fused_is_a_per_pixel_blend_of_the_sources_plus_residual(compact, source
 
 def test_a_trained_residual_and_logit_change_the_output(compact, sources):
     a, b = sources
-    model = TCMoA(get_config("compact")).eval()
+    model = TCMoA(SOURCE_WEIGHTS).eval()
     model.load_state_dict(compact.state_dict())
     with torch.no_grad():
         model.fusion_head.proj.bias.fill_(0.0)
@@ -85,7 +97,7 @@ def test_official_models_keep_the_decoder_output():
 
 
 def test_head_trains_with_tcmoa_and_is_saved_beside_it(compact, tmp_path):
-    model = TCMoA(get_config("compact"))
+    model = TCMoA(SOURCE_WEIGHTS)
     model.freeze_backbone()
     assert all(p.requires_grad for p in model.fusion_head.parameters())
     assert not model.decoder_pred.weight.requires_grad
@@ -95,6 +107,87 @@ def test_head_trains_with_tcmoa_and_is_saved_beside_it(compact, tmp_path):
     loaded = load_model(tmp_path / "m")
     torch.testing.assert_close(loaded.fusion_head.proj.weight, model.fusion_head.proj.weight, rtol=0, atol=0)
     # A backbone folder loads into a fresh model: the head stays zero (it is not part of the backbone).
-    fresh = TCMoA(get_config("compact"))
+    fresh = TCMoA(SOURCE_WEIGHTS)
     load_backbone(fresh, tmp_path / "m")
     assert not fresh.fusion_head.proj.weight.detach().any()
+
+
+# --- the pyramid head (the shipped compact model) -------------------------------------------------
+@pytest.mark.parametrize("levels", [1, 3, 5, 7])
+def test_pyramid_collapses_back_exactly_at_any_size(levels):
+    x = torch.rand(2, 3, 45, 70, dtype=torch.float64)
+    torch.testing.assert_close(pyramid.collapse(pyramid.laplacian(x, levels)), x, rtol=0, atol=1e-12)
+
+
+def test_pyramid_levels_halve_and_the_base_is_a_blur():
+    bands = pyramid.laplacian(torch.rand(1, 1, 64, 96), 5)
+    assert [tuple(b.shape[-2:]) for b in bands] == [(64, 96), (32, 48), (16, 24), (8, 12), (4, 6)]
+    flat = pyramid.laplacian(torch.full((1, 1, 32, 32), 0.3), 3)
+    assert all(float(b.abs().max()) < 1e-6 for b in flat[:-1]) and torch.allclose(flat[-1], torch.tensor(0.3))
+
+
+def test_compact_ships_the_pyramid_head(pyr):
+    assert get_config("compact").fusion_output == "pyramid"
+    assert type(pyr.fusion_head).__name__ == "PyramidHead"
+    assert pyr.fusion_head.clip_gain.shape == (4, 5)  # per router (vif, mef, mff, medical) and level
+
+
+def forced(model: TCMoA, logit: float) -> TCMoA:
+    """A copy whose token logits push every band to one source (+: A, -: B)."""
+    m = TCMoA(model.config).eval()
+    m.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        m.fusion_head.token_logits.bias.fill_(logit)
+    return m
+
+
+def test_pyramid_weights_of_one_and_zero_give_back_each_source(pyr, sources):
+    a, b = sources
+    with torch.no_grad():
+        take_a = forced(pyr, 60.0)(normalize(a), normalize(b), "vif")
+        take_b = forced(pyr, -60.0)(normalize(a), normalize(b), "vif")
+    torch.testing.assert_close(take_a.fused, a, atol=2e-3, rtol=0)
+    torch.testing.assert_close(take_b.fused, b, atol=2e-3, rtol=0)
+
+
+def test_pyramid_takes_the_other_source_inside_glare(pyr):
+    # A: white glare disc over a smooth background; B: fine stripes everywhere. Inside the disc the
+    # result must keep B's stripes (band energy and the clip term both say so), with no grid.
+    g = torch.Generator().manual_seed(3)
+    yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    disc = ((yy - 64) ** 2 + (xx - 64) ** 2 <= 30**2).float()
+    a = (0.4 + 0.6 * disc + 0.02 * torch.rand(128, 128, generator=g)).clamp(max=1).expand(1, 3, 128, 128)
+    b = (0.3 + 0.2 * torch.sin(xx * 1.3)).expand(1, 3, 128, 128)
+    with torch.no_grad():
+        out = pyr(normalize(a), normalize(b), "vif")
+    core = disc.bool()
+    core[:, :] &= ((yy - 64) ** 2 + (xx - 64) ** 2 <= 22**2)
+    dx = lambda x: (x[0, 0, :, 1:] - x[0, 0, :, :-1]).abs()[core[:, 1:]].mean()  # noqa: E731
+    assert float(dx(out.fused) / dx(b)) > 0.8
+    assert float(out.fused[0, 0][core].mean()) < 0.95  # not left at the clipped white
+
+
+def test_pyramid_beta_leans_every_band_towards_a(pyr, sources):
+    a, b = sources
+    means, dist_a = [], []
+    with torch.no_grad():
+        for beta in (-0.3, -0.1, 0.0, 0.1, 0.3):
+            out = pyr(normalize(a), normalize(b), "mef", PromptControl(1.0, beta))
+            means.append(float(out.source_weight.mean()))
+            dist_a.append(float((out.fused - a).abs().mean()))
+    assert all(x < y for x, y in zip(means, means[1:])), means
+    assert all(x > y for x, y in zip(dist_a, dist_a[1:])), dist_a
+
+
+def test_pyramid_alpha_zero_leaves_a_classical_fusion(pyr, sources):
+    # No prompt preference and zero token logits: the base of two unclipped sources is their average.
+    a, b = sources
+    with torch.no_grad():
+        out = pyr(normalize(a * 0.5 + 0.25), normalize(b * 0.5 + 0.25), "mef", PromptControl(0.0, 0.0))
+    torch.testing.assert_close(out.source_weight, torch.full_like(out.source_weight, 0.5), atol=1e-4, rtol=0)
+
+
+def test_an_old_source_weights_model_still_loads(compact, tmp_path):
+    save_model(compact, tmp_path / "old")
+    loaded = load_model(tmp_path / "old")
+    assert loaded.config.fusion_output == "source_weights" and type(loaded.fusion_head).__name__ == "SourceWeightHead"

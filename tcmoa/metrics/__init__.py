@@ -5,4 +5,5 @@
     matlab      MATLAB idioms the metrics need bit-for-bit (imfilter, fspecial, filter2, ...)
     baselines   average, Laplacian pyramid, Mertens
     evaluation  run a method over eval sets and write tables
+    artifacts   faults a person sees: token-grid steps, isolated blocks, structure kept inside a mask
 """

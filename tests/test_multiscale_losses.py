@@ -1,0 +1,78 @@
+"""Our loss terms (tcmoa/multiscale_losses.py) and the "tcmoa" recipe that uses them."""
+from __future__ import annotations
+
+import torch
+
+from tcmoa.train.loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025
+from tcmoa.train.losses import task_loss
+from tcmoa.model import pyramid
+from tcmoa.train.multiscale_losses import (clip_aware_pixel_loss, detail_targets, local_contrast_loss, luma,
+                                    multiscale_detail_loss)
+
+
+def scene() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A: textured with a white (clipped) disc; B: a different texture everywhere; the disc mask."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    disc = ((yy - 48) ** 2 + (xx - 48) ** 2 <= 24**2).float()
+    tex_a = 0.4 + 0.1 * torch.sin(yy * 0.9) + 0.05 * torch.rand(96, 96, generator=g)
+    a = torch.where(disc.bool(), torch.ones(()), tex_a).expand(1, 3, 96, 96).clone()
+    b = (0.3 + 0.15 * torch.sin(xx * 1.1) * torch.cos(yy * 0.4)).expand(1, 3, 96, 96).clone()
+    return a, b, disc.bool()
+
+
+def test_clip_aware_pixel_loss_does_not_reward_the_white_blob():
+    a, b, disc = scene()
+    keep_b_inside = torch.where(disc, b, torch.maximum(a, b))
+    keep_white = torch.maximum(a, b)  # what the official max-intensity target rewards
+    assert clip_aware_pixel_loss(keep_b_inside, a, b) < 1e-3
+    assert clip_aware_pixel_loss(keep_white, a, b) > 0.05
+
+
+def test_detail_loss_prefers_the_source_with_structure_at_every_scale():
+    a, b, disc = scene()
+    # Inside the glare disc (away from its rim) every level's target is B's band; far outside, A's
+    # texture (the stronger one at the finest level) is the target there.
+    targets = detail_targets(a, b)
+    pb = pyramid.laplacian(luma(b), 5)
+    for level, (t, band_b) in enumerate(zip(targets, pb)):
+        s = 2**level
+        core = disc[::s, ::s] & (torch.nn.functional.max_pool2d((~disc).float()[None, None], 2 * 7 + 1, 1, 7)[0, 0] == 0)[::s, ::s]
+        if core.any():
+            torch.testing.assert_close(t[0, 0][core], band_b[0, 0][core])
+    # Inside the glare (a crop of the disc's core): B's texture costs nothing, the white blob costs.
+    inside = (slice(None), slice(None), slice(32, 64), slice(32, 64))
+    ca, cb = a[inside], b[inside]
+    assert multiscale_detail_loss(cb, ca, cb) < 1e-6
+    assert multiscale_detail_loss(ca, ca, cb) > 0.05
+
+
+def test_contrast_loss_is_a_hinge_on_local_sd():
+    a, b, _ = scene()
+    flat = torch.full_like(a, 0.5)
+    assert local_contrast_loss(flat, a, b) > 0.05
+    stronger = (b - 0.3) * 2 + 0.5  # B's texture at twice the contrast: never penalised for more
+    assert local_contrast_loss(stronger, torch.full_like(a, 0.4), b) < 1e-5  # 0 up to the sqrt's epsilon
+
+
+def test_gradients_reach_the_fused_image_only():
+    a, b, _ = scene()
+    f = ((a + b) / 2).requires_grad_()
+    (clip_aware_pixel_loss(f, a, b) + multiscale_detail_loss(f, a, b) + local_contrast_loss(f, a, b)).backward()
+    assert f.grad is not None and float(f.grad.abs().sum()) > 0
+
+
+def test_official_recipes_leave_our_terms_out_and_ours_logs_them():
+    for weights in (LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025):
+        for phase in (weights.vif, weights.mef, weights.mff, weights.vif_warmup):
+            assert phase.clip_pixel == phase.detail == phase.contrast == 0.0
+    ours = LOSS_WEIGHTS["tcmoa"]
+    assert ours.vif.max_pixel == 0.0 and ours.vif.clip_pixel > 0  # max-intensity swapped for its clip-aware form
+    a, b, _ = scene()
+    prompts = [(torch.full((1, 144, 1), 0.5), torch.full((1, 144, 1), 0.5))]
+    terms = task_loss("vif", (a + b) / 2, a, b, prompts, prompts, 0.0, 5, "tcmoa")
+    assert {"clip_pixel_loss", "detail_loss", "contrast_loss"} <= set(terms)
+    total = 1.0 * terms["max_grad_loss"] + 1.5 * terms["clip_pixel_loss"] + terms["ssim_loss"] + \
+        5 * terms["detail_loss"] + 5 * terms["contrast_loss"] + terms["prompt_loss"]
+    torch.testing.assert_close(terms["loss"], total)
+    assert "detail_loss" not in task_loss("vif", (a + b) / 2, a, b, prompts, prompts, 0.0, 5, "2025")
