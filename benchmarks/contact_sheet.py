@@ -1,9 +1,11 @@
-"""Contact sheet: one row per task with the sources, our fusion and the Laplacian-pyramid baseline.
+"""Contact sheet: one row per set with the sources, our fusion and the Laplacian-pyramid baseline.
 
     python -m benchmarks.contact_sheet                     # shipped model -> docs/contact_sheet.png
     python -m benchmarks.contact_sheet --model runs/medical --item 3
 
-For looking at, not for tuning: it shows one eval pair per task (the --item-th of each set).
+For looking at, not for tuning: it shows one eval pair per set (the --item-th), plus two hard cases
+picked by a rule on the sources alone: the LLVIP night scene whose visible image has the most glare
+(saturated pixels), and the MEFB scene whose exposures clip the most (bright in one, dark in the other).
 """
 from __future__ import annotations
 
@@ -15,14 +17,33 @@ import numpy as np
 from tcmoa.metrics.baselines import run_baseline
 from tcmoa.model.checkpoint import load_model
 from tcmoa.metrics.evaluation import discover_sets
-from tcmoa.imaging import read_image
+from tcmoa.imaging import read_image, to_grey
 from tcmoa.fuse.pipeline import Fuser
 from tcmoa.tasks import get_preset
 
 from .data import DATA_ROOT, need_data
 
-SETS = ("vif/tno25", "vif/roadscene50", "vif/msrs20", "mef/mefb100", "mff/lytro20", "medical/harvard_pet",
-        "medical/harvard_spect", "medical/harvard_ct")
+SETS = ("vif/tno25", "vif/roadscene50", "vif/msrs20", "vif/llvip12", "mef/mefb100", "mef/mefb100", "mff/lytro20",
+        "medical/harvard_pet", "medical/harvard_spect", "medical/harvard_ct")
+HARD_CASES = {"vif/llvip12": "glare", "mef/mefb100": "clipping"}  # the first row of these sets: the hard case
+
+
+def glare(sources: list[np.ndarray]) -> float:
+    """Fraction of the visible image's luma at or above 0.96: headlights and street lamps."""
+    return float((to_grey(sources[0]) >= 0.96).mean()) if sources[0].ndim == 3 else float((sources[0] >= 0.96).mean())
+
+
+def clipping(sources: list[np.ndarray]) -> float:
+    """The smaller of the bright-clipped fraction of the brightest exposure and the dark one of the darkest."""
+    greys = sorted((to_grey(s) if s.ndim == 3 else s for s in sources), key=lambda g: float(g.mean()))
+    return min(float((greys[-1] >= 0.96).mean()), float((greys[0] <= 0.04).mean()))
+
+
+def pick(eval_set, rule: str) -> int:
+    """Index of the item of a set that scores highest on a rule of its sources (HARD_CASES)."""
+    score = glare if rule == "glare" else clipping
+    values = [score([read_image(p) for p in paths]) for _, paths in eval_set.items]
+    return int(np.argmax(values))
 
 
 def main() -> None:
@@ -40,10 +61,16 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fuser = Fuser(load_model(args.model))
-    sets = discover_sets(need_data(args.root, "benchmarks.contact_sheet"), SETS)
+    found = {s.name: s for s in discover_sets(need_data(args.root, "benchmarks.contact_sheet"), SETS)}
+    sets = [found[name] for name in SETS if name in found]
     fig, axes = plt.subplots(len(sets), 4, figsize=(4 * 2.6, len(sets) * 2.3), squeeze=False)
+    hard_done: set[str] = set()
     for row, eval_set in zip(axes, sets):
-        item_id, paths = eval_set.items[min(args.item, len(eval_set.items) - 1)]
+        index = min(args.item, len(eval_set.items) - 1)
+        if eval_set.name in HARD_CASES and eval_set.name not in hard_done:
+            index = pick(eval_set, HARD_CASES[eval_set.name])
+            hard_done.add(eval_set.name)
+        item_id, paths = eval_set.items[index]
         sources = [read_image(p) for p in paths]
         ours = fuser.fuse(sources, eval_set.task).image
         laplacian = run_baseline("laplacian", sources, get_preset(eval_set.task).router)

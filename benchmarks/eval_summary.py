@@ -2,6 +2,7 @@
 
     python -m benchmarks.eval_summary                       # reads docs/eval/results.csv
     python -m benchmarks.eval_summary --csv runs/eval/results.csv --metrics Qabf VIF MEF-SSIM
+    python -m benchmarks.eval_summary --previous docs/eval/previous_model.csv   # + the model it replaced
 
 For every set and metric: the model's mean, the Average baseline's, the best classical method's
 (name and mean) and the margin to it. Means are over the set's scored pairs, as in the per-set tables.
@@ -33,11 +34,14 @@ def main() -> None:
     """Print the headline markdown table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--csv", type=Path, default=Path("docs/eval/results.csv"))
-    ap.add_argument("--metrics", nargs="+", default=["Qabf", "VIF", "MEF-SSIM"])
+    ap.add_argument("--metrics", nargs="+", default=["Qabf", "VIF", "MEF-SSIM", "SD"])
+    ap.add_argument("--previous", type=Path, help="results.csv rows of an earlier model: adds its mean and our change")
     args = ap.parse_args()
     table = means(args.csv)
-    print("| set | metric | ours | Average | best classical | ours − best |")
-    print("|---|---|---:|---:|---|---:|")
+    previous = means(args.previous) if args.previous else {}
+    extra = " previous | ours − previous |" if previous else ""
+    print("| set | metric | ours | Average | best classical | ours − best |" + extra)
+    print("|---|---|---:|---:|---|---:|" + ("---:|---:|" if previous else ""))
     for name in sorted(table):
         ours = next((m for m in table[name] if m not in CLASSICAL), None)
         for metric in args.metrics:
@@ -46,8 +50,12 @@ def main() -> None:
             classical = {m: table[name][m][metric] for m in CLASSICAL if metric in table[name].get(m, {})}
             best = max(classical, key=classical.get)
             mine = table[name][ours][metric]
-            print(f"| {name} | {metric} | {mine:.3f} | {classical['average']:.3f} | {best} {classical[best]:.3f} "
-                  f"| {mine - classical[best]:+.3f} |")
+            line = (f"| {name} | {metric} | {mine:.3f} | {classical['average']:.3f} | {best} {classical[best]:.3f} "
+                    f"| {mine - classical[best]:+.3f} |")
+            before = next(iter(previous.get(name, {}).values()), {}).get(metric)
+            if previous:
+                line += f" {before:.3f} | {mine - before:+.3f} |" if before is not None else " — | — |"
+            print(line)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@
 The sets are read from --root (the eval/ folder of the data; default $TCMOA_DATA/eval). Writes
 <out>/<task>_<set>.md (methods x metrics, seconds per pair) and <out>/results.csv, and prints the
 tables. Seconds per pair: median over pairs of one fusion call on in-memory images.
+With --merge the rows already in <out>/results.csv stay, except those of the (set, method) pairs
+run now: e.g. `--baselines --merge` re-scores only the model and keeps the baselines' rows.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from ..metrics.baselines import BASELINES, run_baseline
-from ..metrics.evaluation import EvalSet, FuseFn, discover_sets, markdown_table, metric_names, run_method, write_csv
+from ..metrics.evaluation import (EvalSet, FuseFn, discover_sets, markdown_table, metric_names, read_csv, run_method,
+                                  write_csv)
 from ..metrics.scores import METRICS
 from ..model.checkpoint import load_model
 from ..tasks import get_preset
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("docs/eval"))
+    parser.add_argument("--merge", action="store_true", help="keep the other rows of <out>/results.csv")
     return parser
 
 
@@ -58,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         trained = "" if model.info.get("trained") else ", untrained"
         model_label = f"TC-MoA ({model.info.get('name')}{trained})"
 
+    kept = read_csv(args.out / "results.csv") if args.merge and (args.out / "results.csv").is_file() else []
     all_rows = []
     for eval_set in discover_sets(args.root, args.sets):
         methods: dict[str, FuseFn] = {name: partial(_baseline, name) for name in args.baselines}
@@ -67,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for method, fuse in methods.items():
             bar = partial(tqdm, desc=f"{eval_set.name} {method}", leave=False, unit="pair")
             rows += run_method(eval_set, method, fuse, args.limit, bar, args.metrics)
+        rows = [r for r in kept if r.set_name == eval_set.name and r.method not in methods] + rows
         all_rows += rows
         table = markdown_table(rows, metric_names(eval_set))
         n_items = min(len(eval_set.items), args.limit or len(eval_set.items))
@@ -74,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"{eval_set.name.replace('/', '_')}.md").write_text(text)
         print(text, flush=True)
-    write_csv(all_rows, args.out / "results.csv")
+    done = {r.set_name for r in all_rows}
+    write_csv([r for r in kept if r.set_name not in done] + all_rows, args.out / "results.csv")
     print(f"wrote {args.out}/*.md and {args.out / 'results.csv'}")
 
 

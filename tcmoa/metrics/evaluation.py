@@ -123,3 +123,12 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
         for r in rows:
             writer.writerow([r.set_name, r.method, r.item, f"{r.seconds:.4f}",
                              *(f"{r.scores[m]:.6g}" if m in r.scores else "" for m in metrics)])
+
+
+def read_csv(path: Path) -> list[Row]:
+    """The rows of a results.csv written by `write_csv` (empty cells: metrics not scored)."""
+    with open(path, newline="") as f:
+        return [Row(r["set"], r["method"], r["item"], float(r["seconds"]),
+                    {k: float(v) for k, v in r.items() if k not in ("set", "method", "item", "seconds") and v})
+                for r in csv.DictReader(f)]
+

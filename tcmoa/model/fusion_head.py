@@ -73,7 +73,7 @@ def band_energy(band_luma: Tensor) -> Tensor:
     return pyramid.blur(band_luma.abs())
 
 
-def to_level(grid_map: Tensor, size: tuple[int, int]) -> Tensor:
+def to_level(grid_map: Tensor, size: Sequence[int]) -> Tensor:
     """A token-grid map (B, K, h, w) resampled smoothly to a pyramid level's size (B, K, *size).
 
     Bilinear (antialiased when shrinking), so no token edge becomes a step in the image.

@@ -9,6 +9,7 @@ border handling. Everything is depthwise over channels: (B, C, H, W) in, the sam
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ def down(x: Tensor) -> Tensor:
     return blur(x)[..., ::2, ::2]
 
 
-def up(x: Tensor, size: tuple[int, int]) -> Tensor:
+def up(x: Tensor, size: Sequence[int]) -> Tensor:
     """Expand to `size` (at most twice x's): samples on the even pixels, then 4x the blur."""
     b, c, h, w = x.shape
     z = x.new_zeros(b, c, *size)
