@@ -160,7 +160,8 @@ def test_router_only_moves_only_its_router(backbone, workdir):
     init = run_train(workdir, workdir / "med0", *med, "--chunk-steps", "0").model.state_dict()
     end = run_train(workdir, workdir / "med", *med).model.state_dict()
     rows = [k for k in end if k.endswith(fusion_stage.ROUTER_ROWS)]
-    assert len(rows) == 3 * 2  # gate, noise, source_embed of one encoder and one decoder module
+    # gate, noise, source_embed of one encoder and one decoder module, and the pyramid head's 3 gains
+    assert len(rows) == 3 * 2 + 3
     assert state_equal(base, end, [k for k in end if k not in rows])  # adapters, fusion, backbone: untouched
     for k in rows:
         assert torch.equal(base[k][:3], end[k][:3]), k  # vif / mef / mff rows bit-identical

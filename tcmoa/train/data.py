@@ -228,10 +228,8 @@ class ImageBank:
     ) -> Tensor:
         """Random resized crops of random images (or `index`), (B, C, size, size) float in [0, 1].
 
-        `scale` is the crop's area as a fraction of its image (torchvision's RandomResizedCrop);
-        `zoom`, when given, replaces it: the crop's side is `size` times a factor in that range, in
-        the image's own pixels (capped by the image), so a crop shows the scene at (nearly) the
-        scale it is fused at, whatever the image's size.
+        `scale`: crop area / image area (RandomResizedCrop). `zoom` replaces it: crop side / `size` in
+        image pixels (capped by the image), so crops show scenes at about the scale they are fused at.
         """
         dev = self.device
         g = as_generator(generator, dev)
@@ -239,10 +237,8 @@ class ImageBank:
             index = (rand(g, (batch,), dev) * len(self)).long().clamp_(max=len(self) - 1)
         idx = index.to(dev)
         h, w = self.sizes[idx, 0], self.sizes[idx, 1]  # (B,)
-        box_scale: tuple = scale
-        if zoom is not None:  # per-image area fractions (B, 1) for the zoom range
-            area = (h * w).float()[:, None]
-            box_scale = tuple(((size * z) ** 2 / area).clamp(max=1.0) for z in zoom)
+        area = (h * w).float()[:, None]  # zoom -> per-image area fractions (B, 1)
+        box_scale = scale if zoom is None else tuple(((size * z) ** 2 / area).clamp(max=1.0) for z in zoom)
         x0, y0, cw, ch = _crop_boxes(h.float(), w.float(), box_scale, ratio, g)
         # Supersample k× and box-filter down: antialiasing for downscaled crops, bounded statically.
         widest = max(ratio[1], 1 / ratio[0])
@@ -289,10 +285,7 @@ class ImageBank:
 
 def _crop_boxes(h: Tensor, w: Tensor, scale: tuple, ratio: tuple[float, float],
                 g: torch.Generator | None, tries: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """torchvision RandomResizedCrop boxes (x0, y0, cw, ch), each (B,), for images of size h × w (B,).
-
-    The scale bounds are floats, or (B, 1) tensors (one range per image).
-    """
+    """RandomResizedCrop boxes (x0, y0, cw, ch), each (B,), for images h × w (B,); scale bounds: floats or (B, 1)."""
     b, dev = h.shape[0], h.device
     area = (h * w)[:, None]
     target = area * (scale[0] + (scale[1] - scale[0]) * rand(g, (b, tries), dev))
@@ -339,10 +332,7 @@ def training_batch(
     generator: torch.Generator | int | None = None, mef_real_frac: float = 0.5,
     scale: tuple[float, float] | None = None, zoom: tuple[float, float] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """A fusion batch (A, B) for a task (index or name): each (B, 3, size, size) in [0, 1], model role order.
-
-    Crops take `zoom` (crop side / size, in image pixels) when given, else the task's area `scale`.
-    """
+    """A fusion batch (A, B) for a task (index or name): each (B, 3, size, size) in [0, 1], model role order."""
     name = ROUTER_NAMES[task] if isinstance(task, int) else task
     g = as_generator(generator, _device(banks))
     sc = scale or TASK_SCALE[name]
