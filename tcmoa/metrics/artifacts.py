@@ -10,6 +10,8 @@ specific faults of a patch-based model, on grey float images in [0, 1] (H, W):
 * `gradient_ratio`: mean Sobel magnitude of one image over another's inside a mask, e.g. how much of
   the infrared's structure survives inside a glare disc of the visible image.
 * `local_contrast`: mean local standard deviation (7x7 window).
+* `with_glare`: a visible image with a saturated disc pasted where the infrared has most structure,
+  the night-glare case `gradient_ratio` then measures.
 No torch here.
 """
 from __future__ import annotations
@@ -78,3 +80,14 @@ def local_contrast(grey: np.ndarray, window: int = 7) -> float:
     mean = cv2.blur(g, (window, window))
     var = cv2.blur(g * g, (window, window)) - mean * mean
     return float(np.sqrt(np.clip(var, 0, None)).mean())
+
+
+def with_glare(visible: np.ndarray, infrared_grey: np.ndarray, radius: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """(visible with a white disc where the infrared's local structure peaks, the disc's 7x7-eroded core)."""
+    energy = cv2.blur(sobel_magnitude(infrared_grey), (41, 41))
+    cy, cx = np.unravel_index(int(energy.argmax()), energy.shape)
+    yy, xx = np.mgrid[: energy.shape[0], : energy.shape[1]]
+    disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    glared = visible.copy()
+    glared[disc] = 1.0
+    return glared, erode(disc, 7)

@@ -1,0 +1,77 @@
+"""What a person sees, measured: night glare, a clipped exposure, and the token grid, per model.
+
+    python -m benchmarks.behaviour                                   # shipped model
+    python -m benchmarks.behaviour --models checkpoints runs/old     # several, side by side
+
+The same cases as tests/test_behaviour.py (vendored training crops in tests/data, the bundled
+examples in demo/examples), with the Laplacian pyramid beside the models:
+- glare: share of the infrared's Sobel gradient kept inside a saturated disc pasted into the visible;
+- exposure: share of the under-exposed image's gradient kept where the over-exposed one clips, and
+  the local contrast (mean 7x7 SD) against the average fusion's;
+- grid: block-step ratio (steps across 8-px cell borders / steps elsewhere) at alpha 0, 1, 2, 3 on
+  every bundled example, with the sources' own ratio, and isolated 8x8 blocks.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from demo.example_sets import find_examples
+from tcmoa.fuse.pipeline import Fuser
+from tcmoa.imaging import read_image, to_grey
+from tcmoa.metrics.artifacts import (block_step_ratio, erode, gradient_ratio, isolated_blocks, local_contrast,
+                                     with_glare)
+from tcmoa.metrics.baselines import average_fusion, laplacian_pyramid_fusion
+from tcmoa.model.checkpoint import load_model
+
+VENDORED = Path(__file__).resolve().parents[1] / "tests" / "data"
+ALPHAS = (0.0, 1.0, 2.0, 3.0)
+
+
+def grey(img: np.ndarray) -> np.ndarray:
+    """Luma of a colour image; a grey one as it is."""
+    return to_grey(img) if img.ndim == 3 else img
+
+
+def main() -> None:
+    """Print the three tables."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=[None], help="model folders (default: the shipped model)")
+    args = ap.parse_args()
+    fusers = {str(m or "shipped"): Fuser(load_model(m)) for m in args.models}
+    methods = {name: (lambda src, task, f=f, **kw: f.fuse(src, task, **kw).image) for name, f in fusers.items()}
+    methods["laplacian"] = lambda src, task, **kw: laplacian_pyramid_fusion(src)
+
+    ir = read_image(VENDORED / "vif_ir.png")
+    vi, core = with_glare(read_image(VENDORED / "vif_vi.png"), grey(ir))
+    over, under = read_image(VENDORED / "mef_over.png"), read_image(VENDORED / "mef_under.png")
+    clipped = erode(grey(over) >= 0.96, 7)
+    average = local_contrast(grey(average_fusion([over, under])))
+    print("| method | glare: IR gradient kept | exposure: under's gradient kept | local contrast / average's |")
+    print("|---|---:|---:|---:|")
+    for name, fuse in methods.items():
+        glare = gradient_ratio(grey(fuse([vi, ir], "vif")), grey(ir), core)
+        fused = grey(fuse([over, under], "mef"))
+        print(f"| {name} | {glare:.2f} | {gradient_ratio(fused, grey(under), clipped):.2f} | "
+              f"{local_contrast(fused) / average:.2f} |")
+
+    print("\n| example | sources' own | laplacian | " + " | ".join(
+        f"{n} α={a:g}" for n in fusers for a in ALPHAS) + " | isolated blocks |")
+    print("|---|---:|---:|" + "---:|" * (len(fusers) * len(ALPHAS)) + "---:|")
+    for example in find_examples():
+        sources = [read_image(f) for f in example.files]
+        own = max(block_step_ratio(grey(s)) for s in sources)
+        cells, blocks = [], 0
+        for fuser in fusers.values():
+            for alpha in ALPHAS:
+                fused = grey(fuser.fuse(sources, example.task, alpha=alpha).image)
+                cells.append(f"{block_step_ratio(fused):.3f}")
+                blocks += isolated_blocks(fused, [grey(s) for s in sources])
+        lap = block_step_ratio(grey(laplacian_pyramid_fusion(sources)))
+        print(f"| {example.task} {example.name} | {own:.3f} | {lap:.3f} | " + " | ".join(cells) + f" | {blocks} |")
+
+
+if __name__ == "__main__":
+    main()
