@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 
 from demo.example_sets import find_examples
 from tcmoa.fuse.pipeline import Fuser
-from tcmoa.imaging import read_image, to_grey
+from tcmoa.imaging import bt601_luma, read_image
 from tcmoa.metrics.artifacts import (block_step_ratio, erode, gradient_ratio, isolated_blocks, local_contrast,
                                      with_glare)
 from tcmoa.metrics.baselines import average_fusion, laplacian_pyramid_fusion
@@ -29,10 +28,6 @@ from tcmoa.model.checkpoint import load_model
 VENDORED = Path(__file__).resolve().parents[1] / "tests" / "data"
 ALPHAS = (0.0, 1.0, 2.0, 3.0)
 
-
-def grey(img: np.ndarray) -> np.ndarray:
-    """Luma of a colour image; a grey one as it is."""
-    return to_grey(img) if img.ndim == 3 else img
 
 
 def main() -> None:
@@ -45,32 +40,33 @@ def main() -> None:
     methods["laplacian"] = lambda src, task, **kw: laplacian_pyramid_fusion(src)
 
     ir = read_image(VENDORED / "vif_ir.png")
-    vi, core = with_glare(read_image(VENDORED / "vif_vi.png"), grey(ir))
+    vi, core = with_glare(read_image(VENDORED / "vif_vi.png"), bt601_luma(ir))
     over, under = read_image(VENDORED / "mef_over.png"), read_image(VENDORED / "mef_under.png")
-    clipped = erode(grey(over) >= 0.96, 7)
-    average = local_contrast(grey(average_fusion([over, under])))
+    clipped = erode(bt601_luma(over) >= 0.96, 7)
+    average = local_contrast(bt601_luma(average_fusion([over, under])))
     print("| method | glare: IR gradient kept | exposure: under's gradient kept | local contrast / average's |")
     print("|---|---:|---:|---:|")
     for name, fuse in methods.items():
-        glare = gradient_ratio(grey(fuse([vi, ir], "vif")), grey(ir), core)
-        fused = grey(fuse([over, under], "mef"))
-        print(f"| {name} | {glare:.2f} | {gradient_ratio(fused, grey(under), clipped):.2f} | "
+        glare = gradient_ratio(bt601_luma(fuse([vi, ir], "vif")), bt601_luma(ir), core)
+        fused = bt601_luma(fuse([over, under], "mef"))
+        print(f"| {name} | {glare:.2f} | {gradient_ratio(fused, bt601_luma(under), clipped):.2f} | "
               f"{local_contrast(fused) / average:.2f} |")
 
     print("\n| example | sources' own | laplacian | " + " | ".join(
-        f"{n} α={a:g}" for n in fusers for a in ALPHAS) + " | isolated blocks |")
-    print("|---|---:|---:|" + "---:|" * (len(fusers) * len(ALPHAS)) + "---:|")
+        f"{n} α={a:g}" for n in fusers for a in ALPHAS) + " | " + " | ".join(f"{n}: isolated blocks" for n in fusers) + " |")
+    print("|---|---:|---:|" + "---:|" * (len(fusers) * (len(ALPHAS) + 1)))
     for example in find_examples():
         sources = [read_image(f) for f in example.files]
-        own = max(block_step_ratio(grey(s)) for s in sources)
-        cells, blocks = [], 0
+        own = max(block_step_ratio(bt601_luma(s)) for s in sources)
+        cells, blocks = [], []
         for fuser in fusers.values():
+            blocks.append(0)
             for alpha in ALPHAS:
-                fused = grey(fuser.fuse(sources, example.task, alpha=alpha).image)
+                fused = bt601_luma(fuser.fuse(sources, example.task, alpha=alpha).image)
                 cells.append(f"{block_step_ratio(fused):.3f}")
-                blocks += isolated_blocks(fused, [grey(s) for s in sources])
-        lap = block_step_ratio(grey(laplacian_pyramid_fusion(sources)))
-        print(f"| {example.task} {example.name} | {own:.3f} | {lap:.3f} | " + " | ".join(cells) + f" | {blocks} |")
+                blocks[-1] += isolated_blocks(fused, [bt601_luma(s) for s in sources])
+        lap = block_step_ratio(bt601_luma(laplacian_pyramid_fusion(sources)))
+        print(f"| {example.task} {example.name} | {own:.3f} | {lap:.3f} | " + " | ".join(cells + [str(b) for b in blocks]) + " |")
 
 
 if __name__ == "__main__":

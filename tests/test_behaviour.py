@@ -17,7 +17,7 @@ from tcmoa.metrics.artifacts import (block_step_ratio, erode, gradient_ratio, is
                                      with_glare)
 from tcmoa.metrics.baselines import average_fusion, laplacian_pyramid_fusion
 from tcmoa.model.checkpoint import load_model
-from tcmoa.imaging import read_image, to_grey
+from tcmoa.imaging import bt601_luma, read_image
 from tcmoa.fuse.pipeline import Fuser
 
 VENDORED = Path(__file__).resolve().parent / "data"
@@ -31,24 +31,21 @@ def fuser(single_thread) -> Fuser:
     return Fuser(model)
 
 
-def grey(img: np.ndarray) -> np.ndarray:
-    return to_grey(img) if img.ndim == 3 else img
-
 
 def test_glare_keeps_the_infrared_structure(fuser):
     ir = read_image(VENDORED / "vif_ir.png")
-    vi, core = with_glare(read_image(VENDORED / "vif_vi.png"), grey(ir))
+    vi, core = with_glare(read_image(VENDORED / "vif_vi.png"), bt601_luma(ir))
     fused = fuser.fuse([vi, ir], "vif").image
-    assert gradient_ratio(grey(fused), grey(ir), core) >= 0.8
+    assert gradient_ratio(bt601_luma(fused), bt601_luma(ir), core) >= 0.8
 
 
 def test_a_clipped_exposure_gives_way_to_the_other():
     over, under = read_image(VENDORED / "mef_over.png"), read_image(VENDORED / "mef_under.png")
-    clipped = erode(grey(over) >= 0.96, 7)
+    clipped = erode(bt601_luma(over) >= 0.96, 7)
     assert clipped.sum() > 2000  # the crop has a large blown-out region
     fused = Fuser(load_model()).fuse([over, under], "mef").image
-    assert gradient_ratio(grey(fused), grey(under), clipped) >= 0.8
-    assert local_contrast(grey(fused)) >= local_contrast(grey(average_fusion([over, under])))
+    assert gradient_ratio(bt601_luma(fused), bt601_luma(under), clipped) >= 0.8
+    assert local_contrast(bt601_luma(fused)) >= local_contrast(bt601_luma(average_fusion([over, under])))
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[f"{e.task}-{e.name}" for e in EXAMPLES])
@@ -58,12 +55,12 @@ def test_no_token_grid_at_any_alpha(fuser, example):
     # up to 2.3), which any fusion that keeps their detail inherits. So the bar is 1.05, or where the
     # sources are blockier, the Laplacian pyramid's ratio on the same sources (it has no token grid)
     # + 5%, capped by the blockiest source's own ratio.
-    own = max(block_step_ratio(grey(s)) for s in sources)
-    bar = max(1.05, min(own, 1.05 * block_step_ratio(grey(laplacian_pyramid_fusion(sources)))))
+    own = max(block_step_ratio(bt601_luma(s)) for s in sources)
+    bar = max(1.05, min(own, 1.05 * block_step_ratio(bt601_luma(laplacian_pyramid_fusion(sources)))))
     for alpha in (0.0, 1.0, 2.0, 3.0):  # the whole range (tcmoa.moa.ALPHA_RANGE)
-        fused = grey(fuser.fuse(sources, example.task, alpha=alpha).image)
+        fused = bt601_luma(fuser.fuse(sources, example.task, alpha=alpha).image)
         assert block_step_ratio(fused) <= bar, (alpha, block_step_ratio(fused), bar)
-        assert isolated_blocks(fused, [grey(s) for s in sources]) == 0, alpha
+        assert isolated_blocks(fused, [bt601_luma(s) for s in sources]) == 0, alpha
 
 
 def test_the_measures_see_what_they_should():
