@@ -30,12 +30,12 @@ HARD_CASES = {"vif/llvip12": "glare", "mef/mefb100": "clipping"}  # the first ro
 
 def glare(sources: list[np.ndarray]) -> float:
     """Fraction of the visible image's luma at or above 0.96: headlights and street lamps."""
-    return float((to_bt601_luma(sources[0]) >= 0.96).mean()) if sources[0].ndim == 3 else float((sources[0] >= 0.96).mean())
+    return float((bt601_luma(sources[0]) >= 0.96).mean())
 
 
 def clipping(sources: list[np.ndarray]) -> float:
     """The smaller of the bright-clipped fraction of the brightest exposure and the dark one of the darkest."""
-    greys = sorted((to_bt601_luma(s) if s.ndim == 3 else s for s in sources), key=lambda g: float(g.mean()))
+    greys = sorted((bt601_luma(s) for s in sources), key=lambda g: float(g.mean()))
     return min(float((greys[-1] >= 0.96).mean()), float((greys[0] <= 0.04).mean()))
 
 
