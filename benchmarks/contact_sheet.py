@@ -17,7 +17,7 @@ import numpy as np
 from tcmoa.metrics.baselines import run_baseline
 from tcmoa.model.checkpoint import load_model
 from tcmoa.metrics.evaluation import discover_sets
-from tcmoa.imaging import read_image
+from tcmoa.imaging import bt601_luma, read_image
 from tcmoa.fuse.pipeline import Fuser
 from tcmoa.tasks import get_preset
 
