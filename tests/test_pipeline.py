@@ -230,7 +230,7 @@ def test_the_result_carries_what_was_decided(fuser):
     mri, pet = smooth_image(48, 64, colour=False), smooth_image(40, 56, seed=5)
     result = fuser.fuse([mri, pet], "MRI-PET", resize="first", maps=True)
     s = result.settings
-    assert (s.preset.key, s.alpha, s.beta, s.route, s.resize) == ("mri-pet", 2.0, -0.2, "medical", "first")
+    assert (s.preset.key, s.alpha, s.beta, s.route, s.resize) == ("mri-pet", 2.0, -0.1, "medical", "first")
     assert [im.shape[:2] for im in result.sources] == [(48, 64), (48, 64)]  # size-matched, as fused
     assert np.array_equal(result.sources[0], mri) and result.order == [0, 1]
     assert result.mapped_pair is not None and np.array_equal(result.mapped_pair[0], mri)

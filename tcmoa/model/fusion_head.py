@@ -31,6 +31,7 @@ from . import pyramid
 from .backbone import unpatchify
 
 PROMPT_GAIN = 4.0  # logit per unit of p_A - p_B: prompts of 0.75 / 0.25 give w = sigmoid(2) = 0.88
+BETA_GAIN = 8.0  # pyramid head: logit per unit of the 2-beta shift, at every level (PyramidHead)
 
 
 class SourceWeightHead(nn.Module):
@@ -91,7 +92,8 @@ class PyramidHead(nn.Module):
 
         w_l = sigmoid(detail_gain_l * log(E_A / E_B)          # larger local band energy wins (band-pass levels)
                       + clip_gain_l * (C_B - C_A)             # a clipped source gives way to the other
-                      + prompt_gain_l * margin_l              # the TC-MoA prompts: mean p_A - p_B
+                      + prompt_gain_l * alpha * margin_l      # the TC-MoA prompts: mean p_A - p_B
+                      + 4 * 2 * beta                          # beta (Eq. 8's shift), alike at every level
                       + token_logit_l)                        # learned, from the decoded tokens
 
     E is `band_energy`, C the fraction of `clipped` pixels at that level, and the token-grid terms are
@@ -102,8 +104,10 @@ class PyramidHead(nn.Module):
     a classical fusion: details chosen by local energy (a soft max-abs), base averaged except where
     a source is clipped, dominance set by the prompts. A single per-pixel weight cannot take a glare-
     white visible image's brightness and the infrared's edges at the same place; per-band weights
-    can. The prompt gains are kept positive, so beta moves every band towards A and alpha spreads
-    the prompts' preference across all of them.
+    can. The prompt gains are kept positive, so alpha spreads the prompts' per-region preference across
+    every band; beta, which shifts every prompt margin by 2 beta, moves every band's logit by the same
+    8 beta (at the learned gains alone it would barely move the band-pass levels, whose weights the
+    energy term dominates, and SSIM towards A would not rise at every step).
     """
 
     def __init__(self, dim: int, routers: int, levels: int = 5, base_clip_gain: Sequence[float] | None = None):
@@ -124,18 +128,21 @@ class PyramidHead(nn.Module):
             torch.tensor([0.0] * (levels - 1) + [math.log(PROMPT_GAIN)]).repeat(routers, 1))
 
     def weights(self, tokens: Tensor, grid: tuple[int, int], pyr_a: list[Tensor], pyr_b: list[Tensor],
-                clip_a: list[Tensor], clip_b: list[Tensor], prompt_margin: Tensor, route: Tensor) -> list[Tensor]:
+                clip_a: list[Tensor], clip_b: list[Tensor], prompt_margin: Tensor, route: Tensor,
+                beta: float = 0.0) -> list[Tensor]:
         """The weight of A per level, (B, 1, h_l, w_l) each; pyramids and clip maps from `forward`."""
         luma = torch.tensor(LUMA, device=tokens.device).view(1, 3, 1, 1)
         route = route.float()  # (T,) normalised router weights
         detail_gain, clip_gain = route @ self.detail_gain, route @ self.clip_gain  # (L-1,), (L,)
         gains = route @ self.log_prompt_gain.exp()  # (L,): positive, as every row is
         logits = self.token_logits(tokens.float()).transpose(1, 2).reshape(-1, self.levels, *grid)  # (B, L, h, w)
-        margin = prompt_margin.float().transpose(1, 2).reshape(-1, 1, *grid)  # (B, 1, h, w)
+        # The margin is alpha * (p_A - p_B) + 2 beta (Eq. 8). The per-region part keeps the learned gains;
+        # beta's uniform shift gets PROMPT_GAIN at every level, so beta moves every band alike.
+        margin = prompt_margin.float().transpose(1, 2).reshape(-1, 1, *grid) - 2 * beta  # (B, 1, h, w)
         out = []
         for lvl, (band_a, band_b) in enumerate(zip(pyr_a, pyr_b)):
             size = tuple(band_a.shape[-2:])
-            z = to_level(logits[:, lvl: lvl + 1], size) + gains[lvl] * to_level(margin, size)
+            z = to_level(logits[:, lvl: lvl + 1], size) + gains[lvl] * to_level(margin, size) + BETA_GAIN * 2 * beta
             z = z + clip_gain[lvl] * (clip_b[lvl] - clip_a[lvl])
             if lvl < self.levels - 1:
                 e_a = band_energy((band_a * luma).sum(1, keepdim=True)) + ENERGY_FLOOR
@@ -145,7 +152,7 @@ class PyramidHead(nn.Module):
         return out
 
     def forward(self, tokens: Tensor, grid: tuple[int, int], a: Tensor, b: Tensor,
-                prompt_margin: Tensor, route: Tensor) -> tuple[Tensor, Tensor]:
+                prompt_margin: Tensor, route: Tensor, beta: float = 0.0) -> tuple[Tensor, Tensor]:
         """tokens (B, N, C), sources (B, 3, H, W) in [0, 1], prompt_margin (B, N, 1) = mean p_A - p_B, route (T,).
 
         Returns the fused image (B, 3, H, W) in [0, 1] (unclipped) and the base weight of A
@@ -157,7 +164,7 @@ class PyramidHead(nn.Module):
             luma = torch.tensor(LUMA, device=a.device).view(1, 3, 1, 1)
             clip_a = pyramid.gaussian(clipped((a * luma).sum(1, keepdim=True)), self.levels)
             clip_b = pyramid.gaussian(clipped((b * luma).sum(1, keepdim=True)), self.levels)
-            ws = self.weights(tokens, grid, pyr_a, pyr_b, clip_a, clip_b, prompt_margin, route)
+            ws = self.weights(tokens, grid, pyr_a, pyr_b, clip_a, clip_b, prompt_margin, route, beta)
             fused = pyramid.collapse([w * la + (1 - w) * lb for w, la, lb in zip(ws, pyr_a, pyr_b)])
             base = F.interpolate(ws[-1], size=a.shape[-2:], mode="bilinear", align_corners=False)
         return fused, base

@@ -201,7 +201,8 @@ class TCMoA(nn.Module):
             margin = torch.stack([t.prompt_a - t.prompt_b for t in enc + dec]).mean(0)  # (B, N, 1)
             tokens = self.decoder_norm(x[:batch])
             if isinstance(self.fusion_head, PyramidHead):  # works on [0, 1] pixels
-                fused, weight = self.fusion_head(tokens, grid, unnormalize(a), unnormalize(b), margin, weights)
+                fused, weight = self.fusion_head(tokens, grid, unnormalize(a), unnormalize(b), margin, weights,
+                                                 control.beta)
                 pred = normalize(fused)
             else:
                 pred, weight = self.fusion_head(tokens, grid, a, b, margin)
