@@ -8,34 +8,23 @@ border handling. Everything is depthwise over channels: (B, C, H, W) in, the sam
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_TAPS = (1.0, 4.0, 6.0, 4.0, 1.0)
-
-
-@functools.lru_cache(maxsize=None)
-def _kernel(channels: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    # (C, 1, 5, 1) and (C, 1, 1, 5): the separable binomial kernel for a depthwise conv.
-    with torch.inference_mode(False), torch.no_grad():
-        k = torch.tensor(_TAPS, dtype=torch.float64)
-        k = (k / k.sum()).to(device=device, dtype=dtype)
-        return (k.view(1, 1, 5, 1).expand(channels, 1, 5, 1).contiguous(),
-                k.view(1, 1, 1, 5).expand(channels, 1, 1, 5).contiguous())
-
 
 def blur(x: Tensor) -> Tensor:
-    """Binomial 5x5 blur with mirrored borders, (B, C, H, W) -> same shape."""
-    c = x.shape[1]
-    kv, kh = _kernel(c, x.device, x.dtype)
+    """Binomial 5x5 blur, (1, 4, 6, 4, 1)^2 / 256, with mirrored borders: (B, C, H, W) -> same shape.
+
+    Written as shifted sums of one padded tensor: on a CPU this is ~5x faster than two depthwise
+    convolutions (which oneDNN runs slowly for 5x1 kernels), equal to them up to float rounding.
+    """
+    h, w = x.shape[-2:]
     # Mirroring needs 3 px per side; tiny levels (< 3 px) fall back to replicated borders.
-    mode = "reflect" if min(x.shape[-2:]) > 2 else "replicate"
-    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode=mode), kv, groups=c)
-    return F.conv2d(F.pad(x, (2, 2, 0, 0), mode=mode), kh, groups=c)
+    p = F.pad(x, (2, 2, 2, 2), mode="reflect" if min(h, w) > 2 else "replicate")
+    v = (p[..., 0:h, :] + p[..., 4:h + 4, :]) + 4 * (p[..., 1:h + 1, :] + p[..., 3:h + 3, :]) + 6 * p[..., 2:h + 2, :]
+    return ((v[..., 0:w] + v[..., 4:w + 4]) + 4 * (v[..., 1:w + 1] + v[..., 3:w + 3]) + 6 * v[..., 2:w + 2]) / 256
 
 
 def down(x: Tensor) -> Tensor:
