@@ -97,11 +97,11 @@ def bench_fuser(device: torch.device, warmup: int, runs: int) -> dict[str, objec
 SWEEP_SIZES = ((640, 480), (1024, 1024), (1280, 1024), (1632, 1224), (2304, 1728), (3264, 2448), (4608, 3456))
 
 
-def sweep_one(width: int, height: int, runs: int) -> dict[str, object]:
-    """Fuse one random width x height pair with the default Fuser (tiled as planned): time, tiles, memory."""
-    from tcmoa.fuse.tiling import plan_tiles
+def sweep_one(width: int, height: int, runs: int, tile_size: int | None = None) -> dict[str, object]:
+    """Fuse one random width x height pair (tiled as planned, or with `tile_size`): time, tiles, memory."""
+    from tcmoa.fuse.tiling import DEFAULT_TILE_SIZE, plan_tiles
 
-    fuser = Fuser(load_model("compact"), device="cpu")
+    fuser = Fuser(load_model("compact"), device="cpu", tile_size=tile_size or DEFAULT_TILE_SIZE, max_pixels=10**9)
     rng = np.random.default_rng(0)
     pair = [rng.random((height, width, 3), dtype=np.float32), rng.random((height, width), dtype=np.float32)]
     fuser.fuse([p[:256, :256] for p in pair], "vif")  # warm-up
@@ -114,22 +114,32 @@ def sweep_one(width: int, height: int, runs: int) -> dict[str, object]:
             "peak MiB": peak_memory_mib(torch.device("cpu")), "before MiB": before}
 
 
-def sweep(threads: int, runs: int) -> None:
-    """Every SWEEP_SIZES row in a fresh process; print the Markdown table."""
+def _sweep_row(width: int, height: int, threads: int, runs: int, tile_size: int | None = None) -> dict:
+    """One sweep row, measured in a fresh process."""
+    extra = ["--sweep-tile", str(tile_size)] if tile_size else []
+    out = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--threads", str(threads), "--sweep-one",
+                          f"{width}x{height}", "--sweep-runs", str(runs), *extra], capture_output=True, text=True,
+                         check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def sweep(threads: int, runs: int, untiled: bool = False) -> None:
+    """Every SWEEP_SIZES row in a fresh process; print the Markdown table (with --untiled: tiled rows run whole too)."""
     rows = []
     for width, height in SWEEP_SIZES:
-        out = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--threads", str(threads), "--sweep-one",
-                              f"{width}x{height}", "--sweep-runs", str(runs)], capture_output=True, text=True,
-                             check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-        rows.append(json.loads(out.stdout.splitlines()[-1]))
+        rows.append(_sweep_row(width, height, threads, runs))
+        if untiled and not rows[-1]["tiles"].startswith("1 of"):  # the same image in one piece, for the ratio
+            rows[-1]["untiled ms/MP"] = _sweep_row(width, height, threads, runs, tile_size=1 << 14)["ms/MP"]
         print(f"  {rows[-1]['size']}: {rows[-1]['ms/MP']:.0f} ms/MP", file=sys.stderr, flush=True)
     ref = next(r["ms/MP"] for r in rows if r["size"] == "1024x1024")
     print(f"torch {torch.__version__}; CPU, {threads} threads; best of {runs}; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
-    print("| size | MP | tiles | s | ms per MP | vs 1 MP (untiled) | peak RSS MiB |\n|---|---:|---|---:|---:|---:|---:|")
+    print("| size | MP | tiles | s | ms per MP | vs 1 MP | vs the same image untiled | peak RSS MiB |\n"
+          "|---|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
+        whole = f"{r['ms/MP'] / r['untiled ms/MP']:.2f}" if "untiled ms/MP" in r else "(one tile)"
         print(f"| {r['size']} | {r['MP']:.1f} | {r['tiles']} | {r['s']:.2f} | {r['ms/MP']:.0f} | "
-              f"{r['ms/MP'] / ref:.2f} | {r['peak MiB']:.0f} |")
+              f"{r['ms/MP'] / ref:.2f} | {whole} | {r['peak MiB']:.0f} |")
 
 
 def main() -> None:
@@ -141,15 +151,17 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="also benchmark on CUDA")
     parser.add_argument("--sweep", action="store_true", help="Fuser.fuse from 0.3 to 16 MP instead of the rows")
     parser.add_argument("--sweep-runs", type=int, default=2, help="timed runs per size (best is kept)")
+    parser.add_argument("--untiled", action="store_true", help="with --sweep: run the tiled sizes whole too (memory!)")
     parser.add_argument("--sweep-one", default=None, metavar="WxH", help=argparse.SUPPRESS)  # one sweep row
+    parser.add_argument("--sweep-tile", type=int, default=None, help=argparse.SUPPRESS)  # its tile size
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.sweep_one:
         width, height = (int(v) for v in args.sweep_one.split("x"))
-        print(json.dumps(sweep_one(width, height, args.sweep_runs)))
+        print(json.dumps(sweep_one(width, height, args.sweep_runs, args.sweep_tile)))
         return
     if args.sweep:
-        sweep(args.threads, args.sweep_runs)
+        sweep(args.threads, args.sweep_runs, args.untiled)
         return
     cpu = torch.device("cpu")
     rows = [bench_forward("compact", cpu, "fp32", 1, (480, 640), args.warmup, args.runs),
