@@ -59,6 +59,13 @@ def page_request(engine: Engine, slots: Sequence[object], task: object, alpha: o
     return prepare(engine, slots, task, alpha, beta, route=route, resize=resize, what=what)
 
 
+def add_source_note(shown: int) -> str | None:
+    """What "+ Add source" tells the user when `shown` slots are open: None, or why no slot was added."""
+    if shown >= MAX_SOURCES:
+        return f"This demo fuses at most {MAX_SOURCES} sources; remove one to add another."
+    return None
+
+
 def slot_labels(task: str, n: int = MAX_SOURCES) -> list[str]:
     """The label of each source slot for a task, e.g. 'Source 1: visible (A)'."""
     preset = get_preset(task)

@@ -182,8 +182,9 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
     slot_outputs = [n_sources, *i.slots, o.compare_with]
 
     def on_add(n: int) -> list[Any]:
-        if n >= MAX_SOURCES:
-            gr.Info(f"This demo fuses at most {MAX_SOURCES} sources; remove one to add another.")
+        note = cb.add_source_note(n)
+        if note:
+            gr.Info(note)
         return slot_updates(n + 1)
 
     i.add.click(on_add, n_sources, slot_outputs, **QUICK)

@@ -133,3 +133,10 @@ def test_named_outputs_are_removed_after_an_hour(tmp_path):
     os.utime(first.parent, (old, old))
     second = Path(downloads.named_png(np.zeros((4, 4), np.float32), "fused_vif_a1.00_b+0.00.png", tmp_path))
     assert second.exists() and not first.exists()  # same name, another folder; the old one is gone
+
+
+def test_add_source_says_why_at_the_cap():
+    # "+ Add source" with every slot open used to do nothing, silently: now it says why.
+    assert cb.add_source_note(MAX_SOURCES - 1) is None
+    note = cb.add_source_note(MAX_SOURCES)
+    assert note is not None and str(MAX_SOURCES) in note and "remove one" in note
