@@ -6,7 +6,8 @@ import torch
 from tcmoa.train.loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025
 from tcmoa.train.losses import task_loss
 from tcmoa.model import pyramid
-from tcmoa.train.multiscale_losses import (clip_aware_pixel_loss, detail_targets, local_contrast_loss, luma,
+from tcmoa.model.fusion_head import luma
+from tcmoa.train.multiscale_losses import (clip_aware_pixel_loss, detail_targets, local_contrast_loss,
                                     multiscale_detail_loss)
 
 

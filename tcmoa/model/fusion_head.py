@@ -64,9 +64,14 @@ ENERGY_FLOOR = 2e-3  # keeps log(energy) finite in flat regions (about half a gr
 CLIP_HIGH, CLIP_LOW, CLIP_SOFTNESS = 0.95, 0.02, 0.01  # "clipped" luma: >= ~242/255 or <= ~5/255
 
 
-def clipped(luma: Tensor) -> Tensor:
-    """Soft indicator (B, 1, H, W) in [0, 1] of saturated (white) or crushed (black) luma."""
-    return torch.sigmoid((luma - CLIP_HIGH) / CLIP_SOFTNESS) + torch.sigmoid((CLIP_LOW - luma) / (CLIP_SOFTNESS / 2))
+def luma(img: Tensor) -> Tensor:
+    """BT.601 luma (B, 1, H, W) of an RGB batch (B, 3, H, W), in float32."""
+    return (img.float() * img.new_tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def clipped(y: Tensor) -> Tensor:
+    """Soft indicator (B, 1, H, W) in [0, 1] of saturated (white) or crushed (black) luma y."""
+    return torch.sigmoid((y - CLIP_HIGH) / CLIP_SOFTNESS) + torch.sigmoid((CLIP_LOW - y) / (CLIP_SOFTNESS / 2))
 
 
 def band_energy(band_luma: Tensor) -> Tensor:
@@ -88,12 +93,12 @@ class PyramidHead(nn.Module):
     """Decoded tokens -> one weight of source A per Laplacian band, applied to the sources' pyramids.
 
     Both sources (in [0, 1]) are split into `levels` bands: `levels - 1` band-pass levels and a
-    low-pass base (tcmoa/pyramid.py). Level l of the result is w_l * A_l + (1 - w_l) * B_l, with
+    low-pass base (tcmoa/model/pyramid.py). Level l of the result is w_l * A_l + (1 - w_l) * B_l, with
 
         w_l = sigmoid(detail_gain_l * log(E_A / E_B)          # larger local band energy wins (band-pass levels)
                       + clip_gain_l * (C_B - C_A)             # a clipped source gives way to the other
                       + prompt_gain_l * alpha * margin_l      # the TC-MoA prompts: mean p_A - p_B
-                      + 4 * 2 * beta                          # beta (Eq. 8's shift), alike at every level
+                      + BETA_GAIN * 2 * beta                  # beta (Eq. 8's shift): 16 beta at every level
                       + token_logit_l)                        # learned, from the decoded tokens
 
     E is `band_energy`, C the fraction of `clipped` pixels at that level, and the token-grid terms are
@@ -106,7 +111,7 @@ class PyramidHead(nn.Module):
     white visible image's brightness and the infrared's edges at the same place; per-band weights
     can. The prompt gains are kept positive, so alpha spreads the prompts' per-region preference across
     every band; beta, which shifts every prompt margin by 2 beta, moves every band's logit by the same
-    8 beta (at the learned gains alone it would barely move the band-pass levels, whose weights the
+    16 beta (at the learned gains alone it would barely move the band-pass levels, whose weights the
     energy term dominates, and SSIM towards A would not rise at every step).
     """
 
@@ -131,13 +136,12 @@ class PyramidHead(nn.Module):
                 clip_a: list[Tensor], clip_b: list[Tensor], prompt_margin: Tensor, route: Tensor,
                 beta: float = 0.0) -> list[Tensor]:
         """The weight of A per level, (B, 1, h_l, w_l) each; pyramids and clip maps from `forward`."""
-        luma = torch.tensor(LUMA, device=tokens.device).view(1, 3, 1, 1)
         route = route.float()  # (T,) normalised router weights
         detail_gain, clip_gain = route @ self.detail_gain, route @ self.clip_gain  # (L-1,), (L,)
         gains = route @ self.log_prompt_gain.exp()  # (L,): positive, as every row is
         logits = self.token_logits(tokens.float()).transpose(1, 2).reshape(-1, self.levels, *grid)  # (B, L, h, w)
         # The margin is alpha * (p_A - p_B) + 2 beta (Eq. 8). The per-region part keeps the learned gains;
-        # beta's uniform shift gets PROMPT_GAIN at every level, so beta moves every band alike.
+        # beta's uniform shift gets BETA_GAIN at every level, so beta moves every band alike.
         margin = prompt_margin.float().transpose(1, 2).reshape(-1, 1, *grid) - 2 * beta  # (B, 1, h, w)
         out = []
         for lvl, (band_a, band_b) in enumerate(zip(pyr_a, pyr_b)):
@@ -145,8 +149,8 @@ class PyramidHead(nn.Module):
             z = to_level(logits[:, lvl: lvl + 1], size) + gains[lvl] * to_level(margin, size) + BETA_GAIN * 2 * beta
             z = z + clip_gain[lvl] * (clip_b[lvl] - clip_a[lvl])
             if lvl < self.levels - 1:
-                e_a = band_energy((band_a * luma).sum(1, keepdim=True)) + ENERGY_FLOOR
-                e_b = band_energy((band_b * luma).sum(1, keepdim=True)) + ENERGY_FLOOR
+                e_a = band_energy(luma(band_a)) + ENERGY_FLOOR
+                e_b = band_energy(luma(band_b)) + ENERGY_FLOOR
                 z = z + detail_gain[lvl] * (e_a.log() - e_b.log())
             out.append(torch.sigmoid(z))
         return out
@@ -161,9 +165,8 @@ class PyramidHead(nn.Module):
         with torch.autocast(device_type=tokens.device.type, enabled=False):
             a, b = a.float(), b.float()
             pyr_a, pyr_b = pyramid.laplacian(a, self.levels), pyramid.laplacian(b, self.levels)
-            luma = torch.tensor(LUMA, device=a.device).view(1, 3, 1, 1)
-            clip_a = pyramid.gaussian(clipped((a * luma).sum(1, keepdim=True)), self.levels)
-            clip_b = pyramid.gaussian(clipped((b * luma).sum(1, keepdim=True)), self.levels)
+            clip_a = pyramid.gaussian(clipped(luma(a)), self.levels)
+            clip_b = pyramid.gaussian(clipped(luma(b)), self.levels)
             ws = self.weights(tokens, grid, pyr_a, pyr_b, clip_a, clip_b, prompt_margin, route, beta)
             fused = pyramid.collapse([w * la + (1 - w) * lb for w, la, lb in zip(ws, pyr_a, pyr_b)])
             base = F.interpolate(ws[-1], size=a.shape[-2:], mode="bilinear", align_corners=False)

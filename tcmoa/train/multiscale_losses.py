@@ -12,7 +12,7 @@ rewards hiding what the infrared sees there. These terms fix that and look at mo
   have at least the larger of the sources' local SDs (a clipped source's is ~0, so the other's counts).
 
 All take (B, 3, H, W) images in [0, 1] and work on luma (BT.601); the source-derived targets are
-constants (no gradient). tcmoa/loss_weights.py says which recipe uses them, and how much.
+constants (no gradient). tcmoa/train/loss_weights.py says which recipe uses them, and how much.
 """
 from __future__ import annotations
 
@@ -21,15 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..model import pyramid
-from ..model.fusion_head import LUMA, band_energy, clipped
+from ..model.fusion_head import band_energy, clipped, luma
 
 DETAIL_LEVELS = 4  # band-pass levels judged: 1, 2, 4 and 8 px structures
 CONTRAST_LEVELS = 4  # local SD at windows of ~5, 10, 20 and 40 px
-
-
-def luma(img: Tensor) -> Tensor:
-    """BT.601 luma (B, 1, H, W) of an RGB batch (B, 3, H, W)."""
-    return (img.float() * img.new_tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
 def clip_aware_pixel_loss(fused: Tensor, a: Tensor, b: Tensor) -> Tensor:
