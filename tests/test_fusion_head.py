@@ -126,6 +126,15 @@ def test_pyramid_levels_halve_and_the_base_is_a_blur():
     assert all(float(b.abs().max()) < 1e-6 for b in flat[:-1]) and torch.allclose(flat[-1], torch.tensor(0.3))
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 2), (2, 2), (2, 5), (3, 4), (9, 6)])
+def test_tiny_levels_expand_a_constant_to_itself(size):
+    # Levels of 1-2 px pad by replication: `up` must still give back a constant (it once gave 4x it,
+    # so every band of a flat image was -3x its value and small images fused with wild offsets).
+    bands = pyramid.laplacian(torch.full((1, 1, *size), 0.7), 4)
+    assert all(float(b.abs().max()) < 1e-6 for b in bands[:-1])
+    torch.testing.assert_close(pyramid.up(torch.full((1, 1, 1, 1), 0.7), size), torch.full((1, 1, *size), 0.7))
+
+
 def test_compact_ships_the_pyramid_head(pyr):
     assert get_config("compact").fusion_output == "pyramid"
     assert type(pyr.fusion_head).__name__ == "PyramidHead"
@@ -191,3 +200,55 @@ def test_an_old_source_weights_model_still_loads(compact, tmp_path):
     save_model(compact, tmp_path / "old")
     loaded = load_model(tmp_path / "old")
     assert loaded.config.fusion_output == "source_weights" and type(loaded.fusion_head).__name__ == "SourceWeightHead"
+
+
+# --- the base's coarse levels ------------------------------------------------------------------
+def without_coarse_levels(model: TCMoA) -> TCMoA:
+    """The same weights in a head that blends the base as one band (the first pyramid model)."""
+    m = TCMoA(dataclasses.replace(model.config, pyramid_coarse_levels=0)).eval()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("fusion_head.coarse_")}
+    m.load_state_dict(state)
+    return m
+
+
+def test_a_model_without_coarse_levels_has_no_coarse_weights():
+    head = TCMoA(dataclasses.replace(get_config("compact"), pyramid_coarse_levels=0)).fusion_head
+    assert head.coarse_gain is None and head.coarse_mix is None  # so the first pyramid model loads as saved
+    assert get_config("compact").pyramid_coarse_levels == 5
+
+
+def test_coarse_mix_zero_is_the_single_base_blend(pyr, sources):
+    # Medical and MFF start with the coarse levels off: exactly the first pyramid model's output.
+    a, b = sources
+    assert pyr.fusion_head.coarse_mix.tolist() == [1.0, 1.0, 0.0, 0.0]
+    with torch.no_grad():
+        for task in ("medical", "mff", "vif", "mef"):
+            out = pyr(normalize(a), normalize(b), task).fused
+            ref = without_coarse_levels(pyr)(normalize(a), normalize(b), task).fused
+            assert torch.equal(out, ref) == (task in ("medical", "mff"))
+
+
+def test_coarse_levels_keep_the_large_scale_contrast(pyr):
+    # A: a slow left-to-right ramp (contrast only at scales above 1/16); B: flat grey. One blend of
+    # the base halves the ramp; the coarse levels take it from A, whose large-scale energy is larger.
+    xx = torch.linspace(0.2, 0.8, 256).expand(1, 3, 128, 256)
+    a, b = xx.contiguous(), torch.full((1, 3, 128, 256), 0.5)
+    with torch.no_grad():
+        deep = pyr(normalize(a), normalize(b), "mef", PromptControl(0.0, 0.0)).fused
+        single = without_coarse_levels(pyr)(normalize(a), normalize(b), "mef", PromptControl(0.0, 0.0)).fused
+    ramp = lambda x: float(x[0, 0, :, -32:].mean() - x[0, 0, :, :32].mean())  # noqa: E731
+    assert ramp(single) == pytest.approx(ramp(a) / 2, rel=0.05)
+    assert ramp(deep) > 0.8 * ramp(a)
+
+
+def test_coarse_levels_defer_to_the_base_weight_where_a_source_is_clipped(pyr):
+    # A is blown out (white) on its left half, B a dark ramp there: the white region's rim is A's largest
+    # coarse "structure", but it must not win; inside, the base weight (here 0.5) decides.
+    xx = torch.linspace(0.1, 0.4, 256).expand(1, 3, 128, 256)
+    a = torch.where(torch.arange(256) < 128, torch.tensor(1.0), torch.tensor(0.5)).expand(1, 3, 128, 256)
+    b = xx.contiguous()
+    with torch.no_grad():
+        deep = pyr(normalize(a.contiguous()), normalize(b), "mef", PromptControl(0.0, 0.0)).fused
+        single = without_coarse_levels(pyr)(normalize(a.contiguous()), normalize(b), "mef", PromptControl(0.0, 0.0)).fused
+    inside = (slice(None), slice(16, 64))  # well inside the clipped half
+    assert float((deep[0, 0][inside] - single[0, 0][inside]).abs().mean()) < 0.03

@@ -54,6 +54,9 @@ class ModelConfig:
     # Laplacian band of the sources ("pyramid", ours; tcmoa/model/fusion_head.py).
     fusion_output: str = "decoder"
     pyramid_levels: int = 5  # fusion_output="pyramid": 4 band-pass levels and a base at 1/16
+    # fusion_output="pyramid": the base's own band-pass levels (1/16 ... 1/128), chosen by energy like
+    # the finer ones; 0 blends the base as one band (the first pyramid model).
+    pyramid_coarse_levels: int = 0
     routers: tuple[str, ...] = field(default=ROUTER_NAMES[:3])
 
     def __post_init__(self) -> None:
@@ -120,7 +123,7 @@ CONFIGS: dict[str, ModelConfig] = {
         name="compact", patch_size=8, upsample=False, embed_dim=128, depth=6, num_heads=4,
         decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
         window_size=8, shift_size=4, shift_mask=True, absolute_pos=False, pos_swap_hw=False,
-        num_routers=4, routers=ROUTER_NAMES, fusion_output="pyramid",
+        num_routers=4, routers=ROUTER_NAMES, fusion_output="pyramid", pyramid_coarse_levels=5,
     ),
 }
 

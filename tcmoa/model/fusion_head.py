@@ -113,11 +113,24 @@ class PyramidHead(nn.Module):
     every band; beta, which shifts every prompt margin by 2 beta, moves every band's logit by the same
     16 beta (at the learned gains alone it would barely move the band-pass levels, whose weights the
     energy term dominates, and SSIM towards A would not rise at every step).
+
+    Coarse levels (`coarse_levels` > 0, config `pyramid_coarse_levels`; 5 in the shipped model). One
+    per-pixel blend of the 1/16 base, with a weight that moves at the token scale, mixes the sources'
+    large-scale tones and flattens them: the first pyramid model's MEF results had a lower SD than
+    Mertens' and a lower MEF-SSIM than the Laplacian pyramid. So the base gets its own pyramid (band-pass
+    levels at 1/16 ... 1/256 and a base), blended level by level with the base's logit resampled to each
+    (smooth at coarse scales), plus `coarse_gain * trust * log(E_A / E_B)` on its band-pass levels,
+    trust = (1 - max(C_A, C_B))^2: where a source is clipped the energy term fades, because a blown-out
+    region's rim is the strongest coarse structure and the other source's large-scale contrast laid on
+    the base overflows [0, 1] there. `coarse_mix` (per router) lerps between the single blend (0) and
+    this (1); it starts at 1 for VIF and MEF, and at 0 for medical (the coarse levels lowered its Qabf on
+    train/medical) and MFF (no gain on training pairs).
     """
 
-    def __init__(self, dim: int, routers: int, levels: int = 5, base_clip_gain: Sequence[float] | None = None):
+    def __init__(self, dim: int, routers: int, levels: int = 5, base_clip_gain: Sequence[float] | None = None,
+                 coarse_levels: int = 0, coarse_gain: Sequence[float] | None = None):
         super().__init__()
-        self.levels = levels
+        self.levels, self.coarse_levels = levels, coarse_levels
         self.token_logits = nn.Linear(dim, levels)
         nn.init.zeros_(self.token_logits.weight)
         nn.init.zeros_(self.token_logits.bias)
@@ -131,29 +144,52 @@ class PyramidHead(nn.Module):
         # log of the prompt gains: PROMPT_GAIN on the base, 1 on the band-pass levels.
         self.log_prompt_gain = nn.Parameter(
             torch.tensor([0.0] * (levels - 1) + [math.log(PROMPT_GAIN)]).repeat(routers, 1))
+        # Energy gain of the base's own band-pass levels (1/16, 1/32, ... of the image); none when 0 levels,
+        # so models saved without them load unchanged.
+        self.coarse_gain: nn.Parameter | None = None
+        self.coarse_mix: nn.Parameter | None = None
+        if coarse_levels:
+            rows = torch.tensor(list(coarse_gain) if coarse_gain is not None else [4.0] * routers).float()
+            self.coarse_gain = nn.Parameter(rows.view(routers, 1).repeat(1, coarse_levels))
+            # 1 where the coarse levels are on, 0 where the base stays one blend (coarse gain 0).
+            self.coarse_mix = nn.Parameter((rows > 0).float())
 
     def weights(self, tokens: Tensor, grid: tuple[int, int], pyr_a: list[Tensor], pyr_b: list[Tensor],
                 clip_a: list[Tensor], clip_b: list[Tensor], prompt_margin: Tensor, route: Tensor,
-                beta: float = 0.0) -> list[Tensor]:
-        """The weight of A per level, (B, 1, h_l, w_l) each; pyramids and clip maps from `forward`."""
+                beta: float = 0.0) -> tuple[list[Tensor], list[Tensor]]:
+        """The weight of A per learned level and per coarse level, (B, 1, h_l, w_l) each.
+
+        `pyr_a`, `pyr_b`: the `levels` bands, then the base's own pyramid (`coarse_levels` band-pass
+        levels and its base), from `forward`; the clip maps likewise. The last learned weight is the
+        base's, steered by the prompts, beta and clipping (the dominance the app shows).
+        """
         route = route.float()  # (T,) normalised router weights
         detail_gain, clip_gain = route @ self.detail_gain, route @ self.clip_gain  # (L-1,), (L,)
         gains = route @ self.log_prompt_gain.exp()  # (L,): positive, as every row is
+        energy_gain = detail_gain if self.coarse_gain is None else torch.cat([detail_gain, route @ self.coarse_gain])
         logits = self.token_logits(tokens.float()).transpose(1, 2).reshape(-1, self.levels, *grid)  # (B, L, h, w)
         # The margin is alpha * (p_A - p_B) + 2 beta (Eq. 8). The per-region part keeps the learned gains;
         # beta's uniform shift gets BETA_GAIN at every level, so beta moves every band alike.
         margin = prompt_margin.float().transpose(1, 2).reshape(-1, 1, *grid) - 2 * beta  # (B, 1, h, w)
-        out = []
+        weights, coarse = [], []
         for lvl, (band_a, band_b) in enumerate(zip(pyr_a, pyr_b)):
             size = tuple(band_a.shape[-2:])
-            z = to_level(logits[:, lvl: lvl + 1], size) + gains[lvl] * to_level(margin, size) + BETA_GAIN * 2 * beta
-            z = z + clip_gain[lvl] * (clip_b[lvl] - clip_a[lvl])
-            if lvl < self.levels - 1:
-                e_a = band_energy(luma(band_a)) + ENERGY_FLOOR
-                e_b = band_energy(luma(band_b)) + ENERGY_FLOOR
-                z = z + detail_gain[lvl] * (e_a.log() - e_b.log())
-            out.append(torch.sigmoid(z))
-        return out
+            k = min(lvl, self.levels - 1)  # the base's coarse levels share its token logit and gains
+            z = to_level(logits[:, k: k + 1], size) + gains[k] * to_level(margin, size) + BETA_GAIN * 2 * beta
+            z = z + clip_gain[k] * (clip_b[lvl] - clip_a[lvl])
+            if lvl == self.levels - 1 or lvl == len(pyr_a) - 1:  # a low-pass (the base, or the base's base)
+                (weights if lvl < self.levels else coarse).append(torch.sigmoid(z))
+                continue
+            energy = band_energy(luma(band_a)).add(ENERGY_FLOOR).log() - band_energy(luma(band_b)).add(ENERGY_FLOOR).log()
+            if lvl < self.levels - 1:  # the larger local energy wins
+                weights.append(torch.sigmoid(z + energy_gain[lvl] * energy))
+                continue
+            # A coarse level (the base's own band-pass, 1/16 and coarser). There a clipped region's rim
+            # is the strongest structure, and the other source's large-scale contrast laid on the base
+            # overflows [0, 1]: where either source is clipped the energy term fades to the base's weight.
+            trust = (1 - torch.maximum(clip_a[lvl], clip_b[lvl]).clamp(max=1)) ** 2
+            coarse.append(torch.sigmoid(z + energy_gain[lvl - 1] * trust * energy))
+        return weights, coarse
 
     def forward(self, tokens: Tensor, grid: tuple[int, int], a: Tensor, b: Tensor,
                 prompt_margin: Tensor, route: Tensor, beta: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -165,9 +201,23 @@ class PyramidHead(nn.Module):
         with torch.autocast(device_type=tokens.device.type, enabled=False):
             a, b = a.float(), b.float()
             pyr_a, pyr_b = pyramid.laplacian(a, self.levels), pyramid.laplacian(b, self.levels)
-            clip_a = pyramid.gaussian(clipped(luma(a)), self.levels)
-            clip_b = pyramid.gaussian(clipped(luma(b)), self.levels)
-            ws = self.weights(tokens, grid, pyr_a, pyr_b, clip_a, clip_b, prompt_margin, route, beta)
-            fused = pyramid.collapse([w * la + (1 - w) * lb for w, la, lb in zip(ws, pyr_a, pyr_b)])
+            # The base's own pyramid: coarse_levels band-pass levels from 1/16 down, and its base.
+            sub_a = pyramid.laplacian(pyr_a[-1], self.coarse_levels + 1) if self.coarse_levels else []
+            sub_b = pyramid.laplacian(pyr_b[-1], self.coarse_levels + 1) if self.coarse_levels else []
+            # Clip maps at every level's size; the first coarse level has the base's (1/16).
+            n = self.levels + self.coarse_levels
+            clip_a, clip_b = (pyramid.gaussian(clipped(luma(x)), n) for x in (a, b))
+            clip_a, clip_b = (c[:self.levels] + c[self.levels - 1:] for c in (clip_a, clip_b))
+            ws, coarse = self.weights(tokens, grid, pyr_a + sub_a, pyr_b + sub_b, clip_a, clip_b,
+                                      prompt_margin, route, beta)
+            bands = [w * la + (1 - w) * lb for w, la, lb in zip(ws, pyr_a, pyr_b)]
+            if coarse:
+                # The base blended band by band too, with the prompts' weight smoothed to each level: one
+                # per-pixel blend of the 1/16 base mixes large-scale tones and flattens them. Per router,
+                # `coarse_mix` chooses between the two (0: the first pyramid model's single blend).
+                mix = (route.float() @ self.coarse_mix).clamp(0, 1)
+                multiscale = pyramid.collapse([w * la + (1 - w) * lb for w, la, lb in zip(coarse, sub_a, sub_b)])
+                bands[-1] = torch.lerp(bands[-1], multiscale, mix)
+            fused = pyramid.collapse(bands)
             base = F.interpolate(ws[-1], size=a.shape[-2:], mode="bilinear", align_corners=False)
         return fused, base

@@ -102,7 +102,11 @@ class TCMoA(nn.Module):
         elif c.fusion_output == "pyramid":
             # Base clip gain per router: on for VIF-like tasks, off for exposure and focus (fusion_head.py).
             base_clip = [0.0 if t in ("mef", "mff") else 4.0 for t in c.routers]
-            self.fusion_head = PyramidHead(c.decoder_embed_dim, c.num_routers, c.pyramid_levels, base_clip)
+            # Coarse levels per router: on for VIF and MEF; off for medical (they lowered Qabf on
+            # train/medical) and MFF (no gain on training pairs: focus differs in detail, not in tone).
+            coarse_gain = [4.0 if t in ("vif", "mef") else 0.0 for t in c.routers]
+            self.fusion_head = PyramidHead(c.decoder_embed_dim, c.num_routers, c.pyramid_levels, base_clip,
+                                           c.pyramid_coarse_levels, coarse_gain)
         # Where the weights came from; checkpoint loaders fill it in, the app shows it.
         self.info: dict[str, object] = {"name": config.name, "source": "random init", "trained": False}
         self._masks: dict[tuple[int, int, str], torch.Tensor] = {}

@@ -37,7 +37,13 @@ def up(x: Tensor, size: Sequence[int]) -> Tensor:
     b, c, h, w = x.shape
     z = x.new_zeros(b, c, *size)
     z[..., ::2, ::2] = x[..., : (size[0] + 1) // 2, : (size[1] + 1) // 2]
-    return blur(z) * 4
+    if min(size) > 2:
+        return blur(z) * 4  # mirrored borders: every output pixel sees taps of weight exactly 1/4 of samples
+    # 1-2 px levels pad by replication, which repeats the samples: divide by the weight the samples
+    # actually got (a constant must expand to the same constant, or its band-pass is not 0).
+    mask = x.new_zeros(1, 1, *size)
+    mask[..., ::2, ::2] = 1
+    return blur(z) / blur(mask)
 
 
 def laplacian(x: Tensor, levels: int) -> list[Tensor]:

@@ -49,7 +49,8 @@ from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, resolv
 LOSS_TASK = {t.name: t.objective for t in ROUTERS.values()}
 # Per-router rows (routers, ...): of every TC-MoA module, and the pyramid head's per-router gains.
 ROUTER_ROWS = ("router_bank.gate", "router_bank.noise", "source_embed",
-               "fusion_head.detail_gain", "fusion_head.clip_gain", "fusion_head.log_prompt_gain")
+               "fusion_head.detail_gain", "fusion_head.clip_gain", "fusion_head.log_prompt_gain",
+               "fusion_head.coarse_gain", "fusion_head.coarse_mix")
 VAL_BATCH = 8
 
 
@@ -63,11 +64,20 @@ def backbone_config(opts: argparse.Namespace) -> ModelConfig:
     return ModelConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
 
 
-def with_new_head(model: TCMoA, fusion_output: str) -> TCMoA:
-    """The same model with a freshly initialised output head of another kind (backbone and TC-MoA kept)."""
-    config = dataclasses.replace(model.config, fusion_output=fusion_output)
+def with_head(model: TCMoA, fusion_output: str, coarse_levels: int | None = None) -> TCMoA:
+    """The same model with its output head changed (backbone and TC-MoA kept).
+
+    Another kind of head starts fresh. The same pyramid head with another `coarse_levels` keeps its
+    learned weights; only its coarse energy gains start at their initial values.
+    """
+    changes: dict[str, object] = {"fusion_output": fusion_output}
+    if coarse_levels is not None:
+        changes["pyramid_coarse_levels"] = coarse_levels
+    config = dataclasses.replace(model.config, **changes)
     fresh = TCMoA(config).to(next(model.parameters()).device)
-    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("fusion_head.")}
+    same_kind = fusion_output == model.config.fusion_output
+    kept = {k: v for k, v in model.state_dict().items()
+            if not k.startswith("fusion_head.") or (same_kind and not k.startswith("fusion_head.coarse_"))}
     missing, unexpected = fresh.load_state_dict(kept, strict=False)
     assert not unexpected and all(k.startswith("fusion_head.") for k in missing), (missing, unexpected)
     fresh.info.update(model.info)
@@ -97,8 +107,9 @@ class FusionStage:
         o = self.opts
         if o.init:
             model = load_model(o.init, device)
-            if o.fusion_output and o.fusion_output != model.config.fusion_output:
-                model = with_new_head(model, o.fusion_output)
+            kind = o.fusion_output or model.config.fusion_output
+            if kind != model.config.fusion_output or o.coarse_levels is not None:
+                model = with_head(model, kind, o.coarse_levels)
         else:
             model = TCMoA(backbone_config(o)).to(device)
             load_backbone(model, o.backbone)
@@ -211,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="crop side / --size in image pixels, e.g. 1,2 (native-scale crops; default: the tasks' area scales)")
     ap.add_argument("--fusion-output", choices=("source_weights", "pyramid"),
                     help="with --init: replace the model's output head by a fresh one of this kind (the rest is kept)")
+    ap.add_argument("--coarse-levels", type=int, default=None,
+                    help="with --init: give the pyramid head this many coarse levels (its other weights kept)")
     ap.add_argument("--loss-version", default="2025", choices=("2024", "2025", "tcmoa"),
                     help="official 2024/2025 weights, or ours: tcmoa (multi-scale, clip-aware; tcmoa/loss_weights.py)")
     add_common_arguments(ap, batch=16, size=192, lr=3e-4, min_lr=1e-5, clip=0.0, eval_every=1000)

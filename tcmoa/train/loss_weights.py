@@ -25,6 +25,7 @@ class PhaseWeights:
     clip_pixel: float = 0.0  # clip_pixel_loss: L1 to max(A', B'), clipped pixels replaced by the other source's
     detail: float = 0.0  # detail_loss: Laplacian bands vs the more energetic source's, 4 scales
     contrast: float = 0.0  # contrast_loss: hinge on local SD below the sources' larger one, 4 scales
+    mefb_ssim: float = 0.0  # MEFB_SSIM_loss: 1 - MEFB's 3-scale MEF-SSIM (structure only, no luminance term)
     scale: float = 1.0  # outer factor of the official bracket, e.g. 1.8*(...) for MEF v2025
     aux: float = 1.0  # weight of the MoE balance loss, applied outside `scale`
 
@@ -75,12 +76,15 @@ LOSS_WEIGHTS_2024 = LossWeights(
 # Ours ("tcmoa", the shipped pyramid model): the 2025 terms that do not reward clipping, plus the
 # multi-scale terms. VIF (and medical, which trains with it) swaps max-intensity for its clip-aware
 # form; MEF adds detail and contrast to MEF-SSIM and quarters the pull to the average (its large-scale
-# tone was flat: SD below Mertens'); MFF keeps the official pseudo-ground-truth loss, which already
+# tone was flat: SD below Mertens'), and its MEF-SSIM is MEFB's 3-scale, structure-only form: the
+# official single-scale one has a luminance term that pulls towards the sources' weighted mean tone
+# and scored the coarse-level head (which keeps large-scale contrast) worse although MEFB's MEF-SSIM
+# and SD rose on the same training frames (docs/TRAINING.md); MFF keeps the official pseudo-ground-truth loss, which already
 # beat every classical method. No warm-up form: this recipe fine-tunes a trained model. At the start
 # (192-px training crops, pyramid head at its initialisation) each new VIF term is ~15% of the VIF
 # total; MEF's contrast term ~30% of MEF's.
 _VIF_OURS = PhaseWeights(max_grad=1.0, clip_pixel=1.5, ssim=1.0, detail=5.0, contrast=5.0, mir=1.0)
-_MEF_OURS = PhaseWeights(max_grad=1.0, mef_ssim=2.0, pixel=0.25, detail=5.0, contrast=10.0, mir=1.0, scale=1.8)
+_MEF_OURS = PhaseWeights(max_grad=1.0, mefb_ssim=2.0, pixel=0.25, detail=5.0, contrast=10.0, mir=1.0, scale=1.8)
 LOSS_WEIGHTS_OURS = LossWeights(
     vif_warmup=_VIF_OURS, vif=_VIF_OURS, mef_warmup=_MEF_OURS, mef=_MEF_OURS,
     mff_warmup=LOSS_WEIGHTS_2025.mff, mff=LOSS_WEIGHTS_2025.mff,

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025, LossWeights, PhaseWeights
 from ..tasks import MEF, MFF, OBJECTIVES, VIF
-from .multiscale_losses import clip_aware_pixel_loss, local_contrast_loss, multiscale_detail_loss
+from .multiscale_losses import clip_aware_pixel_loss, local_contrast_loss, mefb_mef_ssim, multiscale_detail_loss
 
 __all__ = [
     "VIF",
@@ -325,6 +325,7 @@ _TERM_NAMES: dict[str, str] = {
     "clip_pixel": "clip_pixel_loss",
     "detail": "detail_loss",
     "contrast": "contrast_loss",
+    "mefb_ssim": "MEFB_SSIM_loss",
 }
 
 
@@ -383,9 +384,11 @@ def task_loss(
             return multiscale_detail_loss(fused, a, b)
         if field == "contrast":
             return local_contrast_loss(fused, a, b)
+        if field == "mefb_ssim":
+            return 1.0 - mefb_mef_ssim(fused, [a, b]).mean().float()
         raise AssertionError(field)
 
-    ours = tuple(_TERM_NAMES[f] for f in ("clip_pixel", "detail", "contrast") if getattr(pw, f) != 0.0)
+    ours = tuple(_TERM_NAMES[f] for f in ("clip_pixel", "detail", "contrast", "mefb_ssim") if getattr(pw, f) != 0.0)
     logged = _LOGGED[(t, warmup)] + ours
     terms: dict[str, Tensor] = {}
     bracket = fused.new_zeros(())
