@@ -1,14 +1,16 @@
 """Our loss terms (tcmoa/multiscale_losses.py) and the "tcmoa" recipe that uses them."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tcmoa.train.loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025
 from tcmoa.train.losses import task_loss
 from tcmoa.model import pyramid
 from tcmoa.model.fusion_head import luma
+from tcmoa.metrics.vifb import mefb_mef_ssim as mefb_mef_ssim_numpy
 from tcmoa.train.multiscale_losses import (clip_aware_pixel_loss, detail_targets, local_contrast_loss,
-                                    multiscale_detail_loss)
+                                           mefb_mef_ssim, multiscale_detail_loss)
 
 
 def scene() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,7 +69,7 @@ def test_gradients_reach_the_fused_image_only():
 def test_official_recipes_leave_our_terms_out_and_ours_logs_them():
     for weights in (LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025):
         for phase in (weights.vif, weights.mef, weights.mff, weights.vif_warmup):
-            assert phase.clip_pixel == phase.detail == phase.contrast == 0.0
+            assert phase.clip_pixel == phase.detail == phase.contrast == phase.mefb_ssim == 0.0
     ours = LOSS_WEIGHTS["tcmoa"]
     assert ours.vif.max_pixel == 0.0 and ours.vif.clip_pixel > 0  # max-intensity swapped for its clip-aware form
     a, b, _ = scene()
@@ -78,3 +80,34 @@ def test_official_recipes_leave_our_terms_out_and_ours_logs_them():
         5 * terms["detail_loss"] + 5 * terms["contrast_loss"] + terms["prompt_loss"]
     torch.testing.assert_close(terms["loss"], total)
     assert "detail_loss" not in task_loss("vif", (a + b) / 2, a, b, prompts, prompts, 0.0, 5, "2025")
+
+
+def exposure_pair() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A textured scene (B, 3, 64, 80) seen bright (clipping) and dark, and the scene itself."""
+    g = torch.Generator().manual_seed(5)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(80.0), indexing="ij")
+    scene_ = (0.5 + 0.3 * torch.sin(xx / 5) * torch.cos(yy / 7) + 0.1 * torch.rand(64, 80, generator=g))
+    scene_ = torch.stack([scene_, scene_ * 0.9, scene_ * 0.8])[None]
+    return (scene_ * 1.8).clamp(max=1), scene_ * 0.35, scene_
+
+
+def test_mefb_mef_ssim_matches_the_metric_and_has_gradients():
+    # The training form of MEFB's MEF-SSIM must be the metric we are scored with (tcmoa.metrics).
+    over, under, scene_ = exposure_pair()
+    for fused in (scene_.clamp(0, 1), (over + under) / 2, over):
+        ref = mefb_mef_ssim_numpy(luma(fused)[0, 0].double().numpy() * 255,
+                                  [luma(x)[0, 0].double().numpy() * 255 for x in (over, under)])
+        assert float(mefb_mef_ssim(fused, [over, under])) == pytest.approx(ref, abs=1e-6)
+    f = ((over + under) / 2).requires_grad_()
+    (1 - mefb_mef_ssim(f, [over, under])).sum().backward()
+    assert f.grad is not None and float(f.grad.abs().sum()) > 0
+
+
+def test_our_mef_recipe_scores_structure_with_mefb_mef_ssim():
+    # MEFB's form (no luminance term) replaces the official single-scale MEF-SSIM in our recipe.
+    ours = LOSS_WEIGHTS["tcmoa"].mef
+    assert ours.mefb_ssim > 0 and ours.mef_ssim == 0
+    over, under, _ = exposure_pair()
+    prompts = [(torch.full((1, 80, 1), 0.5), torch.full((1, 80, 1), 0.5))]
+    terms = task_loss("mef", (over + under) / 2, over, under, prompts, prompts, 0.0, 5, "tcmoa")
+    torch.testing.assert_close(terms["MEFB_SSIM_loss"], 1 - mefb_mef_ssim((over + under) / 2, [over, under]).float().mean())

@@ -160,14 +160,18 @@ def test_router_only_moves_only_its_router(backbone, workdir):
     init = run_train(workdir, workdir / "med0", *med, "--chunk-steps", "0").model.state_dict()
     end = run_train(workdir, workdir / "med", *med).model.state_dict()
     rows = [k for k in end if k.endswith(fusion_stage.ROUTER_ROWS)]
-    # gate, noise, source_embed of one encoder and one decoder module, and the pyramid head's 3 gains
-    assert len(rows) == 3 * 2 + 3
+    # gate, noise, source_embed of one encoder and one decoder module, and the pyramid head's 4 gains
+    assert len(rows) == 3 * 2 + 4
     assert state_equal(base, end, [k for k in end if k not in rows])  # adapters, fusion, backbone: untouched
     for k in rows:
         assert torch.equal(base[k][:3], end[k][:3]), k  # vif / mef / mff rows bit-identical
         assert torch.equal(init[k][3], base[k][0]), k  # the medical router starts as a copy of VIF's
+    # Medical's coarse levels are switched off (a fixed switch, not copied with the rows), so their gain
+    # gets no gradient; everything else the router owns moves.
+    assert end["fusion_head.coarse_mix"].tolist() == [1.0, 1.0, 0.0, 0.0]
     for kind in fusion_stage.ROUTER_ROWS:  # ... and then learns: gate, noise and source embeddings all move
-        assert any(not torch.equal(end[k][3], init[k][3]) for k in rows if k.endswith(kind)), kind
+        moved = any(not torch.equal(end[k][3], init[k][3]) for k in rows if k.endswith(kind))
+        assert moved == (kind != "fusion_head.coarse_gain"), kind
     assert read_state(workdir / "med")["stage"] == "router-medical"
 
 

@@ -54,7 +54,7 @@ class ModelConfig:
     # Laplacian band of the sources ("pyramid", ours; tcmoa/model/fusion_head.py).
     fusion_output: str = "decoder"
     pyramid_levels: int = 5  # fusion_output="pyramid": 4 band-pass levels and a base at 1/16
-    # fusion_output="pyramid": the base's own band-pass levels (1/16 ... 1/128), chosen by energy like
+    # fusion_output="pyramid": the base's own band-pass levels (1/16 ... 1/256 for 5), chosen by energy like
     # the finer ones; 0 blends the base as one band (the first pyramid model).
     pyramid_coarse_levels: int = 0
     routers: tuple[str, ...] = field(default=ROUTER_NAMES[:3])

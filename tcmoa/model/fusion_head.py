@@ -122,8 +122,8 @@ class PyramidHead(nn.Module):
     (smooth at coarse scales), plus `coarse_gain * trust * log(E_A / E_B)` on its band-pass levels,
     trust = (1 - max(C_A, C_B))^2: where a source is clipped the energy term fades, because a blown-out
     region's rim is the strongest coarse structure and the other source's large-scale contrast laid on
-    the base overflows [0, 1] there. `coarse_mix` (per router) lerps between the single blend (0) and
-    this (1); it starts at 1 for VIF and MEF, and at 0 for medical (the coarse levels lowered its Qabf on
+    the base overflows [0, 1] there. `coarse_mix`, a fixed per-router switch saved with the model, lerps
+    between the single blend (0) and this (1); it is 1 for VIF and MEF, and 0 for medical (the coarse levels lowered its Qabf on
     train/medical) and MFF (no gain on training pairs).
     """
 
@@ -147,12 +147,15 @@ class PyramidHead(nn.Module):
         # Energy gain of the base's own band-pass levels (1/16, 1/32, ... of the image); none when 0 levels,
         # so models saved without them load unchanged.
         self.coarse_gain: nn.Parameter | None = None
-        self.coarse_mix: nn.Parameter | None = None
+        self.coarse_mix: Tensor | None
+        self.register_buffer("coarse_mix", None)
         if coarse_levels:
             rows = torch.tensor(list(coarse_gain) if coarse_gain is not None else [4.0] * routers).float()
             self.coarse_gain = nn.Parameter(rows.view(routers, 1).repeat(1, coarse_levels))
-            # 1 where the coarse levels are on, 0 where the base stays one blend (coarse gain 0).
-            self.coarse_mix = nn.Parameter((rows > 0).float())
+            # Per router, a fixed switch saved with the model (not learned: a clamped lerp weight would
+            # sit at 0 or 1 with no gradient): 1 where the coarse levels are on, 0 where the base stays
+            # one blend (the routers whose coarse gain starts at 0).
+            self.register_buffer("coarse_mix", (rows > 0).float())
 
     def weights(self, tokens: Tensor, grid: tuple[int, int], pyr_a: list[Tensor], pyr_b: list[Tensor],
                 clip_a: list[Tensor], clip_b: list[Tensor], prompt_margin: Tensor, route: Tensor,
@@ -171,7 +174,8 @@ class PyramidHead(nn.Module):
         # The margin is alpha * (p_A - p_B) + 2 beta (Eq. 8). The per-region part keeps the learned gains;
         # beta's uniform shift gets BETA_GAIN at every level, so beta moves every band alike.
         margin = prompt_margin.float().transpose(1, 2).reshape(-1, 1, *grid) - 2 * beta  # (B, 1, h, w)
-        weights, coarse = [], []
+        weights: list[Tensor] = []
+        coarse: list[Tensor] = []
         for lvl, (band_a, band_b) in enumerate(zip(pyr_a, pyr_b)):
             size = tuple(band_a.shape[-2:])
             k = min(lvl, self.levels - 1)  # the base's coarse levels share its token logit and gains
@@ -211,11 +215,11 @@ class PyramidHead(nn.Module):
             ws, coarse = self.weights(tokens, grid, pyr_a + sub_a, pyr_b + sub_b, clip_a, clip_b,
                                       prompt_margin, route, beta)
             bands = [w * la + (1 - w) * lb for w, la, lb in zip(ws, pyr_a, pyr_b)]
-            if coarse:
+            if coarse and self.coarse_mix is not None:
                 # The base blended band by band too, with the prompts' weight smoothed to each level: one
                 # per-pixel blend of the 1/16 base mixes large-scale tones and flattens them. Per router,
                 # `coarse_mix` chooses between the two (0: the first pyramid model's single blend).
-                mix = (route.float() @ self.coarse_mix).clamp(0, 1)
+                mix = route.float() @ self.coarse_mix
                 multiscale = pyramid.collapse([w * la + (1 - w) * lb for w, la, lb in zip(coarse, sub_a, sub_b)])
                 bands[-1] = torch.lerp(bands[-1], multiscale, mix)
             fused = pyramid.collapse(bands)

@@ -50,7 +50,7 @@ LOSS_TASK = {t.name: t.objective for t in ROUTERS.values()}
 # Per-router rows (routers, ...): of every TC-MoA module, and the pyramid head's per-router gains.
 ROUTER_ROWS = ("router_bank.gate", "router_bank.noise", "source_embed",
                "fusion_head.detail_gain", "fusion_head.clip_gain", "fusion_head.log_prompt_gain",
-               "fusion_head.coarse_gain", "fusion_head.coarse_mix")
+               "fusion_head.coarse_gain")
 VAL_BATCH = 8
 
 
@@ -70,10 +70,9 @@ def with_head(model: TCMoA, fusion_output: str, coarse_levels: int | None = None
     Another kind of head starts fresh. The same pyramid head with another `coarse_levels` keeps its
     learned weights; only its coarse energy gains start at their initial values.
     """
-    changes: dict[str, object] = {"fusion_output": fusion_output}
+    config = dataclasses.replace(model.config, fusion_output=fusion_output)
     if coarse_levels is not None:
-        changes["pyramid_coarse_levels"] = coarse_levels
-    config = dataclasses.replace(model.config, **changes)
+        config = dataclasses.replace(config, pyramid_coarse_levels=coarse_levels)
     fresh = TCMoA(config).to(next(model.parameters()).device)
     same_kind = fusion_output == model.config.fusion_output
     kept = {k: v for k, v in model.state_dict().items()

@@ -98,12 +98,13 @@ def _mef_ssim_level(seq: list[Tensor], f: Tensor) -> Tensor:
         cov = {(k, m): box(seq[k] * seq[m]) - s1[k] * s1[m] / nn for k, m in pairs}
         norms = [cov[(k, k)].clamp(min=0).sqrt() for k in range(k_n)]
         ed = [v + 0.001 for v in norms]
-        ysq = sum(cov[(k, m)] * (1.0 if k == m else 2.0) for k, m in pairs)
+        ysq = torch.stack([cov[(k, m)] * (1.0 if k == m else 2.0) for k, m in pairs]).sum(0)
         r = ((ysq.clamp(min=0).sqrt() + _MEF_EPS) / (sum(norms) + _MEF_EPS)).clamp(_MEF_EPS, 1 - _MEF_EPS)
         p = torch.tan(torch.pi / 2 * r).clamp(max=10.0)
         wts = [(e / n) ** p + _MEF_EPS for e in ed]
         coef = [w / sum(wts) / e for w, e in zip(wts, ed)]
-        rnorm = sum(coef[k] * coef[m] * c * (1.0 if k == m else 2.0) for (k, m), c in cov.items()).clamp(min=0).sqrt()
+        rnorm = torch.stack([coef[k] * coef[m] * c * (1.0 if k == m else 2.0)
+                             for (k, m), c in cov.items()]).sum(0).clamp(min=0).sqrt()
         peak = torch.stack(ed).amax(0)  # the desired contrast: the largest source's
         scale = torch.where(rnorm > 0, peak / torch.where(rnorm > 0, rnorm, torch.ones_like(rnorm)), torch.ones_like(rnorm))
         g = torch.exp(-(torch.arange(n, dtype=torch.float64) - (n - 1) / 2) ** 2 / (2 * 1.5**2))
