@@ -31,6 +31,13 @@ def build(path: str | None, fusion_output: str) -> TCMoA:
     return TCMoA(dataclasses.replace(get_config("compact"), fusion_output=fusion_output)).eval()
 
 
+def head_name(model: TCMoA) -> str:
+    """The output head a model has, e.g. 'pyramid, 5 coarse levels'."""
+    c = model.config
+    coarse = f", {c.pyramid_coarse_levels} coarse levels" if c.fusion_output == "pyramid" else ""
+    return c.fusion_output + coarse
+
+
 def main() -> None:
     """Print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,8 +49,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     pair = [rng.random((480, 640, 3), dtype=np.float32), rng.random((480, 640), dtype=np.float32)]
-    fusers = {"source_weights (old)": Fuser(build(args.old, "source_weights")),
-              "pyramid (new)": Fuser(build(args.new, "pyramid"))}
+    old, new = build(args.old, "source_weights"), build(args.new, "pyramid")
+    fusers = {f"{head_name(old)} (old)": Fuser(old), f"{head_name(new)} (new)": Fuser(new)}
     times: dict[str, list[float]] = {name: [] for name in fusers}
     for _ in range(2):  # warm-up
         for fuser in fusers.values():
@@ -53,7 +60,7 @@ def main() -> None:
             start = time.perf_counter()
             fuser.fuse(pair, "vif")
             times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["source_weights (old)"])
+    base = statistics.median(next(iter(times.values())))
     print(f"| head | ms per 640x480 pair (median of {args.runs}, {args.threads} threads) | ratio |")
     print("|---|---:|---:|")
     for name, ts in times.items():
