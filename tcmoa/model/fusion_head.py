@@ -205,21 +205,22 @@ class PyramidHead(nn.Module):
         with torch.autocast(device_type=tokens.device.type, enabled=False):
             a, b = a.float(), b.float()
             pyr_a, pyr_b = pyramid.laplacian(a, self.levels), pyramid.laplacian(b, self.levels)
-            # The base's own pyramid: coarse_levels band-pass levels from 1/16 down, and its base.
-            sub_a = pyramid.laplacian(pyr_a[-1], self.coarse_levels + 1) if self.coarse_levels else []
-            sub_b = pyramid.laplacian(pyr_b[-1], self.coarse_levels + 1) if self.coarse_levels else []
+            # Per router, `coarse_mix` chooses between the single blend of the base (0: the first pyramid
+            # model) and the base blended band by band on its own pyramid (1); routes blend it.
+            mix = route.float() @ self.coarse_mix if self.coarse_mix is not None else route.new_zeros(())
+            deep = self.coarse_levels if float(mix) > 0 else 0
+            # The base's own pyramid: `deep` band-pass levels from 1/16 down, and its base.
+            sub_a = pyramid.laplacian(pyr_a[-1], deep + 1) if deep else []
+            sub_b = pyramid.laplacian(pyr_b[-1], deep + 1) if deep else []
             # Clip maps at every level's size; the first coarse level has the base's (1/16).
-            n = self.levels + self.coarse_levels
-            clip_a, clip_b = (pyramid.gaussian(clipped(luma(x)), n) for x in (a, b))
+            clip_a, clip_b = (pyramid.gaussian(clipped(luma(x)), self.levels + deep) for x in (a, b))
             clip_a, clip_b = (c[:self.levels] + c[self.levels - 1:] for c in (clip_a, clip_b))
             ws, coarse = self.weights(tokens, grid, pyr_a + sub_a, pyr_b + sub_b, clip_a, clip_b,
                                       prompt_margin, route, beta)
             bands = [w * la + (1 - w) * lb for w, la, lb in zip(ws, pyr_a, pyr_b)]
-            if coarse and self.coarse_mix is not None:
-                # The base blended band by band too, with the prompts' weight smoothed to each level: one
-                # per-pixel blend of the 1/16 base mixes large-scale tones and flattens them. Per router,
-                # `coarse_mix` chooses between the two (0: the first pyramid model's single blend).
-                mix = route.float() @ self.coarse_mix
+            if coarse:
+                # With the prompts' weight smoothed to each coarse level: one per-pixel blend of the 1/16
+                # base mixes large-scale tones and flattens them.
                 multiscale = pyramid.collapse([w * la + (1 - w) * lb for w, la, lb in zip(coarse, sub_a, sub_b)])
                 bands[-1] = torch.lerp(bands[-1], multiscale, mix)
             fused = pyramid.collapse(bands)
