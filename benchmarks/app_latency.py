@@ -37,7 +37,8 @@ from demo.engine import load_engine
 from tcmoa import read_image
 from tcmoa.imaging import resize_to
 
-REPO = Path(__file__).resolve().parents[1]
+from .app_process import REPO, free_port, memory_mib, start_app
+
 EXAMPLE = REPO / "demo" / "examples" / "vif" / "msrs_00047N"
 
 
@@ -50,12 +51,6 @@ def sync(device: torch.device) -> None:
     """Wait for queued GPU work, so the clock measures it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def rss_mb(pid: int | str = "self") -> tuple[float, float]:
-    """(resident, peak resident) memory of a process in MiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def load_line() -> str:
@@ -136,7 +131,8 @@ def measure_drag(engine, sources: list[np.ndarray], runs: int) -> None:
     from tcmoa.imaging import save_image
 
     demo = build_demo(engine)
-    with socket_port() as port, tempfile.TemporaryDirectory() as tmp:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                     **launch_options(engine))
         files = [save_image(Path(tmp) / f"{k}.png", im) for k, im in enumerate(sources)]
@@ -185,54 +181,28 @@ def measure_drag(engine, sources: list[np.ndarray], runs: int) -> None:
           f"| release-to-final | {statistics.median(to_final):.0f} | {max(to_final):.0f} |\n{load_line()}")
 
 
-class socket_port:
-    """A free port on 127.0.0.1, as a context manager (for symmetry with the temporary folder)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def measure_memory(model: str | None, device: str | None) -> None:
     """The app's own process (app.py): RSS after load, and after 20 /fuse calls over three example sets."""
-    import socket
-    import subprocess
-    import sys
+    import tempfile
 
     from gradio_client import Client, handle_file
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, str(REPO / "app.py"), "--port", str(port)]
-    command += ["--model", model] if model else []
-    command += ["--device", device] if device else []
-    app = subprocess.Popen(command, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        after_load, _ = rss_mb(app.pid)
-        sets = [("vif", "vif/tno_18"), ("mff", "mff/lytro_triple_02"), ("mef", "mef/mefb_cave")]
-        for i in range(20):
-            task, folder = sets[i % len(sets)]
-            files = [handle_file(str(f)) for f in sorted((REPO / "demo" / "examples" / folder).iterdir())]
-            client.predict(files, task, 1.0 + 0.1 * (i % 5), 0.0, api_name="/fuse")
-        after_20, peak = rss_mb(app.pid)
-    finally:
-        app.terminate()
-        app.wait()
+    options = (["--model", model] if model else []) + (["--device", device] if device else [])
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        app = start_app(port, Path(tmp) / "app.log", options)
+        try:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            after_load, _ = memory_mib(app.pid)
+            sets = [("vif", "vif/tno_18"), ("mff", "mff/lytro_triple_02"), ("mef", "mef/mefb_cave")]
+            for i in range(20):
+                task, folder = sets[i % len(sets)]
+                files = [handle_file(str(f)) for f in sorted((REPO / "demo" / "examples" / folder).iterdir())]
+                client.predict(files, task, 1.0 + 0.1 * (i % 5), 0.0, api_name="/fuse")
+            after_20, peak = memory_mib(app.pid)
+        finally:
+            app.terminate()
+            app.wait()
     print(f"\n| app.py resident memory | MiB |\n|---|---:|\n| after load | {after_load:.0f} |\n"
           f"| after 20 fusions (/fuse: 512-px pairs and a triple) | {after_20:.0f} |\n| peak | {peak:.0f} |")
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,21 +31,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from .app_process import REPO, free_port, memory_mib, start_app
+
 SMALL = REPO / "demo" / "examples" / "vif" / "tno_18"
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def memory_mib(pid: int) -> tuple[float, float]:
-    """(resident, peak resident) MiB of a process."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def large_pair(megapixels: float, folder: Path) -> list[Path]:
@@ -62,22 +48,6 @@ def large_pair(megapixels: float, folder: Path) -> list[Path]:
         big.save(path, quality=90)
         out.append(path)
     return out
-
-
-def start_app(port: int, log: Path) -> subprocess.Popen:
-    """app.py on 127.0.0.1:port, CPU; returns once it answers."""
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    app = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--device", "cpu"], env=env,
-                           stdout=log.open("w"), stderr=subprocess.STDOUT)
-    for _ in range(600):
-        if app.poll() is not None:
-            raise SystemExit(f"app.py exited with {app.returncode}; see {log}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return app
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("app.py did not start within 5 minutes")
 
 
 def png_pixels(path: str) -> bytes:
@@ -162,7 +132,7 @@ def main() -> None:
         large = large_pair(args.large_mp, folder)
         small = sorted(SMALL.iterdir())
         port = free_port()
-        app = start_app(port, folder / "app.log")
+        app = start_app(port, folder / "app.log", ["--device", "cpu"])
         try:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)
             after_load, _ = memory_mib(app.pid)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.app_process import free_port  # noqa: E402
 from demo import build_demo, launch_options, load_engine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,12 +46,6 @@ class CountingFuser:
 
     def __getattr__(self, name):
         return getattr(self.fuser, name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Folder fusion over torchrun ranks on the CPU: the same files as one process, each pair fused once."""
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import torch.distributed as dist
 from PIL import Image
 
+from benchmarks.app_process import free_port
 from tcmoa.fuse.folder_queue import PairQueue
 from tcmoa.cli import main
 from tcmoa.distributed import World
@@ -59,13 +59,6 @@ def test_torchrun_ranks_write_what_one_process_writes(folder):
     assert done.stdout.count("wrote 7 of 8 fused images") == 1
     assert done.stderr.count("error: broken:") == 1 and done.stderr.count("untrained") == 1
     assert done.stderr.count("8/8") >= 1
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ranks_claim_every_pair_exactly_once(monkeypatch):
