@@ -123,8 +123,8 @@ class PyramidHead(nn.Module):
     trust = (1 - max(C_A, C_B))^2: where a source is clipped the energy term fades, because a blown-out
     region's rim is the strongest coarse structure and the other source's large-scale contrast laid on
     the base overflows [0, 1] there. `coarse_mix`, a fixed per-router switch saved with the model, lerps
-    between the single blend (0) and this (1); it is 1 for VIF and MEF, and 0 for medical (the coarse levels lowered its Qabf on
-    train/medical) and MFF (no gain on training pairs).
+    between the single blend (0) and this (1); it is 1 for VIF and MEF, and 0 for medical (the coarse
+    levels lowered its Qabf on train/medical) and MFF (no gain on training pairs).
     """
 
     def __init__(self, dim: int, routers: int, levels: int = 5, base_clip_gain: Sequence[float] | None = None,
@@ -212,9 +212,9 @@ class PyramidHead(nn.Module):
             # The base's own pyramid: `deep` band-pass levels from 1/16 down, and its base.
             sub_a = pyramid.laplacian(pyr_a[-1], deep + 1) if deep else []
             sub_b = pyramid.laplacian(pyr_b[-1], deep + 1) if deep else []
-            # Clip maps at every level's size; the first coarse level has the base's (1/16).
+            # Clip maps at every level's size; the base's own pyramid starts at the base's size (1/16).
             clip_a, clip_b = (pyramid.gaussian(clipped(luma(x)), self.levels + deep) for x in (a, b))
-            clip_a, clip_b = (c[:self.levels] + c[self.levels - 1:] for c in (clip_a, clip_b))
+            clip_a, clip_b = (c[:self.levels] + (c[self.levels - 1:] if deep else []) for c in (clip_a, clip_b))
             ws, coarse = self.weights(tokens, grid, pyr_a + sub_a, pyr_b + sub_b, clip_a, clip_b,
                                       prompt_margin, route, beta)
             bands = [w * la + (1 - w) * lb for w, la, lb in zip(ws, pyr_a, pyr_b)]

@@ -79,8 +79,8 @@ LOSS_WEIGHTS_2024 = LossWeights(
 # tone was flat: SD below Mertens'), and its MEF-SSIM is MEFB's 3-scale, structure-only form: the
 # official single-scale one has a luminance term that pulls towards the sources' weighted mean tone
 # and scored the coarse-level head (which keeps large-scale contrast) worse although MEFB's MEF-SSIM
-# and SD rose on the same training frames (docs/TRAINING.md); MFF keeps the official pseudo-ground-truth loss, which already
-# beat every classical method. No warm-up form: this recipe fine-tunes a trained model. At the start
+# and SD rose on the same training frames (docs/TRAINING.md); MFF keeps the official pseudo-ground-
+# truth loss, which already beat every classical method. No warm-up form: this recipe fine-tunes a trained model. At the start
 # (192-px training crops, pyramid head at its initialisation) each new VIF term is ~15% of the VIF
 # total; MEF's contrast term ~30% of MEF's.
 _VIF_OURS = PhaseWeights(max_grad=1.0, clip_pixel=1.5, ssim=1.0, detail=5.0, contrast=5.0, mir=1.0)

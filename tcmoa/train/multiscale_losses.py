@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..metrics.matlab import gaussian_1d
 from ..model import pyramid
 from ..model.fusion_head import band_energy, clipped, luma
 
@@ -79,6 +80,7 @@ def local_contrast_loss(fused: Tensor, a: Tensor, b: Tensor, levels: int = CONTR
 # 3 scales. In float64 on the 0..255 scale of the metric, so its constants mean what they mean there.
 _MEF_N, _MEF_EPS = 11, float(torch.finfo(torch.float64).eps)
 _MEF_SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001)
+_MEF_WINDOW = torch.from_numpy(gaussian_1d(_MEF_N, 1.5))  # the metric's own 11-tap, sigma 1.5 window (float64)
 
 
 def _valid_gauss(x: Tensor, g: Tensor) -> Tensor:
@@ -107,8 +109,7 @@ def _mef_ssim_level(seq: list[Tensor], f: Tensor) -> Tensor:
                              for (k, m), c in cov.items()]).sum(0).clamp(min=0).sqrt()
         peak = torch.stack(ed).amax(0)  # the desired contrast: the largest source's
         scale = torch.where(rnorm > 0, peak / torch.where(rnorm > 0, rnorm, torch.ones_like(rnorm)), torch.ones_like(rnorm))
-        g = torch.exp(-(torch.arange(n, dtype=torch.float64) - (n - 1) / 2) ** 2 / (2 * 1.5**2))
-        g = (g / g.sum()).to(f.device)
+        g = _MEF_WINDOW.to(f.device)
         gx = [_valid_gauss(x, g) for x in seq]
         mu1 = scale * sum(c * (gk - m) for c, gk, m in zip(coef, gx, mu))
         er2 = sum(coef[k] * coef[m] * (_valid_gauss(seq[k] * seq[m], g) - mu[m] * gx[k] - mu[k] * gx[m] + mu[k] * mu[m])
