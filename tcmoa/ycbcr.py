@@ -6,6 +6,7 @@ import numpy as np
 # BT.601 full-range (JPEG/JFIF) coefficients; the inverse is derived from the same constants
 # so that rgb -> ycbcr -> rgb is exact up to float rounding.
 _KR, _KG, _KB = 0.299, 0.587, 0.114
+BT601_WEIGHTS = (_KR, _KG, _KB)  # luma = their dot product with (R, G, B); the torch losses and head use them too
 _CB_SCALE = 2.0 * (1.0 - _KB)  # 1.772
 _CR_SCALE = 2.0 * (1.0 - _KR)  # 1.402
 

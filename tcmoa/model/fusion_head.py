@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ycbcr import BT601_WEIGHTS
 from . import pyramid
 from .backbone import unpatchify
 
@@ -59,7 +60,7 @@ class SourceWeightHead(nn.Module):
         return fused, weight
 
 
-LUMA = (0.299, 0.587, 0.114)  # BT.601: the weights are chosen on luminance and applied to every channel
+LUMA = BT601_WEIGHTS  # the weights are chosen on luminance and applied to every channel
 ENERGY_FLOOR = 2e-3  # keeps log(energy) finite in flat regions (about half a grey level of band-pass)
 CLIP_HIGH, CLIP_LOW, CLIP_SOFTNESS = 0.95, 0.02, 0.01  # "clipped" luma: >= ~242/255 or <= ~5/255
 
