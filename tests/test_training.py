@@ -217,3 +217,19 @@ def test_a_crop_size_off_the_window_multiple_is_one_line_and_exit_2(workdir, bac
         err = capsys.readouterr().err
         assert "--size 40 is not a multiple of 32 px" in err and "try --size 32 or 64" in err, err
         assert "Traceback" not in err and "pad or resize" not in err  # not the inference advice
+
+
+def test_coarse_levels_option_is_checked_before_any_step(workdir, backbone, tmp_path, capsys):
+    # A negative count is an argparse error; coarse levels on another kind of head say so in one line.
+    pack = str(workdir / "pack.safetensors")
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["train", "--init", str(backbone[0]), "--pack", pack, "--out", str(tmp_path / "neg"), *COMMON,
+                  "--coarse-levels", "-1", "--steps", "1"])
+    assert stop.value.code == 2 and "must be 0 or more, got -1" in capsys.readouterr().err
+    base = run_train(workdir, tmp_path / "tc", "--backbone", str(backbone[0]), "--steps", "1")
+    assert base.model.config.fusion_output == "pyramid"
+    with pytest.raises(SystemExit, match="--coarse-levels applies to the pyramid head"):
+        run_train(workdir, tmp_path / "sw", "--init", str(tmp_path / "tc"), "--fusion-output", "source_weights",
+                  "--coarse-levels", "2", "--steps", "1")
+    with pytest.raises(ValueError, match="pyramid_coarse_levels must be >= 0"):
+        dataclasses.replace(TINY, pyramid_coarse_levels=-1)

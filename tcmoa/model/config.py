@@ -66,6 +66,8 @@ class ModelConfig:
             raise ValueError(f"{self.name}: routers has {len(self.routers)} entries, num_routers is {self.num_routers}")
         if self.fusion_output not in FUSION_OUTPUTS:
             raise ValueError(f"{self.name}: fusion_output must be one of {FUSION_OUTPUTS}, got {self.fusion_output!r}")
+        if self.pyramid_coarse_levels < 0:
+            raise ValueError(f"{self.name}: pyramid_coarse_levels must be >= 0, got {self.pyramid_coarse_levels}")
         for dim in (self.embed_dim, self.decoder_embed_dim):
             if dim % (self.reduce_ratio * self.adapter_ratio * 2):
                 raise ValueError(f"{self.name}: width {dim} is not divisible by reduce_ratio*adapter_ratio*2")

@@ -107,6 +107,8 @@ class FusionStage:
         if o.init:
             model = load_model(o.init, device)
             kind = o.fusion_output or model.config.fusion_output
+            if o.coarse_levels is not None and kind != "pyramid":
+                raise SystemExit(f"--coarse-levels applies to the pyramid head; this model's head is {kind!r}")
             if kind != model.config.fusion_output or o.coarse_levels is not None:
                 model = with_head(model, kind, o.coarse_levels)
         else:
@@ -205,6 +207,17 @@ def _zoom_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _levels(text: str) -> int:
+    """'5' -> 5: a count of pyramid levels (0 or more)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `tcmoa train`."""
     ap = argparse.ArgumentParser(prog="tcmoa train", description=__doc__.split("\n")[0])
@@ -221,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="crop side / --size in image pixels, e.g. 1,2 (native-scale crops; default: the tasks' area scales)")
     ap.add_argument("--fusion-output", choices=("source_weights", "pyramid"),
                     help="with --init: replace the model's output head by a fresh one of this kind (the rest is kept)")
-    ap.add_argument("--coarse-levels", type=int, default=None,
+    ap.add_argument("--coarse-levels", type=_levels, default=None,
                     help="with --init: give the pyramid head this many coarse levels (its other weights kept)")
     ap.add_argument("--loss-version", default="2025", choices=("2024", "2025", "tcmoa"),
                     help="official 2024/2025 weights, or ours: tcmoa (multi-scale, clip-aware; tcmoa/loss_weights.py)")
