@@ -8,8 +8,9 @@ examples in demo/examples), with the Laplacian pyramid beside the models:
 - glare: share of the infrared's Sobel gradient kept inside a saturated disc pasted into the visible;
 - exposure: share of the under-exposed image's gradient kept where the over-exposed one clips, and
   the local contrast (mean 7x7 SD) against the average fusion's;
-- grid: block-step ratio (steps across 8-px cell borders / steps elsewhere) at alpha 0, 1, 2, 3 on
-  every bundled example, with the sources' own ratio, and isolated 8x8 blocks.
+- grid: block-step ratio (steps across 8-px cell borders / steps elsewhere) and grid prominence
+  (steps across borders / the largest mean step at any other offset) at alpha 0, 1, 2, 3 on every
+  bundled example, with the sources' own value, and isolated 8x8 blocks.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from pathlib import Path
 from demo.example_sets import find_examples
 from tcmoa.fuse.pipeline import Fuser
 from tcmoa.imaging import bt601_luma, read_image
-from tcmoa.metrics.artifacts import (block_step_ratio, erode, gradient_ratio, isolated_blocks, local_contrast,
-                                     with_glare)
+from tcmoa.metrics.artifacts import (block_step_ratio, erode, gradient_ratio, grid_prominence, isolated_blocks,
+                                     local_contrast, with_glare)
 from tcmoa.metrics.baselines import average_fusion, laplacian_pyramid_fusion
 from tcmoa.model.checkpoint import load_model
 
@@ -52,22 +53,31 @@ def main() -> None:
         print(f"| {name} | {glare:.2f} | {gradient_ratio(fused, bt601_luma(under), clipped):.2f} | "
               f"{local_contrast(fused) / average:.2f} |")
 
-    print("\n| example | sources' own | laplacian | " + " | ".join(
-        f"{n} α={a:g}" for n in fusers for a in ALPHAS) + " | " + " | ".join(f"{n}: isolated blocks" for n in fusers) + " |")
-    print("|---|---:|---:|" + "---:|" * (len(fusers) * (len(ALPHAS) + 1)))
+    grid_tables(fusers)
+
+
+def grid_tables(fusers: dict[str, Fuser]) -> None:
+    """Block-step ratio, then grid prominence, of every model at every alpha on every bundled example."""
+    measures = {"block-step ratio": block_step_ratio, "grid prominence": grid_prominence}
+    rows: dict[str, list[str]] = {name: [] for name in measures}
     for example in find_examples():
         sources = [read_image(f) for f in example.files]
-        own = max(block_step_ratio(bt601_luma(s)) for s in sources)
-        cells, blocks = [], []
-        for fuser in fusers.values():
-            blocks.append(0)
-            for alpha in ALPHAS:
-                fused = bt601_luma(fuser.fuse(sources, example.task, alpha=alpha).image)
-                cells.append(f"{block_step_ratio(fused):.3f}")
-                blocks[-1] += isolated_blocks(fused, [bt601_luma(s) for s in sources])
-        lap = block_step_ratio(bt601_luma(laplacian_pyramid_fusion(sources)))
-        print(f"| {example.task} {example.name} | {own:.3f} | {lap:.3f} | " + " | ".join(cells + [str(b) for b in blocks]) + " |")
-
+        greys = [bt601_luma(s) for s in sources]
+        lap = bt601_luma(laplacian_pyramid_fusion(sources))
+        fused = [bt601_luma(fuser.fuse(sources, example.task, alpha=alpha).image)
+                 for fuser in fusers.values() for alpha in ALPHAS]
+        blocks = [sum(isolated_blocks(f, greys) for f in fused[i: i + len(ALPHAS)])
+                  for i in range(0, len(fused), len(ALPHAS))]
+        for name, measure in measures.items():
+            cells = [max(measure(g) for g in greys), measure(lap), *(measure(f) for f in fused)]
+            rows[name].append(f"| {example.task} {example.name} | " + " | ".join(
+                [f"{c:.3f}" for c in cells] + [str(b) for b in blocks]) + " |")
+    for name, lines in rows.items():
+        print(f"\n{name}\n\n| example | sources' own | laplacian | " + " | ".join(
+            f"{n} α={a:g}" for n in fusers for a in ALPHAS) + " | " + " | ".join(
+            f"{n}: isolated blocks" for n in fusers) + " |")
+        print("|---|---:|---:|" + "---:|" * (len(fusers) * (len(ALPHAS) + 1)))
+        print("\n".join(lines))
 
 if __name__ == "__main__":
     main()

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from demo.example_sets import find_examples
-from tcmoa.metrics.artifacts import (block_step_ratio, erode, gradient_ratio, isolated_blocks, local_contrast,
-                                     with_glare)
+from tcmoa.metrics.artifacts import (block_step_ratio, erode, gradient_ratio, grid_prominence, isolated_blocks,
+                                     local_contrast, with_glare)
 from tcmoa.metrics.baselines import average_fusion, laplacian_pyramid_fusion
 from tcmoa.model.checkpoint import load_model
 from tcmoa.imaging import bt601_luma, read_image
@@ -51,15 +51,18 @@ def test_a_clipped_exposure_gives_way_to_the_other(fuser):
 @pytest.mark.parametrize("example", EXAMPLES, ids=[f"{e.task}-{e.name}" for e in EXAMPLES])
 def test_no_token_grid_at_any_alpha(fuser, example):
     sources = [read_image(f) for f in example.files]
-    # Sources saved as JPEG, or upsampled (the Harvard PET/SPECT), carry an 8-px grid of their own (ratios
-    # up to 2.3), which any fusion that keeps their detail inherits. So the bar is 1.05, or where the
-    # sources are blockier, the Laplacian pyramid's ratio on the same sources (it has no token grid)
-    # + 5%, capped by the blockiest source's own ratio.
+    # Sources bring block steps of their own, which any fusion that keeps their detail inherits: the
+    # Harvard PET/SPECT are 2x nearest-neighbour upsampled (ratio 2.3), the Lytro originals are JPEG. So
+    # the ratio's bar is 1.05, or where the sources are blockier, the Laplacian pyramid's ratio on the same
+    # sources (it has no token grid) + 5%, capped by the blockiest source's own ratio. The prominence bar
+    # asks that no border offset stand out from every other offset (the per-pixel model: up to 1.38).
     own = max(block_step_ratio(bt601_luma(s)) for s in sources)
     bar = max(1.05, min(own, 1.05 * block_step_ratio(bt601_luma(laplacian_pyramid_fusion(sources)))))
+    prominence_bar = max(1.03, *(grid_prominence(bt601_luma(s)) for s in sources))
     for alpha in (0.0, 1.0, 2.0, 3.0):  # the whole range (tcmoa.moa.ALPHA_RANGE)
         fused = bt601_luma(fuser.fuse(sources, example.task, alpha=alpha).image)
         assert block_step_ratio(fused) <= bar, (alpha, block_step_ratio(fused), bar)
+        assert grid_prominence(fused) <= prominence_bar, (alpha, grid_prominence(fused), prominence_bar)
         assert isolated_blocks(fused, [bt601_luma(s) for s in sources]) == 0, alpha
 
 
@@ -68,7 +71,10 @@ def test_the_measures_see_what_they_should():
     smooth = cv2.GaussianBlur(rng.random((128, 128)), (0, 0), 3)
     assert abs(block_step_ratio(smooth) - 1) < 0.05
     blocky = smooth + np.kron(rng.random((16, 16)), np.ones((8, 8))) * 0.05  # an 8-px grid of offsets
-    assert block_step_ratio(blocky) > 1.5
+    assert block_step_ratio(blocky) > 1.5 and grid_prominence(blocky) > 1.5
+    assert abs(grid_prominence(smooth) - 1) < 0.05
+    doubled = np.repeat(np.repeat(smooth[::2, ::2], 2, axis=0), 2, axis=1)  # 2x nearest upsampling, like the PET
+    assert block_step_ratio(doubled) > 1.5 and grid_prominence(doubled) < 1.05
     dark = smooth.copy()
     dark[64:72, 64:72] = 0.0
     assert isolated_blocks(dark, [smooth, smooth]) == 1 and isolated_blocks(smooth, [smooth]) == 0

@@ -25,15 +25,15 @@ def small_copy(src, dst, size=(160, 128)) -> None:
 def readme_files(tmp_path, monkeypatch, single_thread):
     vif, pet = EXAMPLES / "vif" / "msrs_00047N", EXAMPLES / "mri-pet" / "harvard_30057"
     triple = EXAMPLES / "mff" / "lytro_triple_02"
-    for name, src in {"vis.jpg": vif / "1_visible.jpg", "visible.jpg": vif / "1_visible.jpg",
+    for name, src in {"vis.jpg": vif / "1_visible.png", "visible.jpg": vif / "1_visible.png",
                       "ir.png": vif / "2_infrared.png", "infrared.png": vif / "2_infrared.png",
                       "mri.png": pet / "1_mri.png", "pet.png": pet / "2_pet.png"}.items():
         small_copy(src, tmp_path / name)
     for i, plane in enumerate("abc", start=1):
-        small_copy(triple / f"{i}_{plane}.jpg", tmp_path / f"e{i}.jpg")
+        small_copy(triple / f"{i}_{plane}.png", tmp_path / f"e{i}.jpg")
     for folder, plane in (("DIR_A", "1_far"), ("DIR_B", "2_near")):
         (tmp_path / folder).mkdir()
-        small_copy(EXAMPLES / "mff" / "lytro_09" / f"{plane}.jpg", tmp_path / folder / "s1.png")
+        small_copy(EXAMPLES / "mff" / "lytro_09" / f"{plane}.png", tmp_path / folder / "s1.png")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -5,6 +5,8 @@ specific faults of a patch-based model, on grey float images in [0, 1] (H, W):
 
 * `block_step_ratio`: the mean luma step across the columns and rows at multiples of `cell` px,
   divided by the mean step elsewhere. ~1.0 for natural images; an 8-px token grid shows as > 1.
+* `grid_prominence`: the mean step across cell borders over the largest mean step at any other offset
+  within the cells; > 1 only when the borders stand out from every other phase, as a token grid does.
 * `isolated_blocks`: cells brighter (or darker) than all 8 neighbours by far more than in any
   source (the black 8x8 squares a per-token output can leave).
 * `gradient_ratio`: mean Sobel magnitude of one image over another's inside a mask, e.g. how much of
@@ -22,15 +24,33 @@ import cv2
 import numpy as np
 
 
+def _steps_by_offset(grey: np.ndarray, cell: int) -> list[np.ndarray]:
+    """|step| between neighbours at x and x+1 (columns, then rows), grouped by (x + 1) % cell: group 0 crosses a border."""
+    g = np.asarray(grey, np.float64)
+    groups: list[list[np.ndarray]] = [[] for _ in range(cell)]
+    for steps in (np.abs(np.diff(g, axis=1)), np.abs(np.diff(g, axis=0)).T):  # steps[:, x] is between x and x+1
+        offset = (np.arange(steps.shape[1]) + 1) % cell
+        for k, group in enumerate(groups):
+            group.append(steps[:, offset == k].ravel())
+    return [np.concatenate(group) for group in groups]
+
+
 def block_step_ratio(grey: np.ndarray, cell: int = 8) -> float:
     """Mean |step| between pixels on either side of a cell border over the mean |step| elsewhere (rows and columns)."""
-    g = np.asarray(grey, np.float64)
-    on, off = [], []
-    for steps in (np.abs(np.diff(g, axis=1)), np.abs(np.diff(g, axis=0)).T):  # steps[:, x] is between x and x+1
-        border = (np.arange(steps.shape[1]) + 1) % cell == 0
-        on.append(steps[:, border].ravel())
-        off.append(steps[:, ~border].ravel())
-    return float(np.concatenate(on).mean() / max(np.concatenate(off).mean(), 1e-12))
+    border, *inside = _steps_by_offset(grey, cell)
+    return float(border.mean() / max(np.concatenate(inside).mean(), 1e-12))
+
+
+def grid_prominence(grey: np.ndarray, cell: int = 8) -> float:
+    """Mean |step| across cell borders over the largest mean |step| at any other offset inside the cells.
+
+    A token grid makes the border offset stand out from all the others (> 1). `block_step_ratio` also
+    rises with what a source brings: a strong edge that happens to fall on the borders, or a 2x
+    nearest-neighbour upsampling (the Harvard PET: steps at every other pixel, so borders step and
+    half the other offsets do too, ratio 2.3). Neither lifts the borders above every other offset.
+    """
+    border, *inside = (steps.mean() for steps in _steps_by_offset(grey, cell))
+    return float(border / max(max(inside), 1e-12))
 
 
 def _cell_means(grey: np.ndarray, cell: int) -> np.ndarray:
