@@ -96,7 +96,7 @@ def main() -> None:
         t3 = time.perf_counter()
         encoders["figure"].postprocess(second.prompts)
         t4 = time.perf_counter()
-        if first.fused is None:
+        if not isinstance(first.fused, np.ndarray):
             raise SystemExit(f"fusion failed: {first.status}")
         fused = first.fused
         t5 = time.perf_counter()
@@ -152,6 +152,8 @@ def measure_drag(engine, sources: list[np.ndarray], runs: int) -> None:
             track = page.locator("#alpha input[type=range]")
             track.scroll_into_view_if_needed()  # mouse coordinates are the viewport's
             box = track.bounding_box()
+            if box is None:
+                raise SystemExit("the α slider is not on the page")
             y = box["y"] + box["height"] / 2
             for i in range(runs + 1):
                 x0 = box["x"] + box["width"] * (0.2 + 0.05 * (i % 8))

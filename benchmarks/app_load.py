@@ -65,7 +65,7 @@ def large_beside_small(client, large: list[Path], small: list[Path], endpoint: s
     big_jobs = [client.submit([handle_file(str(p)) for p in large], "vif", 1.0, 0.0, "", False,
                               api_name=f"/{endpoint}") for _ in range(2)]
     time.sleep(2.0)  # both large requests are in (one running, one queued in its lane)
-    rows = []
+    rows: list[tuple[float, float, float, float]] = []
     while not all(job.done() for job in big_jobs) and len(rows) < max_small:
         t0 = time.perf_counter()
         _, report = client.predict([handle_file(str(p)) for p in small], "vif", 1.0 + 0.1 * (len(rows) % 10), 0.0,

@@ -48,7 +48,7 @@ def main() -> None:
             if ours is None or metric not in table[name][ours]:
                 continue
             classical = {m: table[name][m][metric] for m in CLASSICAL if metric in table[name].get(m, {})}
-            best = max(classical, key=classical.get)
+            best = max(classical, key=lambda m: classical[m])
             mine = table[name][ours][metric]
             line = (f"| {name} | {metric} | {mine:.3f} | {classical['average']:.3f} | {best} {classical[best]:.3f} "
                     f"| {mine - classical[best]:+.3f} |")

@@ -99,8 +99,8 @@ def main() -> None:
         backbone = work / "backbone"
         run([sys.executable, "-m", "tcmoa", "pretrain", *common, "--steps", "1", "--out", str(backbone)], o.threads)
         pairs = DATA / "eval" / "vif" / "msrs20"
-        fusion = {"1 process": (o.threads, 1, []), "1 process x 1 thread": (1, 1, []),
-                  "2 ranks x 1 thread (torchrun)": (1, 2, [])}
+        fusion: dict[str, tuple[int, int, list[str]]] = {  # threads, ranks, extra CLI arguments
+            "1 process": (o.threads, 1, []), "1 process x 1 thread": (1, 1, []), "2 ranks x 1 thread (torchrun)": (1, 2, [])}
         for rep in range(o.repeats):
             for stage, command, extra in (() if o.only == "fuse" else (
                     ("pretrain", "pretrain", []), ("tcmoa", "train", ["--backbone", str(backbone)]))):

@@ -29,6 +29,7 @@ def stage_for(name: str, pack: Path, precision: str, batch: int, size: int):
     banks, held = split_holdout(load_pack(pack), 0.02)
     common = ["--pack", str(pack), "--out", "/tmp/unused", "--steps", "1", "--batch", str(batch),
               "--size", str(size), "--precision", precision, "--device", "cpu"]
+    stage: pretrain_stage.PretrainStage | fusion_stage.FusionStage
     if name == "pretrain":
         opts = pretrain_stage.build_parser().parse_args(common)
         stage = pretrain_stage.PretrainStage(opts, banks, held)

@@ -52,7 +52,7 @@ def main() -> None:
         print(f"\n### {task} ({len(pairs)} training pairs): Qabf + VIF\n")
         print("| alpha \\ beta | " + " | ".join(f"{b:+g}" for b in args.betas) + " |")
         print("|---|" + "---|" * len(args.betas))
-        best = (-1.0, None)
+        best: tuple[float, tuple[float, float, float, float]] = (-1.0, (0.0, 0.0, 0.0, 0.0))
         for alpha in args.alphas:
             cells = []
             for beta in args.betas:

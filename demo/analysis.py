@@ -116,7 +116,11 @@ def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], result: Fusion
 
 def render_tab(tab: str, shown: Shown | None) -> np.ndarray | None:
     """The figure of one map tab for the last fusion; None when there is nothing to show."""
-    if shown is None or (shown.maps is None and tab != "difference"):
+    if shown is None:
+        return None
+    if tab == "difference":
+        return difference_figure(shown.fused, shown.sources, shown.labels)
+    if shown.maps is None:
         return None
     if tab == "prompts":
         return prompt_figure(shown.maps, shown.background, shown.roles)
@@ -124,8 +128,6 @@ def render_tab(tab: str, shown: Shown | None) -> np.ndarray | None:
         return routing_figure(shown.maps)
     if tab == "weight":
         return weight_figure(shown.maps, shown.background, shown.roles)
-    if tab == "difference":
-        return difference_figure(shown.fused, shown.sources, shown.labels)
     raise ValueError(f"unknown tab {tab!r}; one of {TABS}")
 
 

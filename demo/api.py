@@ -6,10 +6,12 @@ from typing import Any, Sequence
 
 import gradio as gr
 import numpy as np
+import torch
 
 from tcmoa import ImageError
 from tcmoa.fuse.pipeline import parse_route
 from tcmoa.imaging import to_uint8
+from tcmoa.tasks import Route
 
 from .analysis import fusion_scores, metrics_note
 from .engine import WORKING_PIXELS, Engine
@@ -38,6 +40,15 @@ class ApiFlag(gr.Checkbox):
         return payload
 
 
+def router_report(route: Route, names: Sequence[str]) -> str | dict[str, float]:
+    """The router as the report states it: its name, or the weight of each router in a blend."""
+    if isinstance(route, str):
+        return route
+    if isinstance(route, int):
+        return names[route]
+    return dict(zip(names, torch.as_tensor(route, dtype=torch.float64).tolist()))
+
+
 def api_fuse(engine: Engine, sources: Sequence[object] | None, task: object, alpha: object, beta: object,
              router: str | None = None, resize: object = False, *, full_resolution: bool = False
              ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -64,7 +75,6 @@ def api_fuse(engine: Engine, sources: Sequence[object] | None, task: object, alp
     scored = scaled_to([result.image, *images], WORKING_PIXELS)
     metrics = fusion_scores(to_uint8(scored[0]), scored[1:], request.preset.key)
     t_metrics = time.perf_counter() - t_metrics
-    route = result.settings.route
     h, w = fused.shape[:2]
     notes = [*request.notes, *result.notes]
     if (w, h) != request.size:
@@ -74,7 +84,7 @@ def api_fuse(engine: Engine, sources: Sequence[object] | None, task: object, alp
         "task": request.preset.key, "sources": len(images), "fusion_order": [i + 1 for i in result.order],
         "size": [w, h], "source_size": list(request.size),
         "alpha": result.settings.alpha, "beta": result.settings.beta,
-        "router": route if isinstance(route, str) else dict(zip(engine.router_names, route)),
+        "router": router_report(result.settings.route, engine.router_names),
         "model": engine.model_name, "trained": engine.trained, "device": engine.device_label,
         "timing_s": {"fusion": round(result.seconds, 4), "metrics": round(t_metrics, 4),
                      "total": round(time.perf_counter() - start, 4)},

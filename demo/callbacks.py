@@ -36,7 +36,7 @@ BAD_INPUT = (InputError, ImageError, ValueError, RuntimeError)  # explained to t
 class FuseView(NamedTuple):
     """Everything one fusion shows, in the order of the page's outputs (None clears one, SKIP keeps it)."""
 
-    fused: np.ndarray | None  # uint8, at the working resolution
+    fused: np.ndarray | str | None  # uint8, at the working resolution (the page gets it as a named PNG file)
     comparison: tuple[np.ndarray, np.ndarray] | None  # (source, fused) for the before/after slider
     status: str  # Markdown
     metrics: str | None  # Markdown table
@@ -115,7 +115,8 @@ def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object
         log.exception("metrics or maps failed")
         gallery, metrics = None, f"⚠️ metrics unavailable: internal error ({type(exc).__name__})"
         figures = [None] * len(analysis.TABS)
-    yield FuseView(SKIP, SKIP, SKIP, metrics, gallery, *figures, SKIP)
+    prompts, routing, weight, difference = figures  # analysis.TABS order
+    yield FuseView(SKIP, SKIP, SKIP, metrics, gallery, prompts, routing, weight, difference, SKIP)
 
 
 def preview_view(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, *,
@@ -192,7 +193,7 @@ def status_line(engine: Engine, result: FusionResult, request: Request, total: f
     return "\n\n".join([line, *notes])
 
 
-def compare_pair(shown: Shown | None, index: object) -> tuple[np.ndarray, np.ndarray] | None:
+def compare_pair(shown: Shown | None, index: float | str | None) -> tuple[np.ndarray, np.ndarray] | None:
     """(source `index` (1-based), fused) for the before/after slider, or None before any fusion."""
     if shown is None:
         return None

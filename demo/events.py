@@ -98,11 +98,11 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
 
     # -- the final fusion (working resolution): image first, then metrics, baselines and the open map tab
     def run(task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
-        *rest, base, pick, tab, last = rest
+        *controls, base, pick, tab, last = rest
         # The status never shows the previous result's, and no map tab the previous map, while this one runs.
         yield tuple(cb.FuseView(SKIP, SKIP, fusing_status(task), SKIP, SKIP, None, None, None, None, SKIP))
-        for view in cb.fuse_steps(engine, rest[:MAX_SOURCES], task, a, b, baselines=base, compare=pick,
-                                  open_tab=tab, shown=last, **options(blend, resize, rest)):
+        for view in cb.fuse_steps(engine, controls[:MAX_SOURCES], task, a, b, baselines=base, compare=pick,
+                                  open_tab=tab, shown=last, **options(blend, resize, controls)):
             yield shown_files(view)
 
     final_actions = [*(s.upload for s in i.slots), *(s.clear for s in i.slots), i.alpha.release, i.beta.release,
@@ -111,9 +111,9 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
     # -- while a slider moves: a reduced preview; only the latest value waits (always_last), and a
     # release cancels the preview still queued or running, so a late preview never hides the final
     def preview(task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
-        *rest, last = rest
-        return shown_files(cb.preview_view(engine, rest[:MAX_SOURCES], task, a, b, shown=last,
-                                           **options(blend, resize, rest)))
+        *controls, last = rest
+        return shown_files(cb.preview_view(engine, controls[:MAX_SOURCES], task, a, b, shown=last,
+                                           **options(blend, resize, controls)))
 
     previews = gr.on([i.alpha.input, i.beta.input], preview, [*settings, shown], view_outputs,
                      trigger_mode="always_last", show_progress="hidden", api_visibility="private",

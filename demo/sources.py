@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 from PIL import Image
@@ -18,9 +18,9 @@ from PIL import Image
 from tcmoa import ImageError, get_preset, read_image
 from tcmoa.colour import SizeMismatchError
 from tcmoa.fuse.pipeline import FuseSettings, match_sizes
-from tcmoa.imaging import resize_to
+from tcmoa.imaging import ImageSource, resize_to
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
-from tcmoa.tasks import Preset
+from tcmoa.tasks import Preset, Route
 
 from .engine import MAX_SOURCES, MIN_SIDE, Engine
 
@@ -36,10 +36,10 @@ class KnobError(InputError):
     """α or β outside the library's range (a typed value): refused, and the page keeps what it shows."""
 
 
-def check_knobs(alpha: object, beta: object) -> dict[str, float]:
-    """{"alpha": α, "beta": β} within the library's ranges, else KnobError with the library's message."""
+def check_knobs(alpha: object, beta: object) -> tuple[float, float]:
+    """(α, β) within the library's ranges, else KnobError with the library's message."""
     try:
-        return {"alpha": ALPHA_RANGE.check(alpha), "beta": BETA_RANGE.check(beta)}
+        return ALPHA_RANGE.check(alpha), BETA_RANGE.check(beta)
     except ValueError as exc:
         raise KnobError(str(exc)) from None
 
@@ -93,7 +93,8 @@ def read_sources(engine: Engine, sources: Sequence[object], notes: list[str] | N
     for i, src in enumerate(sources, start=1):
         read_notes: list[str] = []
         try:
-            images.append(read_image(src, max_pixels=engine.max_pixels, notes=read_notes))
+            # any other type than read_image's is refused there, with an ImageError
+            images.append(read_image(cast(ImageSource, src), max_pixels=engine.max_pixels, notes=read_notes))
         except ImageError as exc:
             message = upload_name(src, str(exc)).replace(" (or raise max_pixels)", "")
             raise InputError(f"source {i}: {message}") from None
@@ -132,7 +133,7 @@ class Request:
 
 
 def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object, beta: object, *,
-            route: object = None, resize: object = False, what: str = "fusion") -> Request:
+            route: Route | None = None, resize: object = False, what: str = "fusion") -> Request:
     """Validate a request, cheap checks first: task, count, α, β, then the sources (headers, then read, same size),
     then the settings as the model resolves them (its router unless one is given)."""
     try:
@@ -143,7 +144,7 @@ def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object
     if len(sources) < 2:
         raise InputError(f"{what} needs at least 2 source images, got {len(sources)} "
                          f"({' and '.join(preset.roles)}: upload them or click an example)")
-    knobs = check_knobs(alpha, beta)
+    alpha_value, beta_value = check_knobs(alpha, beta)
     notes: list[str] = []
     images, resized = match_sizes(read_sources(engine, sources, notes), "first" if resize else None)
     notes += resized
@@ -151,7 +152,8 @@ def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object
     if min(h, w) < MIN_SIDE:
         raise InputError(f"the sources are {w}x{h} px; this demo needs at least {MIN_SIDE} px on each side "
                          "(the smallest size all its metrics are defined for)")
-    settings = engine.fuser.settings(preset, **knobs, route=route)  # route None: the preset's own router
+    # route None: the preset's own router
+    settings = engine.fuser.settings(preset, alpha=alpha_value, beta=beta_value, route=route)
     return Request(preset, settings, tuple(images), tuple(notes))
 
 
