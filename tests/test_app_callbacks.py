@@ -7,12 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
 from demo import analysis, gpu
 from demo import callbacks as cb
-from demo.api import api_fuse
+from demo.api import api_fuse, router_report
 from demo.engine import (FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING,
                          load_engine)
 from demo.events import slot_updates
@@ -245,6 +246,8 @@ def test_api_fuse_two_and_three_sources(engine, pair):
     assert report["sources"] == 3 and set(report["metrics"]) == {"EN", "SD", "MEF-SSIM"}
     assert report["router"] == {"vif": 0.0, "mef": 0.5, "mff": 0.5, "medical": 0.0}
     assert "3 sources fused pairwise" in report["notes"][0]
+    names = ("vif", "mef", "mff", "medical")  # every form a Route takes reads as a name or a blend
+    assert router_report(2, names) == "mff" and router_report(torch.tensor([0.0, 1, 0, 0]), names)["mef"] == 1.0
 
 
 @pytest.mark.parametrize("args, message", [
