@@ -45,9 +45,9 @@ def grid_prominence(grey: np.ndarray, cell: int = 8) -> float:
     """Mean |step| across cell borders over the largest mean |step| at any other offset inside the cells.
 
     A token grid makes the border offset stand out from all the others (> 1). `block_step_ratio` also
-    rises with what a source brings: a strong edge that happens to fall on the borders, or a 2x
-    nearest-neighbour upsampling (the Harvard PET: steps at every other pixel, so borders step and
-    half the other offsets do too, ratio 2.3). Neither lifts the borders above every other offset.
+    rises when a source crowds its steps onto some offsets, the borders among them: the Harvard PET is
+    a 2x nearest-neighbour upsampling, with steps at every odd offset and none at the even ones (ratio
+    2.3), which does not lift the borders above the other odd offsets (prominence ~1).
     """
     border, *inside = (steps.mean() for steps in _steps_by_offset(grey, cell))
     return float(border / max(max(inside), 1e-12))
