@@ -64,12 +64,11 @@ def grid_tables(fusers: dict[str, Fuser]) -> None:
         sources = [read_image(f) for f in example.files]
         greys = [bt601_luma(s) for s in sources]
         lap = bt601_luma(laplacian_pyramid_fusion(sources))
-        fused = [bt601_luma(fuser.fuse(sources, example.task, alpha=alpha).image)
-                 for fuser in fusers.values() for alpha in ALPHAS]
-        blocks = [sum(isolated_blocks(f, greys) for f in fused[i: i + len(ALPHAS)])
-                  for i in range(0, len(fused), len(ALPHAS))]
+        fused = [[bt601_luma(fuser.fuse(sources, example.task, alpha=alpha).image) for alpha in ALPHAS]
+                 for fuser in fusers.values()]  # per model, per alpha
+        blocks = [sum(isolated_blocks(f, greys) for f in per_alpha) for per_alpha in fused]
         for name, measure in measures.items():
-            cells = [max(measure(g) for g in greys), measure(lap), *(measure(f) for f in fused)]
+            cells = [max(measure(g) for g in greys), measure(lap), *(measure(f) for per_alpha in fused for f in per_alpha)]
             rows[name].append(f"| {example.task} {example.name} | " + " | ".join(
                 [f"{c:.3f}" for c in cells] + [str(b) for b in blocks]) + " |")
     for name, lines in rows.items():
