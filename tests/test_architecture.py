@@ -49,8 +49,8 @@ def imports_of(module: str) -> set[str]:
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
+            for statement in node.orelse:
+                visit(statement)
             return
         if isinstance(node, ast.ImportFrom):
             if node.level:
@@ -87,7 +87,7 @@ def test_fuse_and_train_are_independent():
     assert not [(m, t) for m, ts in GRAPH.items() for t in ts if {group(m), group(t)} == {"fuse", "train"}]
 
 
-def test_no_import_cycles():
+def test_no_import_cycles() -> None:
     state: dict[str, int] = {}  # 1 visiting, 2 done
     stack: list[str] = []
 

@@ -61,7 +61,7 @@ def test_torchrun_ranks_write_what_one_process_writes(folder):
     assert done.stderr.count("8/8") >= 1
 
 
-def test_ranks_claim_every_pair_exactly_once(monkeypatch):
+def test_ranks_claim_every_pair_exactly_once(monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     server = dist.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False)  # what torchrun serves
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")

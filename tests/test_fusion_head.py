@@ -10,7 +10,7 @@ import torch
 from tcmoa.model import pyramid
 from tcmoa.model.checkpoint import load_backbone, load_model, save_model
 from tcmoa.model.config import get_config
-from tcmoa.model.fusion_head import PROMPT_GAIN
+from tcmoa.model.fusion_head import PROMPT_GAIN, PyramidHead
 from tcmoa.model.moa import PromptControl
 from tcmoa.model.network import TCMoA, normalize
 
@@ -145,6 +145,7 @@ def forced(model: TCMoA, logit: float) -> TCMoA:
     """A copy whose token logits push every band to one source (+: A, -: B)."""
     m = TCMoA(model.config).eval()
     m.load_state_dict(model.state_dict())
+    assert isinstance(m.fusion_head, PyramidHead)
     with torch.no_grad():
         m.fusion_head.token_logits.bias.fill_(logit)
     return m

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pytest
@@ -36,10 +37,22 @@ def load_case(path: Path) -> dict[str, np.ndarray]:
         return {k: d[k] for k in d.files if not any(part in k for part in skip)}
 
 
-def loss_inputs(d: dict[str, np.ndarray]) -> dict[str, object]:
+class LossInputs(TypedDict):
+    """task_loss's keyword arguments, from one official fixture case."""
+
+    task: int
+    fused: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    encoder_prompts: list[tuple[torch.Tensor, torch.Tensor]]
+    decoder_prompts: list[tuple[torch.Tensor, torch.Tensor]]
+    aux_loss: torch.Tensor
+
+
+def loss_inputs(d: dict[str, np.ndarray]) -> LossInputs:
     """Build the loss inputs exactly as the official forward_loss_task* does."""
     t = lambda k: torch.from_numpy(d[k])  # noqa: E731
-    return dict(
+    return LossInputs(
         task=int(d["task_index"]),
         fused=t("fused"),
         a=denormalize(t("input_A")),
@@ -92,7 +105,7 @@ def test_fixture_gradients_flow(case: Path) -> None:
     fused = inp["fused"].clone().requires_grad_(True)
     enc = [(pa.clone().requires_grad_(True), pb.clone().requires_grad_(True)) for pa, pb in inp["encoder_prompts"]]
     dec = [(pa.clone().requires_grad_(True), pb.clone().requires_grad_(True)) for pa, pb in inp["decoder_prompts"]]
-    inp.update(fused=fused, encoder_prompts=enc, decoder_prompts=dec)
+    inp["fused"], inp["encoder_prompts"], inp["decoder_prompts"] = fused, enc, dec
     out = L.task_loss(**inp, epoch=2)
     out["loss"].backward()
     assert fused.grad is not None and torch.isfinite(fused.grad).all() and fused.grad.abs().sum() > 0
@@ -236,7 +249,7 @@ def _mff_inputs(seed: int = 6):
 
 @pytest.mark.parametrize("version", ["2025", "2024"])
 @pytest.mark.parametrize("epoch", [0, 2])
-def test_mff_total_finite_with_gradients(version: str, epoch: int) -> None:
+def test_mff_total_finite_with_gradients(version: L.LossVersion, epoch: int) -> None:
     fused, a, b, enc, dec, aux = _mff_inputs()
     out = L.task_loss(L.MFF, fused, a, b, enc, dec, aux, epoch, version=version)
     logged = {"loss", "ssim_loss", "pixel_loss", "prompt_loss", "aux_loss"}
@@ -291,7 +304,7 @@ def test_vif_mef_weightings_2024_vs_2025() -> None:
     maxp = num(L.max_pixel_loss(f, a, b))
     mefs = 1 - num(L.official_mef_ssim(f, (a, b)))
     x = float(aux)
-    expected = {
+    expected: dict[tuple[int, int, L.LossVersion], float] = {
         # (task, epoch, version): total
         (L.VIF, 1, "2025"): pix + mir + ssim_ab + x / 2,
         (L.VIF, 3, "2025"): 1.5 * maxg + 1.5 * maxp + mir + 2 * ssim_ab + x / 4,

@@ -22,7 +22,7 @@ VIFB_NAMES = ["EN", "SD", "SF", "AG", "MI", "PSNR", "RMSE", "Qabf", "SSIM", "CE"
 
 
 def _load(rel: str) -> np.ndarray:
-    im = Image.open(FIXTURE / rel)
+    im: Image.Image = Image.open(FIXTURE / rel)
     if im.mode not in ("L", "RGB"):
         im = im.convert("RGB")
     return np.asarray(im)
@@ -204,7 +204,7 @@ def _mef_level_literal(seq: list[np.ndarray], f: np.ndarray) -> float:
             ed = [math.sqrt(max(n * n * ((blk * blk).mean() - m * m), 0)) + 0.001
                   for blk, m in zip(blocks, mu)]
             den = sum(np.linalg.norm(blk - m) for blk, m in zip(blocks, mu))
-            tot = sum(blocks)
+            tot = np.sum(blocks, axis=0)
             r = (np.linalg.norm(tot - tot.mean()) + eps) / (den + eps)
             r = 1 - eps if r > 1 else r
             p = min(math.tan(math.pi / 2 * r), 10.0)

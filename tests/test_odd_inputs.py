@@ -45,7 +45,7 @@ def thermal_png(path: Path, peak: int, sbit: int | None = None) -> np.ndarray:
     return values
 
 
-def test_twelve_bit_data_in_a_sixteen_bit_png_is_scaled_with_a_note(tmp_path):
+def test_twelve_bit_data_in_a_sixteen_bit_png_is_scaled_with_a_note(tmp_path: Path) -> None:
     """The reported defect: 12-bit thermal data read /65535 came out nearly black (max 0.06)."""
     values = thermal_png(tmp_path / "ir12.png", 4095)
     notes: list[str] = []
@@ -54,7 +54,7 @@ def test_twelve_bit_data_in_a_sixteen_bit_png_is_scaled_with_a_note(tmp_path):
     assert image.max() == 1.0 and "12-bit data in a 16-bit file (every value is at most 4095)" in notes[0]
 
 
-def test_the_png_sbit_chunk_decides_when_present(tmp_path):
+def test_the_png_sbit_chunk_decides_when_present(tmp_path: Path) -> None:
     values = thermal_png(tmp_path / "ir.png", 3000, sbit=12)  # a cool scene: the data never reaches 4095
     notes: list[str] = []
     np.testing.assert_allclose(read_image(tmp_path / "ir.png", notes=notes), values / 4095.0, atol=1e-6)

@@ -42,6 +42,7 @@ __all__ = [
     "mff_pseudo_ground_truth",
     "mir_loss",
     "task_loss",
+    "LossVersion",
 ]
 
 # Built-in `loss_weight` of the official loss modules (TC_MoA model __init__:
@@ -49,6 +50,9 @@ __all__ = [
 MAX_GRAD_WEIGHT = 3.0
 PIXEL_WEIGHT = 3.0
 MAX_PIXEL_WEIGHT = 1.0
+
+# The loss recipes `task_loss` knows by name (or pass a LossWeights).
+LossVersion = Literal["2024", "2025", "tcmoa"]
 
 # SSIM constants (util/fusion_loss.py): data range 1.
 _SSIM_WIN, _SSIM_SIGMA = 11, 1.5
@@ -350,7 +354,7 @@ def task_loss(
     decoder_prompts: Sequence[tuple[Tensor, Tensor]],
     aux_loss: Tensor | float,
     epoch: int,
-    version: Literal["2024", "2025", "tcmoa"] | LossWeights = "2025",
+    version: LossVersion | LossWeights = "2025",
     warmup_epochs: int = 2,
 ) -> dict[str, Tensor]:
     """Per-task loss {"loss": total, <term name>: term, ...} (official, or ours: "tcmoa"); fused/sources (B,3,H,W) in [0,1]."""
