@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.pixel_replication import replication_factor, smooth_resample
 from demo.example_sets import find_examples
 from tcmoa.metrics.artifacts import (block_step_ratio, erode, gradient_ratio, grid_prominence, isolated_blocks,
                                      local_contrast, with_glare)
@@ -82,3 +83,18 @@ def test_the_measures_see_what_they_should():
     assert gradient_ratio(smooth, smooth, mask) == pytest.approx(1.0)
     assert gradient_ratio(np.full_like(smooth, 0.5), smooth, mask) == 0.0
     assert local_contrast(np.full_like(smooth, 0.5)) < 1e-6 < local_contrast(smooth)
+
+
+def test_pixel_replication_is_found_and_smoothed():
+    """benchmarks.pixel_replication's detector: exact k x k replications only; its re-sampling drops the 2-px steps."""
+    rng = np.random.default_rng(1)
+    native = cv2.GaussianBlur(rng.random((32, 24, 3)), (0, 0), 1.5)
+    doubled = np.repeat(np.repeat(native, 2, axis=0), 2, axis=1)
+    assert replication_factor(doubled) == 2 and replication_factor(native) == 1
+    assert replication_factor(np.repeat(np.repeat(native, 4, axis=0), 4, axis=1)) == 4
+    nearly = doubled.copy()
+    nearly[5, 5, 0] += 0.01  # one pixel off: not a replication
+    assert replication_factor(nearly) == 1
+    smooth = smooth_resample(doubled, 2)
+    assert smooth.shape == doubled.shape and 0.0 <= smooth.min() <= smooth.max() <= 1.0
+    assert block_step_ratio(bt601_luma(doubled)) > 1.5 > 1.1 > block_step_ratio(bt601_luma(smooth))
