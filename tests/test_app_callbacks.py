@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 import numpy as np
 import torch
 import pytest
+from gradio.components import Component
 from PIL import Image
 
 from demo import analysis, gpu
@@ -43,6 +45,15 @@ def pair():
 
 def fuse(engine, slots, task="vif", alpha=1.0, beta=0.0, **kw):
     return cb.final_view(cb.fuse_steps(engine, slots, task, alpha, beta, **kw))
+
+
+def labels(blocks: Iterable[object]) -> list[object]:
+    """The labels of an event's inputs or outputs (each one a component, not a layout block)."""
+    found: list[object] = []
+    for block in blocks:
+        assert isinstance(block, Component), f"{block!r} is not a component"
+        found.append(block.label)
+    return found
 
 
 def assert_failed(view, *words):
@@ -86,6 +97,7 @@ def test_image_is_shown_before_metrics_and_maps(engine, pair):
     assert first.fused is not None and "Fused" in first.status and first.shown is not None
     assert all(x is cb.SKIP for x in (first.metrics, first.prompts, first.weight))  # the slow part comes next
     assert second.fused is cb.SKIP and second.status is cb.SKIP
+    assert second.metrics is not None
     assert "Qabf" in second.metrics and second.weight is not None and second.prompts is None
 
 
@@ -134,6 +146,7 @@ def test_every_map_tab_renders_and_the_weight_tab_handles_official_models(engine
     shown = fuse(engine, list(pair)).shown
     for tab in analysis.TABS:
         figure = analysis.render_tab(tab, shown)
+        assert figure is not None, tab
         assert figure.dtype == np.uint8 and figure.shape[1] == 760, tab
     no_weight = dataclasses.replace(shown, maps=dataclasses.replace(shown.maps, source_weight=None))
     assert analysis.render_tab("weight", no_weight) is None  # an official checkpoint: the tab stays empty
@@ -247,7 +260,8 @@ def test_api_fuse_two_and_three_sources(engine, pair):
     assert report["router"] == {"vif": 0.0, "mef": 0.5, "mff": 0.5, "medical": 0.0}
     assert "3 sources fused pairwise" in report["notes"][0]
     names = ("vif", "mef", "mff", "medical")  # every form a Route takes reads as a name or a blend
-    assert router_report(2, names) == "mff" and router_report(torch.tensor([0.0, 1, 0, 0]), names)["mef"] == 1.0
+    blend = router_report(torch.tensor([0.0, 1, 0, 0]), names)
+    assert router_report(2, names) == "mff" and isinstance(blend, dict) and blend["mef"] == 1.0
 
 
 @pytest.mark.parametrize("args, message", [
@@ -278,14 +292,17 @@ def test_sweep_fuses_at_five_knob_values(engine, pair):
     spy = SpyFuser(engine.fuser)
     gallery, curve, status, sweep = cb.sweep_view(dataclasses.replace(engine, fuser=spy), list(pair), "vif", 1.2,
                                                   0.1, "beta", "Qabf")
+    assert gallery is not None and curve is not None and sweep is not None, status
     assert [c.beta for c in spy.calls] == BETA_RANGE.sweep(5) == [-0.5, -0.25, 0.0, 0.25, 0.5]
     assert all(c.alpha == 1.2 for c in spy.calls)  # the other knob as set
     assert len(gallery) == 5 and gallery[0][1] == f"β -0.5 · {sweep.scores[0]['Qabf']:.3f}"
     assert curve.dtype == np.uint8 and "5 fusions at 96×64 px" in status
     assert len({t.tobytes() for t in sweep.thumbs}) == 5  # beta moves the result
     gallery, curve, status = cb.sweep_plot(sweep, "MEF-SSIM")  # re-plot without fusing again
+    assert gallery is not None, status
     assert curve is not None and "MEF-SSIM is not computed here" in status and gallery[0][1] == "β -0.5"
-    _, _, _, alphas = cb.sweep_view(engine, list(pair), "vif", 1.0, 0.0, "alpha", "SD")
+    _, _, status, alphas = cb.sweep_view(engine, list(pair), "vif", 1.0, 0.0, "alpha", "SD")
+    assert alphas is not None, status
     assert alphas.values == (0.0, 0.75, 1.5, 2.25, 3.0) and alphas.current == 1.0
 
 
@@ -294,6 +311,7 @@ def test_sweep_bad_input_and_large_sources(engine, pair):
     assert gallery is None and sweep is None and "Cannot sweep" in status and "Resize sources" in status
     big = [np.zeros((700, 1400, 3), np.float32), np.ones((700, 1400), np.float32) * 0.5]
     _, _, status, sweep = cb.sweep_view(engine, big, "vif", 1.0, 0.0, "beta", "SSIM")
+    assert sweep is not None, status
     assert sweep.thumbs[0].shape[:2] == (362, 724) and "at 724×362 px" in status  # about 512x512 px worth
 
 
@@ -351,9 +369,12 @@ def test_swap_reset_labels_and_slots(engine):
 
 def test_compare_pair(engine, pair):
     shown = fuse(engine, list(pair)).shown
-    source, fused = cb.compare_pair(shown, 2)
+    compared = cb.compare_pair(shown, 2)
+    assert compared is not None
+    source, fused = compared
     assert source.shape == (64, 96) and fused.shape == (64, 96, 3)
-    assert cb.compare_pair(shown, 9)[0].shape == (64, 96) and cb.compare_pair(None, 1) is None
+    last = cb.compare_pair(shown, 9)  # past the last source: the last one
+    assert last is not None and last[0].shape == (64, 96) and cb.compare_pair(None, 1) is None
 
 
 def test_examples_cover_every_task_and_are_small():
@@ -384,8 +405,8 @@ def test_build_demo_wiring(engine):
     demo = build_demo(engine)
     fns = {fn.api_name: fn for fn in demo.fns.values()}
     assert fns["fuse"].api_visibility == "public"  # the /fuse endpoint for gradio_client
-    assert [c.label for c in fns["fuse"].inputs] == ["sources", "task", "alpha", "beta", "router", "resize"]
-    assert [c.label for c in fns["fuse"].outputs] == ["fused", "report"]
+    assert labels(fns["fuse"].inputs) == ["sources", "task", "alpha", "beta", "router", "resize"]
+    assert labels(fns["fuse"].outputs) == ["fused", "report"]
     live = fns["live_fuse"]
     assert live.trigger_mode == "always_last"  # while one runs, only the latest request waits
     events = [event for _, event in live.targets]
@@ -397,6 +418,7 @@ def test_build_demo_wiring(engine):
     # hides the final
     assert any(fn.cancels == [preview_id] and fn.targets == live.targets for fn in demo.fns.values())
     (request_id,) = [block_id for block_id, event in live.targets if event == "change"]
+    assert request_id is not None
     assert isinstance(demo.blocks[request_id], gr.State)
     setters = [fn for fn in demo.fns.values() if any(o._id == request_id for o in fn.outputs)]
     assert {fn.api_name for fn in setters} == {"on_task", "on_example", "on_reset", "on_swap", "on_remove"}
@@ -408,12 +430,13 @@ def test_build_demo_wiring(engine):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("full", FULL_CONCURRENCY)
     assert demo.delete_cache and demo._queue.max_size == QUEUE_SIZE  # the upload cache is cleaned; the queue bounded
     # a fusion starts by saying so and clearing the maps: no previous error, timer or map while it runs
+    assert live.fn is not None
     first = next(live.fn("vif", 1.0, 0.0, False, False, *[None] * MAX_SOURCES, 1.0, 0.0, 0.0, 0.0, False, 1,
                          "prompts", None))
     assert first[2].startswith("⏳ Fusing") and first[5:9] == (None,) * 4
     maps = [block for block in demo.blocks.values() if getattr(block, "elem_id", "") in
             ("prompts-map", "routing-map", "weight-map", "difference-map")]
-    assert len(maps) == 4 and all(m.format == "png" for m in maps)  # map downloads are PNG, not WebP
+    assert len(maps) == 4 and all(isinstance(m, gr.Image) and m.format == "png" for m in maps)  # map downloads are PNG, not WebP
 
 
 def test_concurrent_users_get_their_own_results(engine, pair):
@@ -442,6 +465,7 @@ def test_figures_shapes_and_files(tmp_path):
                    weight_figure(maps, np.zeros((40, 56, 3), np.float32)),
                    difference_figure(np.zeros((40, 56, 3), np.uint8), [np.ones((40, 56), np.float32)] * 3,
                                      ["a", "b", "c"])):
+        assert figure is not None
         assert figure.dtype == np.uint8 and figure.shape[1] == 760 and figure.shape[2] == 3
     assert weight_figure(fake_maps(weight=False)) is None
     assert sweep_curve([0, 1, 2], [0.1, None, 0.3], "α", "SD", current=1.0).shape == (240, 420, 3)

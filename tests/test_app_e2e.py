@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import cast
 from urllib.parse import unquote
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -22,6 +23,7 @@ from PIL import Image  # noqa: E402
 
 from benchmarks.app_process import free_port  # noqa: E402
 from demo import build_demo, launch_options, load_engine  # noqa: E402
+from tcmoa import Fuser  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,7 +55,7 @@ def app():
     """(url, the CountingFuser, whether the model is trained) of the demo served in this process."""
     engine = load_engine(os.environ.get("TCMOA_E2E_MODEL") or None, "cpu")  # as app.py: the shipped model
     counter = CountingFuser(engine.fuser)
-    engine = dataclasses.replace(engine, fuser=counter)
+    engine = dataclasses.replace(engine, fuser=cast(Fuser, counter))  # a stand-in: it delegates to the Fuser
     demo = build_demo(engine)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,

@@ -57,6 +57,7 @@ def test_pixel_budget_over_all_sources_is_checked_on_headers(engine, tmp_path):
 def test_large_sources_fuse_at_the_working_resolution_and_fuse_full_at_their_own(engine):
     big = scene(1200, 1600)  # 1.9 MP
     view = cb.final_view(cb.fuse_steps(engine, big, "vif", 1.0, 0.0))
+    assert isinstance(view.fused, np.ndarray), view.status
     h, w = view.fused.shape[:2]
     assert h * w <= WORKING_PIXELS and abs(w / h - 4 / 3) < 0.01
     assert "working resolution" in view.status and "1600×1200" in view.status
@@ -71,6 +72,7 @@ def test_large_sources_fuse_at_the_working_resolution_and_fuse_full_at_their_own
 def test_preview_is_small_and_leaves_the_rest(engine):
     pair = scene(480, 640)
     view = cb.preview_view(engine, pair, "vif", 2.0, 0.1)
+    assert isinstance(view.fused, np.ndarray), view.status
     h, w = view.fused.shape[:2]
     assert h * w <= PREVIEW_PIXELS and view.status.startswith("**Preview**") and "α = 2.00" in view.status
     assert all(v is cb.SKIP for v in view[3:])  # metrics, maps, the kept fusion: the final fusion brings them
@@ -88,6 +90,7 @@ def test_small_images_get_one_clear_message_everywhere(engine, side):
     assert message in cb.sweep_view(engine, tiny, "vif", 1.0, 0.0, "beta", "SSIM")[2]
     assert message in api_error(engine, tiny, "vif", 1.0, 0.0)
     view = cb.final_view(cb.fuse_steps(engine, scene(MIN_SIDE, MIN_SIDE), "mef", 1.0, 0.0))
+    assert view.metrics is not None, view.status
     assert "MEF-SSIM" in view.metrics and "unavailable" not in view.metrics  # the smallest accepted size works
 
 
@@ -112,8 +115,9 @@ def test_resize_flag_is_parsed_strictly(engine):
 def test_full_resolution_action_names_its_file_reports_progress_and_cancels(engine, tmp_path, monkeypatch):
     monkeypatch.setattr(downloads, "OUTPUT_DIR", tmp_path)
     pair = scene(100, 140)
-    fractions = []
+    fractions: list[float] = []
     path, status = downloads.full_view(engine, pair, "vif", 1.25, -0.1, progress=fractions.append)
+    assert path is not None, status
     assert Path(path).name == "fused_full_vif_a1.25_b-0.10.png" and Image.open(path).size == (140, 100)
     assert fractions and fractions[-1] == 1.0 and "Full resolution" in status
 

@@ -24,7 +24,7 @@ def official_state():
     return {k: torch.from_numpy(weights[k]) for k in weights.files}
 
 
-def same_weights(a: TCMoA, b: TCMoA) -> bool:
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 

@@ -36,10 +36,11 @@ def tree(tmp_path_factory):
     """A tiny data root: natural images and vif / mef / medical (ct, pet) pairs, as lossless PNG."""
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
-    src = {}
+    src: dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]] = {}
     for i, (h, w) in enumerate([(40, 56), (56, 40), (48, 48)]):
-        src[f"natural/{i}"] = smooth_image(rng, h, w, 3)
-        write(root / f"pretrain/natural/n{i}.png", src[f"natural/{i}"])
+        img = smooth_image(rng, h, w, 3)
+        src[f"natural/{i}"] = img
+        write(root / f"pretrain/natural/n{i}.png", img)
     layout = {"vif/rs": ("vi", 3, "ir", 1), "mef/dn": ("over", 3, "under", 3),
               "medical/harvard_ct": ("mri", 1, "ct", 1), "medical/harvard_pet": ("mri", 1, "pet", 3)}
     for d, (ra, ca, rb, cb) in layout.items():
@@ -90,7 +91,7 @@ def test_pack_metadata_downscale_jpeg(tree, tmp_path):
     bk = load_pack(out, "cpu", groups=["natural"], workers=1)["natural"]
     assert len(bk) == 3
     assert bk.sizes.tolist() == [[20, 28], [28, 20], [28, 28]]  # longest side 28, aspect kept
-    ref = np.asarray(Image.fromarray(src["natural/0"]).resize((28, 20), Image.LANCZOS), np.float32)
+    ref = np.asarray(Image.fromarray(src["natural/0"]).resize((28, 20), Image.Resampling.LANCZOS), np.float32)
     err = bk.image(0).permute(1, 2, 0).numpy() - ref  # JPEG (q95, 4:2:0) of the same resize
     assert np.abs(err).mean() < 10 and abs(err.mean()) < 2
 
@@ -183,7 +184,8 @@ def test_focus_pair():
 
 
 def test_task_batches_shapes_and_determinism(banks):
-    for task in [0, 1, 2, 3, "vif", "medical"]:
+    tasks: list[int | str] = [0, 1, 2, 3, "vif", "medical"]
+    for task in tasks:
         a, b = training_batch(banks, task, 5, 16, torch.Generator().manual_seed(7))
         assert a.shape == b.shape == (5, 3, 16, 16)
         assert a.min() >= 0 and a.max() <= 1 and b.min() >= 0 and b.max() <= 1

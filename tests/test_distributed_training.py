@@ -93,7 +93,7 @@ def test_micro_batch_plan():
     assert micro_batch_plan(None, 3, 2) == (6, 3, None)
     assert micro_batch_plan(8, None, 2) == (8, 4, None)  # resume: the same global batch
     g, k, note = micro_batch_plan(2, None, 3)  # 3 ranks cannot split 2 micro-batches
-    assert (g, k) == (3, 1) and "changes from 2 to 3" in note
+    assert (g, k) == (3, 1) and note is not None and "changes from 2 to 3" in note
     assert micro_batch_plan(8, 2, 2)[2] is not None  # an explicit --accumulate that changes G says so
 
 

@@ -10,7 +10,7 @@ import torch
 from tcmoa.model import pyramid
 from tcmoa.model.checkpoint import load_backbone, load_model, save_model
 from tcmoa.model.config import get_config
-from tcmoa.model.fusion_head import PROMPT_GAIN, PyramidHead
+from tcmoa.model.fusion_head import PROMPT_GAIN, PyramidHead, SourceWeightHead
 from tcmoa.model.moa import PromptControl
 from tcmoa.model.network import TCMoA, normalize
 
@@ -33,6 +33,13 @@ def pyr(single_thread) -> TCMoA:
 def sources() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return torch.rand(2, 3, 64, 128, generator=g), torch.rand(2, 3, 64, 128, generator=g)
+
+
+def source_head(model: TCMoA) -> SourceWeightHead:
+    """The model's per-pixel weight head (a "source_weights" model)."""
+    head = model.fusion_head
+    assert isinstance(head, SourceWeightHead), type(head)
+    return head
 
 
 def margin_of(out) -> torch.Tensor:
@@ -61,9 +68,9 @@ def test_a_trained_residual_and_logit_change_the_output(compact, sources):
     model = TCMoA(SOURCE_WEIGHTS).eval()
     model.load_state_dict(compact.state_dict())
     with torch.no_grad():
-        model.fusion_head.proj.bias.fill_(0.0)
+        source_head(model).proj.bias.fill_(0.0)
         # Outputs are in unpatchify's (row, col, channel) order; channel 0 is the logit of A.
-        model.fusion_head.proj.bias.view(64, 4)[:, 0] = 20.0  # every pixel: take source A
+        source_head(model).proj.bias.view(64, 4)[:, 0] = 20.0  # every pixel: take source A
         out = model(normalize(a), normalize(b), "vif")
     assert float(out.source_weight.min()) > 0.999
     torch.testing.assert_close(out.fused, a, atol=2e-3, rtol=0)
@@ -99,17 +106,17 @@ def test_official_models_keep_the_decoder_output():
 def test_head_trains_with_tcmoa_and_is_saved_beside_it(compact, tmp_path):
     model = TCMoA(SOURCE_WEIGHTS)
     model.freeze_backbone()
-    assert all(p.requires_grad for p in model.fusion_head.parameters())
+    assert all(p.requires_grad for p in source_head(model).parameters())
     assert not model.decoder_pred.weight.requires_grad
     with torch.no_grad():
-        model.fusion_head.proj.weight.normal_()
+        source_head(model).proj.weight.normal_()
     save_model(model, tmp_path / "m")
     loaded = load_model(tmp_path / "m")
-    torch.testing.assert_close(loaded.fusion_head.proj.weight, model.fusion_head.proj.weight, rtol=0, atol=0)
+    torch.testing.assert_close(source_head(loaded).proj.weight, source_head(model).proj.weight, rtol=0, atol=0)
     # A backbone folder loads into a fresh model: the head stays zero (it is not part of the backbone).
     fresh = TCMoA(SOURCE_WEIGHTS)
     load_backbone(fresh, tmp_path / "m")
-    assert not fresh.fusion_head.proj.weight.detach().any()
+    assert not source_head(fresh).proj.weight.detach().any()
 
 
 # --- the pyramid head (the shipped compact model) -------------------------------------------------
@@ -214,6 +221,7 @@ def without_coarse_levels(model: TCMoA) -> TCMoA:
 
 def test_a_model_without_coarse_levels_has_no_coarse_weights():
     head = TCMoA(dataclasses.replace(get_config("compact"), pyramid_coarse_levels=0)).fusion_head
+    assert isinstance(head, PyramidHead), type(head)
     assert head.coarse_gain is None and head.coarse_mix is None  # so the first pyramid model loads as saved
     assert get_config("compact").pyramid_coarse_levels == 5
 

@@ -61,8 +61,8 @@ def test_loss_terms(model, path, epoch):
     from tcmoa.model.network import denormalize
 
     case, out = run_case(model, path)
-    sources = [denormalize(torch.from_numpy(case[k])) for k in ("input_A", "input_B")]
-    terms = task_loss(int(case["task_index"]), out.fused, *sources, out.prompts("encoder"),
+    a, b = (denormalize(torch.from_numpy(case[k])) for k in ("input_A", "input_B"))
+    terms = task_loss(int(case["task_index"]), out.fused, a, b, out.prompts("encoder"),
                       out.prompts("decoder"), out.aux_loss, epoch=epoch)
     expected = {k.split("__", 1)[1]: float(v) for k, v in case.items() if k.startswith(f"loss_epoch{epoch}__")}
     assert expected, f"{path.name} has no epoch-{epoch} losses"

@@ -173,9 +173,10 @@ def test_source_weight_map_follows_beta_and_is_none_for_the_official_decoder(fus
     # beta shifts every logit of the weight by 2 * gain * beta: A gains weight at every pixel
     assert towards_a.min() > 0.5 > towards_b.max()
     tiled = Fuser(fuser.model, device="cpu", tile_size=64).fuse(pair, "vif", beta=0.3, maps=True).maps
+    assert tiled is not None
     assert np.abs(tiled.source_weight - towards_a).mean() < 0.05  # blended across tiles like the image
     official = Fuser(load_model("official-tiny"), device="cpu").fuse(pair, "vif", maps=True)
-    assert official.maps.source_weight is None
+    assert official.maps is not None and official.maps.source_weight is None
 
 
 def test_size_mismatch_names_the_way_to_resize(fuser):
@@ -205,6 +206,7 @@ def test_official_resize_path_matches_the_official_recipe():
         fused = model(*up, "mef").fused
     expected = F.interpolate(fused, size=(100, 150), mode="bilinear", align_corners=False, antialias=True)
     np.testing.assert_allclose(result.image, expected[0].permute(1, 2, 0).clamp(0, 1).numpy(), atol=1e-5)
+    assert result.maps is not None
     assert result.maps.prompt_a.shape[1:] == (13, 19)  # the 14x28 grid resampled onto 8-px cells
     padded = Fuser(model).fuse([a, b], "mef").image
     assert np.abs(padded - result.image).mean() > 1e-3  # the two fits really differ for this model

@@ -39,13 +39,17 @@ def readme_files(tmp_path, monkeypatch, single_thread):
 
 
 def test_python_api_example(readme_files):
-    block = re.search(r"## Python API\n.*?```python\n(.*?)```", README, re.S).group(1)
+    found = re.search(r"## Python API\n.*?```python\n(.*?)```", README, re.S)
+    assert found, "README.md has no ```python block under ## Python API"
+    block = found.group(1)
     exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (our own README)
     assert Image.open(readme_files / "fused.png").size == (160, 128)
 
 
 def test_command_line_examples(readme_files):
-    block = re.search(r"## Command line\n.*?```bash\n(.*?)```", README, re.S).group(1)
+    found = re.search(r"## Command line\n.*?```bash\n(.*?)```", README, re.S)
+    assert found, "README.md has no ```bash block under ## Command line"
+    block = found.group(1)
     lines = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.startswith("python -m tcmoa ")]
     assert len(lines) >= 5
     for line in lines:

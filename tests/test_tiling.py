@@ -63,6 +63,7 @@ def test_small_tiles_fuse(tile_size, single_thread):
     assert fuser.tile_overlap <= fuser.tile_size // 2
     result = fuser.fuse(pair, "vif", maps=True)
     assert result.image.shape == (150, 200, 3) and np.isfinite(result.image).all()
+    assert result.maps is not None
     assert result.maps.prompt_a.shape[-2:] == (19, 25)
 
 

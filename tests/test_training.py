@@ -180,7 +180,7 @@ def test_resume_is_bit_exact(backbone, workdir, stage):
     pre, _ = backbone
     if stage == "pretrain":
         go = lambda out, *a: run_pretrain(workdir, out, *a)  # noqa: E731
-        first = ()
+        first: tuple[str, ...] = ()
     else:
         go = lambda out, *a: run_train(workdir, out, *a)  # noqa: E731
         first = ("--backbone", str(pre))
