@@ -53,6 +53,18 @@ def open_map_tab(key: str, shown: Any) -> tuple[str, Any]:
     return key, render_tab(key, shown)
 
 
+def announce_refusal(view: cb.FuseView) -> None:
+    """A refused α or β also goes to a toast: putting the sliders back re-fuses, whose status replaces the line."""
+    if view.alpha is not SKIP:  # only a refusal sets the sliders (cb.refused_view)
+        gr.Warning(view.status.replace("**", "").removeprefix("⚠️ "))
+
+
+def outdated(sweep: Any) -> tuple[Any, ...]:
+    """Sources or task changed: the sweep and the full-resolution result go (the sweep says so if there was one)."""
+    note = "Sources or task changed: press **Sweep** to sweep them." if sweep is not None else ""
+    return None, None, note, None, None, ""
+
+
 def fusing_status(task: str) -> str:
     """The status while the fusion an action asked for runs (never the previous result's)."""
     return f"⏳ Fusing for **{cb.get_preset(task).label}**…"
@@ -73,6 +85,17 @@ class SessionFlags:
             while len(self.flags) > self.most:
                 self.flags.popitem(last=False)
             return flag
+
+
+def cancel_full(cancel_flags: SessionFlags, running: SessionFlags, session: str) -> str:
+    """The Cancel button: stop the session's full-resolution fusion after its tile, and say so.
+
+    The cancelled event's own reply never reaches the page, so the click's reply is what the user reads.
+    """
+    if not running.get(session).is_set():
+        return "Nothing to cancel: no full-resolution fusion is running."
+    cancel_flags.get(session).set()
+    return "Full-resolution fusion cancelled."
 
 
 def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
@@ -103,6 +126,7 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
         yield tuple(cb.FuseView(SKIP, SKIP, fusing_status(task), SKIP, SKIP, None, None, None, None, SKIP))
         for view in cb.fuse_steps(engine, controls[:MAX_SOURCES], task, a, b, baselines=base, compare=pick,
                                   open_tab=tab, shown=last, **options(blend, resize, controls)):
+            announce_refusal(view)
             yield shown_files(view)
 
     final_actions = [*(s.upload for s in i.slots), *(s.clear for s in i.slots), i.alpha.release, i.beta.release,
@@ -112,8 +136,9 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
     # release cancels the preview still queued or running, so a late preview never hides the final
     def preview(task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
         *controls, last = rest
-        return shown_files(cb.preview_view(engine, controls[:MAX_SOURCES], task, a, b, shown=last,
-                                           **options(blend, resize, controls)))
+        view = cb.preview_view(engine, controls[:MAX_SOURCES], task, a, b, shown=last, **options(blend, resize, controls))
+        announce_refusal(view)
+        return shown_files(view)
 
     previews = gr.on([i.alpha.input, i.beta.input], preview, [*settings, shown], view_outputs,
                      trigger_mode="always_last", show_progress="hidden", api_visibility="private",
@@ -123,26 +148,31 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
           cancels=[previews], **FUSION_EVENT)
 
     # -- the full resolution, on request, in its own lane, with progress and a cancel button
-    cancel_flags = SessionFlags()
+    cancel_flags, running = SessionFlags(), SessionFlags()
 
     def full(req: gr.Request, progress: gr.Progress = gr.Progress(), *values: Any) -> tuple[Any, str]:
         task, a, b, blend, resize, *rest = values
-        flag = cancel_flags.get(req.session_hash or "")
+        flag, busy = cancel_flags.get(req.session_hash or ""), running.get(req.session_hash or "")
         flag.clear()
+        busy.set()
 
         def step(fraction: float) -> None:
             if flag.is_set():
                 raise Cancelled
             progress(fraction, desc="Fusing at full resolution")
 
-        return full_view(engine, rest[:MAX_SOURCES], task, a, b, progress=step, **options(blend, resize, rest))
+        try:
+            return full_view(engine, rest[:MAX_SOURCES], task, a, b, progress=step, **options(blend, resize, rest))
+        finally:
+            busy.clear()
 
     full_event = i.full.click(full, settings, [o.full_file, o.full_status], api_visibility="private",
                               concurrency_id="full", concurrency_limit=FULL_CONCURRENCY)
-    def cancel(req: gr.Request) -> None:
-        cancel_flags.get(req.session_hash or "").set()
 
-    i.cancel.click(cancel, None, None, queue=False, cancels=[full_event], api_visibility="private")
+    def cancel(req: gr.Request) -> str:
+        return cancel_full(cancel_flags, running, req.session_hash or "")
+
+    i.cancel.click(cancel, None, o.full_status, queue=False, cancels=[full_event], api_visibility="private")
 
     # -- actions that set several inputs, then ask for one fusion
     def on_task(task: str, req: int) -> list[Any]:
@@ -205,9 +235,8 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
     # -- what was computed for other sources or another task goes when they change
     source_changes = [*(s.upload for s in i.slots), *(s.clear for s in i.slots), i.task.select, i.examples.click,
                       i.swap.click, i.remove.click]
-    gr.on(source_changes, lambda: (None, None, "Sources or task changed: press **Sweep** to sweep them.", None, None,
-                                   ""),
-          None, [o.sweep_strip, o.sweep_curve, o.sweep_status, o.sweep_state, o.full_file, o.full_status],
+    gr.on(source_changes, outdated, o.sweep_state,
+          [o.sweep_strip, o.sweep_curve, o.sweep_status, o.sweep_state, o.full_file, o.full_status],
           queue=False, api_visibility="private")
 
     wire_sweep(engine, i, o)

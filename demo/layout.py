@@ -31,6 +31,7 @@ CSS = """
 .tcmoa-warning p {margin: 0; color: #7a4100;}
 #status p {margin: 2px 0;}
 #metrics table {font-size: 0.9em;}
+.tcmoa-slot-row:not(:has(*)) {display: none !important;}  /* a row of closed slots: no gap left behind */
 """
 MAP_TABS = (("prompts", "Prompt maps"), ("routing", "Routing"), ("weight", "Source weight"),
             ("difference", "Difference"))
@@ -136,7 +137,7 @@ def input_column(engine: Engine) -> Inputs:
     info = gr.Markdown(cb.task_info(engine, "vif"))
     slots = []
     for row in range(-(-MAX_SOURCES // 2)):
-        with gr.Row():
+        with gr.Row(elem_classes=["tcmoa-slot-row"]):
             for i in (2 * row, 2 * row + 1):
                 slots.append(SourceImage(type="filepath", image_mode=None, label=labels[i], height=210,
                                          visible=i < 2, sources=["upload", "clipboard"], elem_id=f"source-{i + 1}"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +19,7 @@ from demo import callbacks as cb
 from demo.api import api_fuse, router_report
 from demo.engine import (FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING,
                          load_engine)
-from demo.events import slot_updates
+from demo.events import SessionFlags, announce_refusal, cancel_full, outdated, slot_updates
 from demo.example_sets import find_examples
 from demo.layout import SourceImage, build_demo
 from tcmoa import PRESETS
@@ -365,6 +366,31 @@ def test_swap_reset_labels_and_slots(engine):
     n, *slots, _ = slot_updates(3, "mff", ["a.jpg", "b.jpg", "c.jpg"] + [None] * (MAX_SOURCES - 3))
     assert [s.get("value") for s in slots] == ["a.jpg", "b.jpg", "c.jpg"] + [None] * (MAX_SOURCES - 3)
     assert slots[2]["label"] == "Source 3: another focal plane" and not slots[3]["visible"]
+
+
+def test_cancel_says_what_it_did():
+    cancel_flags, running = SessionFlags(), SessionFlags()
+    assert cancel_full(cancel_flags, running, "s") == "Nothing to cancel: no full-resolution fusion is running."
+    assert not cancel_flags.get("s").is_set()
+    running.get("s").set()  # as the full-resolution event does while it runs
+    assert cancel_full(cancel_flags, running, "s") == "Full-resolution fusion cancelled."
+    assert cancel_flags.get("s").is_set() and not cancel_flags.get("other").is_set()
+
+
+def test_changed_sources_mention_the_sweep_only_when_there_was_one():
+    assert outdated(None) == (None, None, "", None, None, "")
+    strip, curve, note, state, full_file, full_status = outdated(object())
+    assert "Sources or task changed" in note and (strip, curve, state, full_file, full_status) == (None,) * 4 + ("",)
+
+
+def test_a_refused_value_is_also_a_toast(engine, pair):
+    # Putting the sliders back re-fuses, and that fusion's status replaces the refusal's line: the toast stays.
+    refused = cb.preview_view(engine, list(pair), "vif", 9, 0.0)
+    with pytest.warns(UserWarning, match=r"Value refused: alpha must be a number in \[0, 3\], got 9"):
+        announce_refusal(refused)  # gr.Warning outside an event is a Python warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        announce_refusal(cb.preview_view(engine, list(pair), "vif", 2.0, 0.0))  # a fusion: no toast
 
 
 def test_compare_pair(engine, pair):

@@ -39,12 +39,23 @@ class CountingFuser:
     """The engine's Fuser, counting fusions: one user action must run exactly one."""
 
     def __init__(self, fuser):
-        self.fuser, self.count, self.lock = fuser, 0, threading.Lock()
+        self.fuser, self.count, self.running, self.lock = fuser, 0, 0, threading.Lock()
 
     def fuse(self, *args, **kwargs):
         with self.lock:
             self.count += 1
-        return self.fuser.fuse(*args, **kwargs)
+            self.running += 1
+        try:
+            return self.fuser.fuse(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def wait_idle(self, timeout: float = 120.0) -> None:
+        """Until no fusion runs: the process must not exit under one (torch's threads abort it, exit code 134)."""
+        end = time.monotonic() + timeout
+        while self.running and time.monotonic() < end:
+            time.sleep(0.1)
 
     def __getattr__(self, name):
         return getattr(self.fuser, name)
@@ -63,6 +74,7 @@ def app():
     try:
         yield f"http://127.0.0.1:{port}/", counter, engine.trained
     finally:
+        counter.wait_idle()  # the last click's fusion may still run
         demo.close()
 
 
@@ -124,6 +136,7 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
     url, counter, trained = app
     sync_api = pytest.importorskip("playwright.sync_api")
     expect = sync_api.expect
+    expect.set_options(timeout=30_000)  # a fusion, not the page, sets the pace: 5 s is short on a busy CPU
 
     def fusions_after(action, wait_for: str, where: str = "#status", settle: float = 1.5) -> int:
         """Run a user action, wait for `where` to say `wait_for`, and count the fusions it ran."""
@@ -158,6 +171,7 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
             assert new_source and not any(src == new_source and "3 sources" in text for text, src in log), \
                 "the 2-source example's images were shown beside the 3-source status"
             expect(page.locator("#metrics")).to_contain_text("Qabf")
+            assert "Sources or task changed" not in page.locator("#sweep-status").inner_text()  # no sweep yet
             before = page.locator("#fused img").get_attribute("src")
 
             alpha = page.locator("#alpha input[type=number]")
@@ -174,6 +188,8 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
             alpha.fill("9")
             expect(page.locator("#status")).to_contain_text("Value refused", timeout=30_000)
             expect(page.locator("#status")).to_contain_text("alpha must be a number in [0, 3], got 9")
+            # the line goes with the next fusion; the toast stays to be read
+            expect(page.locator(".toast-body").first).to_contain_text("got 9")
             expect(alpha).to_have_value("2.5")
             assert page.locator("#fused img").get_attribute("src") == after
             assert page.locator(".error").count() == 0  # no red badges over the outputs
@@ -242,6 +258,9 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
             # the full resolution, on request: a PNG named for what it is
             page.locator("#full").click()
             expect(page.locator("#full-status")).to_contain_text("Full resolution", timeout=120_000)
+            expect(page.locator("#full-file")).to_contain_text("fused_full_mef_a")
+            page.locator("#cancel").click()  # nothing runs now: it says so, and the file stays
+            expect(page.locator("#full-status")).to_contain_text("Nothing to cancel")
             expect(page.locator("#full-file")).to_contain_text("fused_full_mef_a")
 
             # another example: the sweep strip, its curve and the full-resolution file of the old sources go
