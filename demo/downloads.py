@@ -1,4 +1,5 @@
-"""Files the page hands out: PNGs named for what they hold, and the full-resolution fusion.
+"""Files the page hands out: PNGs named for what they hold, the full-resolution fusion, and a PNG copy of
+an upload the browser cannot show (TIFF).
 
 A download is named by what it is (`fused_vif_a1.00_b+0.00.png`, `fused_full_vif_...png`), not
 Gradio's `image.png`. Files are written to a folder of their own under the temporary directory,
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from tcmoa.imaging import save_image
 
@@ -25,6 +27,9 @@ from .sources import user_message
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "tcmoa-demo-outputs"
 KEEP_S = 3600  # an hour: long enough to click a download link, short enough to keep the disk bounded
 _sweep_lock = threading.Lock()
+BROWSER_FORMATS = frozenset({"PNG", "JPEG", "GIF", "WEBP", "BMP"})  # what a browser's <img> shows
+# Modes PNG stores exactly, so the copy fuses bit-identically to the upload (float and 32-bit do not).
+PNG_EXACT_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"})
 
 
 class Cancelled(Exception):
@@ -54,6 +59,25 @@ def named_png(image: np.ndarray, name: str, folder: Path = OUTPUT_DIR) -> str:
     remove_old(folder=folder)
     path = Path(tempfile.mkdtemp(dir=folder)) / name
     save_image(path, image)
+    return str(path)
+
+
+def browser_copy(source: object, folder: Path = OUTPUT_DIR) -> str | None:
+    """A PNG copy of an upload the browser cannot show (e.g. TIFF) holding the same pixels, or None
+    (shown as it is, not exactly storable as PNG, or unreadable: the fusion explains that one)."""
+    if not isinstance(source, (str, Path)):
+        return None
+    try:
+        with Image.open(source) as opened:
+            if opened.format in BROWSER_FORMATS or opened.mode not in PNG_EXACT_MODES:
+                return None
+            image = ImageOps.exif_transpose(opened)  # as read_image orients it: the copy has no EXIF
+            folder.mkdir(parents=True, exist_ok=True)
+            remove_old(folder=folder)
+            path = Path(tempfile.mkdtemp(dir=folder)) / f"{Path(source).stem}.png"
+            image.save(path, format="PNG")
+    except Exception:  # noqa: BLE001 (whatever Pillow refuses stays as uploaded; the fusion says why)
+        return None
     return str(path)
 
 

@@ -21,7 +21,7 @@ from . import callbacks as cb
 from .analysis import TABS, Shown, render_tab
 from .api import ApiFlag, ApiValue, api_fuse
 from .callbacks import SKIP
-from .downloads import Cancelled, full_view, named_png, result_name
+from .downloads import Cancelled, browser_copy, full_view, named_png, result_name
 from .engine import FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, Engine
 
 if TYPE_CHECKING:
@@ -63,6 +63,12 @@ def outdated(sweep: Any) -> tuple[Any, ...]:
     """Sources or task changed: the sweep and the full-resolution result go (the sweep says so if there was one)."""
     note = "Sources or task changed: press **Sweep** to sweep them." if sweep is not None else ""
     return None, None, note, None, None, ""
+
+
+def shown_upload(source: Any) -> Any:
+    """The slot's new value: a PNG copy of an upload the browser cannot show, else the upload as it is."""
+    copy = browser_copy(source)
+    return SKIP if copy is None else copy
 
 
 def fusing_status(task: str) -> str:
@@ -231,6 +237,11 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
     for key in TABS:
         o.tabs[key].select(partial(open_map_tab, key), shown, [open_tab, o.figures[key]], api_visibility="private",
                            concurrency_id="figures", concurrency_limit=FUSION_CONCURRENCY)
+
+    # -- an upload the browser cannot show (TIFF) is replaced in its slot by a PNG of the same pixels;
+    # its fusion already runs on the upload itself
+    for slot in i.slots:
+        slot.upload(shown_upload, slot, slot, **QUICK)
 
     # -- what was computed for other sources or another task goes when they change
     source_changes = [*(s.upload for s in i.slots), *(s.clear for s in i.slots), i.task.select, i.examples.click,

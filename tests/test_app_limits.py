@@ -1,5 +1,6 @@
 """What one request may ask of the shared demo: source count, pixels, working and preview resolution,
-small images, strict flags, the full-resolution action (progress, cancel, named file). No browser."""
+small images, strict flags, the full-resolution action (progress, cancel, named file), the PNG shown for an
+upload the browser cannot show. No browser."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,10 @@ from PIL import Image
 from demo import callbacks as cb
 from demo import downloads
 from demo.api import api_fuse
+from demo.events import shown_upload
 from demo.engine import MAX_SOURCES, MIN_SIDE, PREVIEW_PIXELS, WORKING_PIXELS, load_engine
 from demo.sources import scaled_to, strict_bool
+from tcmoa.imaging import read_image
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +140,37 @@ def test_named_outputs_are_removed_after_an_hour(tmp_path):
     os.utime(first.parent, (old, old))
     second = Path(downloads.named_png(np.zeros((4, 4), np.float32), "fused_vif_a1.00_b+0.00.png", tmp_path))
     assert second.exists() and not first.exists()  # same name, another folder; the old one is gone
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow on the broken file below
+def test_a_tiff_upload_is_shown_as_a_png_of_the_same_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8))
+    rotated = tmp_path / "rotated.tif"  # EXIF orientation 6: read_image turns it, so must the copy
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rgb.save(rotated, exif=exif)
+    twelve_bit = tmp_path / "ir12.tif"  # 16-bit container, 12-bit data: the same note either way
+    Image.frombytes("I;16", (40, 30), (rng.random((30, 40)) * 4095).astype("<u2").tobytes()).save(twelve_bit)
+    for upload in (rotated, twelve_bit):
+        copy = downloads.browser_copy(str(upload), folder=tmp_path / "out")
+        assert copy is not None and Image.open(copy).format == "PNG"
+        notes_upload: list[str] = []
+        notes_copy: list[str] = []
+        np.testing.assert_array_equal(read_image(copy, notes=notes_copy), read_image(upload, notes=notes_upload))
+        assert [n.split(": ", 1)[1] for n in notes_copy] == [n.split(": ", 1)[1] for n in notes_upload]
+        assert shown_upload(str(upload)) not in (None, cb.SKIP)
+    turned = downloads.browser_copy(str(rotated), folder=tmp_path / "out")
+    assert turned is not None and read_image(turned).shape[:2] == (40, 30)
+    # shown as they are: what browsers show, what PNG cannot hold exactly, and what Pillow cannot read
+    png, floats, corrupt = tmp_path / "a.png", tmp_path / "f.tif", tmp_path / "bad.tif"
+    rgb.save(png)
+    Image.fromarray(rng.random((30, 40)).astype(np.float32)).save(floats)
+    corrupt.write_bytes(b"II*\x00 not really a tiff")
+    for path in (png, floats, corrupt):
+        assert downloads.browser_copy(str(path), folder=tmp_path / "out") is None
+        assert shown_upload(str(path)) is cb.SKIP
+    assert shown_upload(None) is cb.SKIP
 
 
 def test_add_source_says_why_at_the_cap():
