@@ -27,9 +27,12 @@ def png_sbit(head: bytes) -> int | None:
 LOW_DEPTHS = (8, 10, 12, 14)  # bits that cameras store in 16-bit files
 
 
-def scale_16bit(a: np.ndarray, label: str, sbit: int | None, notes: list[str] | None) -> np.ndarray:
+def scale_16bit(a: np.ndarray, label: str, sbit: int | None, notes: list[str] | None,
+                container: str = "a 16-bit file") -> np.ndarray:
     """16-bit samples to [0, 1]: by the PNG's significant bits when it states them, else by the smallest
-    common depth (8, 10, 12, 14 bits) that holds every value, else by 65535; a note says which."""
+    common depth (8, 10, 12, 14 bits) that holds every value, else by 65535; a note says which.
+
+    `container` names what held them in the note (whole numbers in a float file are scaled alike)."""
     peak = int(a.max()) if a.size else 0
     if sbit is not None and 1 <= sbit < 16:
         bits, why = sbit, "the PNG's sBIT chunk"
@@ -38,7 +41,7 @@ def scale_16bit(a: np.ndarray, label: str, sbit: int | None, notes: list[str] | 
         why = f"every value is at most {peak}"
     if bits < 16 and peak > 0:
         if notes is not None:
-            notes.append(f"{label}: {bits}-bit data in a 16-bit file ({why}): scaled by 1/{(1 << bits) - 1}, "
+            notes.append(f"{label}: {bits}-bit data in {container} ({why}): scaled by 1/{(1 << bits) - 1}, "
                          "not 1/65535")
         return np.clip(a / float((1 << bits) - 1), 0.0, 1.0).astype(np.float32)
     return (a / 65535.0).astype(np.float32)

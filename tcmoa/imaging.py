@@ -16,8 +16,9 @@ Rules (documented here once, tested in tests/test_imaging.py):
   they hold 8-14-bit data (PNG sBIT, else the value range: tcmoa.bit_depth), scaled with a note.
   Other mode ``I`` values have no standard white point and are min-max stretched to [0, 1].
 * **Float (mode F)**: values in [0, 1] are used as-is; integer-valued data within [0, 255] is
-  divided by 255 and within [0, 65535] by 65535 (8/16-bit data saved as float); anything else
-  (HDR radiance, signed data) is min-max stretched. NaN/inf are an error.
+  divided by 255, and within [0, 65535] scaled as 16-bit samples are (8-14-bit data by its value
+  range, with a note; 8/16-bit data saved as float); anything else (HDR radiance, signed data) is
+  min-max stretched. NaN/inf are an error.
 * **Grey detection**: a 3-channel image whose channels agree within ``GREY_TOLERANCE`` (TNO's
   "visible" PNGs are R = G = B; JPEG re-encoding of such files leaves +-1 level of chroma
   noise) is returned as (H, W) when ``collapse_grey=True``.
@@ -218,7 +219,7 @@ def _pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
             return scale_16bit(a, label, sbit, notes)
         return _minmax(a.astype(np.float64))
     if mode == "F":
-        return _scale_float_mode(np.asarray(im, dtype=np.float32), label)
+        return _scale_float_mode(np.asarray(im, dtype=np.float32), label, notes)
     if mode == "RGB":
         return np.asarray(im, dtype=np.float32) / 255.0
     if mode in ("RGBA", "RGBX"):
@@ -236,8 +237,8 @@ def _pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
-def _scale_float_mode(a: np.ndarray, label: str) -> np.ndarray:
-    """Mode F rule: [0,1] as-is; integer-valued 8/16-bit ranges scaled; else min-max."""
+def _scale_float_mode(a: np.ndarray, label: str, notes: list[str] | None = None) -> np.ndarray:
+    """Mode F rule: [0,1] as-is; whole numbers to 255 by 255, to 65535 as 16-bit samples; else min-max."""
     _check_finite(a, label)
     lo, hi = float(a.min()), float(a.max())
     if lo >= -_FLOAT_TOLERANCE and hi <= 1.0 + _FLOAT_TOLERANCE:
@@ -245,8 +246,8 @@ def _scale_float_mode(a: np.ndarray, label: str) -> np.ndarray:
     if lo >= 0 and np.array_equal(a, np.round(a)):
         if hi <= 255:
             return a / np.float32(255.0)
-        if hi <= 65535:
-            return a / np.float32(65535.0)
+        if hi <= 65535:  # e.g. a thermal camera's 12-bit counts saved as float: the same depth rule as 16-bit files
+            return scale_16bit(a.astype(np.int64), label, None, notes, container="a float file")
     return _minmax(a.astype(np.float64))
 
 

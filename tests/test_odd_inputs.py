@@ -65,6 +65,20 @@ def test_the_png_sbit_chunk_decides_when_present(tmp_path: Path) -> None:
     assert notes == []
 
 
+def test_twelve_bit_counts_in_a_float_tiff_are_scaled_alike(tmp_path: Path) -> None:
+    """Whole-number 12-bit counts saved as float32 (0-2370 here) were read /65535: max 0.036, no note."""
+    counts = (np.linspace(0, 1, 40 * 48).reshape(40, 48) * 2370).round().astype(np.float32)
+    Image.fromarray(counts).save(tmp_path / "ir.tif")
+    notes: list[str] = []
+    np.testing.assert_allclose(read_image(tmp_path / "ir.tif", notes=notes), counts / 4095.0, atol=1e-6)
+    assert len(notes) == 1 and "12-bit data in a float file (every value is at most 2370)" in notes[0]
+    full = (np.linspace(0, 1, 40 * 48).reshape(40, 48) * 60000).round().astype(np.float32)  # 16-bit: no note
+    Image.fromarray(full).save(tmp_path / "ir16.tif")
+    notes.clear()
+    np.testing.assert_allclose(read_image(tmp_path / "ir16.tif", notes=notes), full / 65535.0, atol=1e-6)
+    assert notes == []
+
+
 def test_the_cli_says_when_it_scaled_low_bit_data(tmp_path, capsys):
     thermal_png(tmp_path / "ir.png", 4095)
     visible = write(tmp_path / "vis.png", 0)
