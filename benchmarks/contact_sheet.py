@@ -21,7 +21,9 @@ from tcmoa.imaging import bt601_luma, read_image
 from tcmoa.fuse.pipeline import Fuser
 from tcmoa.tasks import get_preset
 
-from .data import DATA_ROOT, need_data
+from tcmoa.data_root import DATA_ROOT
+
+from .data import need_data
 
 SETS = ("vif/tno25", "vif/roadscene50", "vif/msrs20", "vif/llvip12", "mef/mefb100", "mef/mefb100", "mff/lytro20",
         "medical/harvard_pet", "medical/harvard_spect", "medical/harvard_ct")

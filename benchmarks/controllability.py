@@ -18,7 +18,9 @@ import numpy as np
 from tcmoa.model.checkpoint import load_model
 from tcmoa.fuse.sweeps import ALPHAS, BETAS, alpha_sweep, beta_sweep, model_order, sweep_figure
 
-from .data import DATA_ROOT, need_data, training_pairs
+from tcmoa.data_root import DATA_ROOT
+
+from .data import need_data, training_pairs
 from tcmoa.fuse.pipeline import Fuser
 
 PRESETS = ("vif", "mef", "mff", "mri-pet")

@@ -1,11 +1,10 @@
 """The data folders the benchmarks (and the tests that need real data) read: not part of the library.
 
-DATA_ROOT is `$TCMOA_DATA`, else ../shared/data beside the checkout; it holds train/, pretrain/ and
-eval/. Commands with `--root` take another.
+Where they are is `tcmoa.data_root.DATA_ROOT` (`$TCMOA_DATA`, else ../shared/data beside the checkout);
+commands with `--root` take another.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from tcmoa.imaging import image_files, read_image, shrink_to
 from tcmoa.metrics.evaluation import discover_sets
 from tcmoa.train.synthesis import synthesize_focus_pair
 
-DATA_ROOT = Path(os.environ.get("TCMOA_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def need_data(folder: Path, command: str) -> Path:

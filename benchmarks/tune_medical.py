@@ -20,7 +20,9 @@ from tcmoa.imaging import to_uint8
 from tcmoa.metrics.scores import evaluate
 from tcmoa.fuse.pipeline import Fuser
 
-from .data import DATA_ROOT, need_data, training_pairs
+from tcmoa.data_root import DATA_ROOT
+
+from .data import need_data, training_pairs
 
 ALPHAS = (0.5, 1.0, 1.5, 2.0)
 BETAS = (-0.2, -0.1, 0.0, 0.1, 0.2)

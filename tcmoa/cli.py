@@ -63,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("-o", "--output", type=Path, required=True, help="output image (or folder with --pairs)")
     fuse.add_argument("--task", default="vif", type=_preset_key, metavar="TASK",
                       help=f"fusion task preset, any case: {', '.join(PRESETS)}")
-    fuse.add_argument("--alpha", type=float, default=None, help="prompt scale alpha (Eq. 8; default: the task's)")
-    fuse.add_argument("--beta", type=float, default=None, help="prompt shift beta (> 0 favours source A)")
+    # Read as text: the library's check gives every entry point's one message, for 'abc' as for 9.
+    fuse.add_argument("--alpha", default=None, help=f"prompt scale alpha in [{ALPHA_RANGE.low:g}, {ALPHA_RANGE.high:g}] "
+                      "(Eq. 8; default: the task's)")
+    fuse.add_argument("--beta", default=None, help=f"prompt shift beta in [{BETA_RANGE.low:g}, {BETA_RANGE.high:g}] "
+                      "(> 0 favours source A; default: the task's)")
     fuse.add_argument("--router", type=str, default=None,
                       help="router to use instead of the task's: a name, or weights like 'vif=0.7,mff=0.3'")
     fuse.add_argument("--colour", choices=COLOURS, default="auto",
@@ -205,14 +208,21 @@ def check_sources(args: argparse.Namespace) -> None:
                 raise CliError(SizeMismatchError(i, size, sizes[0]).explain("or --resize first"), EXIT_INPUT)
 
 
+def _as_typed(text: str) -> float | str:
+    """A knob's text as a number when it reads as one (the message then shows the number), else as typed."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def run_fuse(args: argparse.Namespace) -> int:
     """The `fuse` command."""
     if bool(args.sources) == bool(args.pairs):
         raise CliError("give either two or more source images, or --pairs DIR_A DIR_B", EXIT_INPUT)
     try:  # the library's ranges, checked before the model loads
-        for knob, value in ((ALPHA_RANGE, args.alpha), (BETA_RANGE, args.beta)):
-            if value is not None:
-                knob.check(value)
+        args.alpha, args.beta = (None if value is None else knob.check(_as_typed(value))
+                                 for knob, value in ((ALPHA_RANGE, args.alpha), (BETA_RANGE, args.beta)))
     except ValueError as exc:
         raise CliError(str(exc), EXIT_INPUT) from None
     check_options(args)

@@ -1,6 +1,6 @@
 """The package's layering, read from the source: no upward imports, no cycles, small modules.
 
-Layers, lowest first: the shared top-level modules (tasks, imaging, colour, device, distributed);
+Layers, lowest first: the shared top-level modules (tasks, imaging, colour, device, distributed, data_root);
 tcmoa.model and tcmoa.metrics; tcmoa.fuse and tcmoa.train; the entry points (cli, __init__,
 __main__). A module imports only from lower layers or from its own group, so `fuse` and `train`
 never import each other and `metrics` never needs torch's model code. Imports under
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tcmoa"
-SHARED = {"tasks", "imaging", "ycbcr", "bit_depth", "colour", "device", "distributed"}
+SHARED = {"tasks", "imaging", "ycbcr", "bit_depth", "colour", "device", "distributed", "data_root"}
 LAYER = {"shared": 0, "model": 1, "metrics": 1, "fuse": 2, "train": 2, "entry": 3}
 MAX_LINES = 430  # "about 400": imaging (427) and train/data (419) are next to split
 

@@ -123,6 +123,7 @@ def test_tiles_no_bigger_than_the_overlap_work(tmp_path, tile):
     ("--alpha", "-1", "alpha must be a number in [0, 3], got -1.0"),
     ("--beta", "-50", "beta must be a number in [-0.5, 0.5], got -50.0"),
     ("--alpha", "nan", "alpha must be a number in [0, 3], got nan"),
+    ("--beta", "abc", "beta must be a number in [-0.5, 0.5], got 'abc'"),  # not argparse's usage block
 ])
 def test_knobs_out_of_range_are_refused_before_loading(tmp_path, monkeypatch, capsys, knob, value, message):
     from tcmoa import cli
@@ -134,7 +135,7 @@ def test_knobs_out_of_range_are_refused_before_loading(tmp_path, monkeypatch, ca
     assert f"error: {message}\n" == capsys.readouterr().err
     knob_range = ALPHA_RANGE if knob == "--alpha" else BETA_RANGE
     with pytest.raises(ValueError) as library:  # the same words as the library (and so the app and /fuse)
-        knob_range.check(float(value))
+        knob_range.check(value if value == "abc" else float(value))
     assert str(library.value) == message
 
 

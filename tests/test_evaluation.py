@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from tcmoa.cli import main as cli_main
+from tcmoa.fuse import evaluate
 from tcmoa.metrics.baselines import run_baseline
 from tcmoa.metrics.evaluation import Row, discover_sets, markdown_table, metric_names, run_method, write_csv
 
@@ -81,6 +82,10 @@ def test_tcmoa_evaluate_writes_a_table_per_set_and_the_csv(eval_root, tmp_path, 
         rows = list(csv.DictReader(f))
     assert {r["method"] for r in rows} == {"average", "TC-MoA (compact, untrained)"}
     assert all(0 < float(r["Qabf"]) < 1 for r in rows)
-    with pytest.raises(SystemExit) as stop:  # no --root and no $TCMOA_DATA: a usage error
+    # No --root: the data root's eval/ ($TCMOA_DATA, else ../shared/data); where there is none, one line says so.
+    monkeypatch.setattr(evaluate, "DATA_ROOT", tmp_path / "nowhere")
+    with pytest.raises(SystemExit) as stop:
         cli_main(["evaluate", "--out", str(out)])
-    assert stop.value.code == 2 and "--root" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"no eval sets at {tmp_path / 'nowhere' / 'eval'}" in err, err
+    assert "Traceback" not in err and "set $TCMOA_DATA or pass --root" in err

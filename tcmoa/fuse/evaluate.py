@@ -3,16 +3,15 @@
     tcmoa evaluate --root DATA/eval --model compact --limit 5 --out runs/eval
     tcmoa evaluate --root DATA/eval --sets vif/tno25 mef/mefb100          # whole sets, shipped model
 
-The sets are read from --root (the eval/ folder of the data; default $TCMOA_DATA/eval). Writes
-<out>/<task>_<set>.md (methods x metrics, seconds per pair) and <out>/results.csv, and prints the
-tables. Seconds per pair: median over pairs of one fusion call on in-memory images.
+The sets are read from --root (the eval/ folder of the data; default $TCMOA_DATA/eval, else
+../shared/data/eval). Writes <out>/<task>_<set>.md (methods x metrics, seconds per pair) and
+<out>/results.csv, and prints the tables. Seconds per pair: median over pairs of one fusion call on in-memory images.
 With --merge the rows already in <out>/results.csv stay, except those of the (set, method) pairs
 run now: e.g. `--baselines --merge` re-scores only the model and keeps the baselines' rows.
 """
 from __future__ import annotations
 
 import argparse
-import os
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data_root import DATA_ROOT
 from ..metrics.baselines import BASELINES, run_baseline
 from ..metrics.evaluation import (EvalSet, FuseFn, discover_sets, markdown_table, metric_names, read_csv, run_method,
                                   write_csv)
@@ -34,9 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of `tcmoa evaluate`."""
     parser = argparse.ArgumentParser(prog="tcmoa evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    data = os.environ.get("TCMOA_DATA")
-    parser.add_argument("--root", type=Path, default=Path(data) / "eval" if data else None, required=not data,
-                        help="the eval/ folder of the data (default: $TCMOA_DATA/eval)")
+    parser.add_argument("--root", type=Path, default=DATA_ROOT / "eval",
+                        help="the eval/ folder of the data (default: $TCMOA_DATA/eval, else ../shared/data/eval)")
     parser.add_argument("--sets", nargs="*", default=None, help="e.g. vif/tno25 (default: all)")
     parser.add_argument("--model", default=None, help="model folder / .pth / preset, or 'none' (default: shipped)")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
@@ -52,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, run every method on every set, write and print the tables."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        parser.error(f"no eval sets at {args.root}: the research data sets are not in the repository (README, "
+                     "'Data and credits'); set $TCMOA_DATA or pass --root")
     torch.set_num_threads(args.threads)
 
     fuser = None

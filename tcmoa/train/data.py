@@ -29,12 +29,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from ..data_root import DATA_ROOT
 from ..imaging import image_files
 from .synthesis import as_generator, rand, synthesize_exposure_pair, synthesize_focus_pair
 from ..tasks import ROUTERS, ROUTER_NAMES
 
-# Holds pretrain/, train/ and eval/: $TCMOA_DATA, else shared/data beside the repository (a source checkout).
-DATA_ROOT = Path(os.environ.get("TCMOA_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 FORMAT = "tcmoa-pack/1"
 TASK_SCALE = {t.name: t.crop_scale for t in ROUTERS.values()}  # RandomResizedCrop area ranges
 RECON_SCALE = (0.2, 1.0)  # MAE-style pre-training crops
