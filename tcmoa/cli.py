@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fuse every pair of same-named files in two folders")
     fuse.add_argument("-o", "--output", type=Path, required=True, help="output image (or folder with --pairs)")
     fuse.add_argument("--task", default="vif", type=_preset_key, metavar="TASK",
-                      help=f"fusion task preset, any case: {', '.join(PRESETS)}")
+                      help=f"fusion task preset, any case: {', '.join(PRESETS)} (default: vif)")
     # Read as text: the library's check gives every entry point's one message, for 'abc' as for 9.
     fuse.add_argument("--alpha", default=None, help=f"prompt scale alpha in [{ALPHA_RANGE.low:g}, {ALPHA_RANGE.high:g}] "
                       "(Eq. 8; default: the task's)")
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--resize", choices=("first",), default=None, help="resize other sources to the first's size")
     fuse.add_argument("--maps", type=Path, default=None, metavar="DIR", help="also save prompt/routing heatmaps here")
     _model_args(fuse)
-    fuse.add_argument("--precision", choices=PRECISIONS, default="auto")
+    fuse.add_argument("--precision", choices=PRECISIONS, default="auto",
+                      help="auto: bf16 on a GPU, fp32 on the CPU (reduced precision is for GPUs only)")
     fuse.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                       help="memory budget: tiles of at most TILE_SIZE² px (default %(default)s)")
     fuse.add_argument("--fit", choices=FITS, default="pad",
@@ -158,7 +159,7 @@ def _pairs(dir_a: Path, dir_b: Path) -> list[tuple[str, Path, Path]]:
         raise CliError(f"--pairs: no file names in common between {dir_a} and {dir_b}", EXIT_INPUT)
     unmatched = sorted(set(a) ^ set(b))
     if unmatched:
-        print(f"warning: {len(unmatched)} files have no partner and are skipped: {', '.join(unmatched[:5])}"
+        print(f"warning: skipped, no partner in the other folder: {', '.join(unmatched[:5])}"
               + (" ..." if len(unmatched) > 5 else ""), file=sys.stderr)
     return [(stem, a[stem], b[stem]) for stem in common]
 
@@ -171,12 +172,24 @@ def _write(result: FusionResult, out: Path, maps_dir: Path | None) -> None:
         save_map_images(result.maps, maps_dir, result.mapped_pair[0], result.settings.preset.roles)
 
 
+# The library's messages name its keyword arguments; on the command line they are options.
+FLAG_WORDS = (("device='cpu'", "--device cpu"), ("precision='fp32'", "--precision fp32"),
+              ("raise max_pixels", "raise --max-pixels"), ("tile_size", "--tile-size"))
+
+
+def in_flags(message: str) -> str:
+    """A library message in the command line's words."""
+    for python, option in FLAG_WORDS:
+        message = message.replace(python, option)
+    return message
+
+
 def check_options(args: argparse.Namespace) -> None:
     """Options that need no model: the device and the pixel limit (exit 2 before the model loads)."""
     try:
         pick_device(args.device)
     except ValueError as exc:
-        raise CliError(f"--device: {exc}", EXIT_INPUT) from None
+        raise CliError(f"--device: {in_flags(str(exc))}", EXIT_INPUT) from None
     if getattr(args, "max_pixels", 1) <= 0:
         raise CliError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}", EXIT_INPUT)
 
@@ -201,7 +214,7 @@ def check_sources(args: argparse.Namespace) -> None:
         try:
             sizes.append(probe_image(src, max_pixels=args.max_pixels))
         except ImageError as exc:
-            raise CliError(f"source {i}: {exc}", EXIT_INPUT) from None
+            raise CliError(f"source {i}: {in_flags(str(exc))}", EXIT_INPUT) from None
     if args.resize is None:
         for i, size in enumerate(sizes[1:], start=2):
             if size != sizes[0]:
@@ -236,7 +249,7 @@ def run_fuse(args: argparse.Namespace) -> int:
         fuser = Fuser(model, device=rank_device(args.device), precision=args.precision, tile_size=args.tile_size,
                       max_pixels=args.max_pixels, fit=args.fit)
     except ValueError as exc:
-        raise CliError(str(exc), EXIT_INPUT) from None
+        raise CliError(in_flags(str(exc)), EXIT_INPUT) from None
     route = parse_router(args.router, model.config.routers)
     options = dict(task=args.task, alpha=args.alpha, beta=args.beta, route=route, colour=args.colour,
                    resize=args.resize, maps=args.maps is not None)

@@ -58,17 +58,21 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, n
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 
 
+def _image_paths(folder: Path) -> list[Path]:
+    """A folder's image files in name order; hidden ones (.x.png, macOS's ._x.png) are not images of it."""
+    return [p for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+
+
 def image_files(folder: Path) -> dict[str, Path]:
     """The image files of a folder by stem, in name order."""
-    return {p.stem: p for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    return {p.stem: p for p in _image_paths(folder)}
 
 
 def name_clashes(folder: Path) -> dict[str, list[str]]:
     """Stems that name more than one image file in a folder (x.jpg and x.png): {stem: [file names]}."""
     by_stem: dict[str, list[str]] = {}
-    for p in sorted(Path(folder).iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES:
-            by_stem.setdefault(p.stem, []).append(p.name)
+    for p in _image_paths(folder):
+        by_stem.setdefault(p.stem, []).append(p.name)
     return {stem: names for stem, names in by_stem.items() if len(names) > 1}
 
 
@@ -139,11 +143,7 @@ def probe_image(source: str | os.PathLike, *, max_pixels: int | None = DEFAULT_M
     path, label = _checked_path(source)
     with _open(path, label) as im:
         w, h = im.size
-        if w == 0 or h == 0:
-            raise ImageError(f"{label}: image has zero size ({w}x{h}); the file holds no pixels")
-        if max_pixels is not None and w * h > max_pixels:
-            raise ImageError(f"{label}: image is {w}x{h} = {w * h / 1e6:.1f} MP, above the limit of "
-                             f"{max_pixels / 1e6:.1f} MP; downscale it (or raise max_pixels)")
+        _check_size(label, w, h, max_pixels)
         try:
             turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
         except Exception:  # noqa: BLE001 (as read_image: a malformed EXIF block is ignored)
@@ -171,22 +171,14 @@ def _open(fp: Path | BinaryIO, label: str) -> Image.Image:
 def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: bool, *,
             sbit: int | None = None, notes: list[str] | None = None) -> np.ndarray:
     """Check the header size, fully decode, apply EXIF orientation and convert to float."""
-    w, h = im.size
-    if w == 0 or h == 0:
-        raise ImageError(f"{label}: image has zero size ({w}x{h}); the file holds no pixels")
-    # Checked on the header, before decoding, so a huge file costs no memory.
-    if max_pixels is not None and w * h > max_pixels:
-        raise ImageError(
-            f"{label}: image is {w}x{h} = {w * h / 1e6:.1f} MP, above the limit of "
-            f"{max_pixels / 1e6:.1f} MP; downscale it (or raise max_pixels)"
-        )
+    _check_size(label, *im.size, max_pixels)  # on the header, before decoding: a huge file costs no memory
     try:
         # Pillow decodes lazily: only a full load() exposes truncated or corrupt pixel data.
         im.load()
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{label}: image is too large to decode safely ({exc})") from exc
     except MemoryError as exc:
-        raise ImageError(f"{label}: not enough memory to decode a {w}x{h} image") from exc
+        raise ImageError(f"{label}: not enough memory to decode a {im.width}x{im.height} image") from exc
     except Exception as exc:  # plugins raise OSError, SyntaxError, ValueError, EOFError ...
         raise ImageError(
             f"{label}: image data is truncated or corrupt ({exc}); re-export or re-download it"
@@ -200,6 +192,20 @@ def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: 
     if arr.ndim == 3 and collapse_grey and is_grey(arr):
         arr = _collapse(arr)
     return arr
+
+
+def _check_size(label: str, w: int, h: int, max_pixels: int | None) -> None:
+    """Refuse an image with no pixels, or with more than max_pixels."""
+    if w == 0 or h == 0:
+        raise ImageError(f"{label}: image has zero size ({w}x{h}); the file holds no pixels")
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageError(f"{label}: image is {w}x{h} = {_pixel_count(w * h)}, above the limit of "
+                         f"{_pixel_count(max_pixels)}; downscale it (or raise max_pixels)")
+
+
+def _pixel_count(n: int) -> str:
+    """'12.0 MP', or '1,000 px' for a count that would print as 0.0 MP."""
+    return f"{n / 1e6:.1f} MP" if n >= 100_000 else f"{n:,} px"
 
 
 def _pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
@@ -286,11 +292,7 @@ def from_array(
         )
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageError(f"{label}: image has zero size {a.shape[:2]}")
-    if max_pixels is not None and a.shape[0] * a.shape[1] > max_pixels:
-        raise ImageError(
-            f"{label}: {a.shape[1]}x{a.shape[0]} is above the limit of "
-            f"{max_pixels / 1e6:.1f} MP; downscale it"
-        )
+    _check_size(label, a.shape[1], a.shape[0], max_pixels)
     if a.dtype == np.uint8:
         out = a.astype(np.float32) / 255.0
     elif a.dtype == np.uint16:

@@ -46,9 +46,12 @@ def test_folder_mode_reports_failures_and_writes_the_rest(tmp_path, capsys):
     (tmp_path / "a" / "2.png").write_bytes(b"broken")
     write(tmp_path / "b" / "2.png", 3)
     write(tmp_path / "a" / "lonely.png", 4)
+    for d in ("a", "b"):  # hidden files (macOS's ._x.png beside x.png) are not images to fuse
+        (tmp_path / d / "._0.png").write_bytes(b"AppleDouble metadata")
+        write(tmp_path / d / ".hidden.png", 5)
     code = main(["fuse", "--pairs", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out"),
                  "--model", "compact", "--task", "mff"])
-    assert code == 1
+    assert code == 1  # the broken 2.png alone
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]
     err = capsys.readouterr().err
     assert "error: 2:" in err and "no partner" in err and "lonely" in err
@@ -93,12 +96,30 @@ def test_info_describes_the_model(capsys):
     assert "routers: vif, mef, mff, medical" in out and "trained: False" in out
 
 
+@pytest.mark.parametrize("option, message", [
+    (["--precision", "fp16"], "error: reduced precision (bf16/fp16) is for GPUs; use --precision fp32 on the CPU"),
+    (["--tile-size", "10"], "error: --tile-size must be at least 64 px for this model"),
+    (["--max-pixels", "1000"], "= 4,800 px, above the limit of 1,000 px; downscale it (or raise --max-pixels)"),
+])
+def test_errors_name_the_options_not_python_arguments(tmp_path, capsys, option, message):
+    a, b = write(tmp_path / "a.png", 0, size=(80, 60)), write(tmp_path / "b.png", 1, size=(80, 60))
+    assert main(["fuse", str(a), str(b), "--model", "compact", "-o", str(tmp_path / "f.png"), *option]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "=" not in err.replace("= 4,800", ""), err
+
+
 def test_parse_router():
     names = ("vif", "mef", "mff", "medical")
     assert parse_router("mff", names) == "mff"
     assert parse_router("vif=0.25, medical=0.75", names) == [0.25, 0.0, 0.0, 0.75]
     with pytest.raises(CliError, match="not a number"):
         parse_router("vif=lots", names)
+    assert parse_router("MFF", names) == "mff" and parse_router("VIF=1,Medical=3", names) == [1.0, 0.0, 0.0, 3.0]
+    with pytest.raises(CliError, match="router 'vif' is weighted twice"):
+        parse_router("vif=1,vif=1", names)
+    for bad in ("vif=-1,mff=2", "vif=0", "vif=nan,mff=1"):  # named in the message as typed, not as a list
+        with pytest.raises(CliError, match=f"--router: router weights must be finite and non-negative.*'{bad}'"):
+            parse_router(bad, names)
 
 
 def test_maps_are_written_as_images(tmp_path):

@@ -20,6 +20,12 @@ def fuser():
     return Fuser(load_model("compact"), device="cpu")
 
 
+def test_limits_that_refuse_everything_are_refused_up_front(fuser):
+    for max_pixels, tile_batch in ((0, 4), (-1, 4), (10**6, 0)):
+        with pytest.raises(ValueError, match="max_pixels and tile_batch must be at least 1"):
+            Fuser(fuser.model, device="cpu", max_pixels=max_pixels, tile_batch=tile_batch)
+
+
 def smooth_image(h, w, colour=True, seed=0):
     """A natural-ish test image: smooth colour gradients plus some texture."""
     rng = np.random.default_rng(seed)

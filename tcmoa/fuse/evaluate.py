@@ -42,9 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="first N items per set")
     parser.add_argument("--metrics", nargs="*", default=None, choices=list(METRICS),
                         help="score only these (default: every metric; Qcb, Qcv and Nabf take half the time)")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU when present)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=Path("docs/eval"))
+    parser.add_argument("--out", type=Path, default=Path("docs/eval"),
+                        help="folder for the per-set tables and results.csv (default: docs/eval)")
     parser.add_argument("--merge", action="store_true", help="keep the other rows of <out>/results.csv")
     return parser
 

@@ -6,6 +6,7 @@ overlapping tiles when the image exceeds the tile budget -> fold N > 2 sources p
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -32,25 +33,37 @@ COLOURS = ("auto", "grey", "rgb")  # the colour rule, a forced grey result, or t
 
 
 def parse_route(text: str | None, routers: Sequence[str]) -> Route | None:
-    """A router as text: empty -> None (the task's own), 'mff' -> 'mff', 'vif=0.7,mff=0.3' -> weights in router order."""
+    """A router as text: empty -> None (the task's own), 'mff' -> 'mff', 'vif=0.7,mff=0.3' -> weights in router order.
+
+    Names are matched in any case, as task names are; each router is weighted at most once.
+    """
     text = (text or "").strip()
     if not text:
         return None
     known = f"this model has {', '.join(routers)}"
+    by_name = {name.lower(): name for name in routers}
     if "=" not in text:
-        if text not in routers:
+        if text.lower() not in by_name:
             raise ValueError(f"unknown router {text!r}; {known}")
-        return text
+        return by_name[text.lower()]
     weights = dict.fromkeys(routers, 0.0)
+    given: list[str] = []
     for part in text.split(","):
         name, _, value = (x.strip() for x in part.partition("="))
-        if name not in weights:
+        if name.lower() not in by_name:
             raise ValueError(f"unknown router {name!r}; {known}")
+        router = by_name[name.lower()]
+        if router in given:
+            raise ValueError(f"router {router!r} is weighted twice in {text!r}")
+        given.append(router)
         try:
-            weights[name] = float(value)
+            weights[router] = float(value)
         except ValueError:
             raise ValueError(f"router weight {value!r} is not a number") from None
-    return list(weights.values())
+    values = list(weights.values())
+    if not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+        raise ValueError(f"router weights must be finite and non-negative, with a positive sum; got {text!r}")
+    return values
 
 
 @dataclass
@@ -173,6 +186,8 @@ class Fuser:
         # At most half a tile, so even the smallest tile advances by whole tokens (tiles of 64..128 px
         # with the default 128-px overlap could not advance at all).
         self.tile_overlap = min(int(tile_overlap) // patch, self.tile_size // 2 // patch) * patch
+        if max_pixels < 1 or tile_batch < 1:
+            raise ValueError(f"max_pixels and tile_batch must be at least 1, got {max_pixels} and {tile_batch}")
         self.tile_batch, self.max_pixels = tile_batch, max_pixels
 
     # ----------------------------------------------------------------------------- public
