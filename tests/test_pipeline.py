@@ -252,6 +252,10 @@ def test_the_result_carries_what_was_decided(fuser):
     assert again.order == [1, 0] and np.array_equal(again.mapped_pair[0], again.sources[1])  # brightest is A
     with pytest.raises(ValueError, match="not both"):
         fuser.fuse([dark, bright], settings, alpha=1.0)
+    # Three sources: the note gives the order, and speaks of maps only when they were made.
+    three = [dark, bright, smooth_image(32, 32, seed=2) * 0.6]
+    assert fuser.fuse(three, "mef").notes == ["3 sources fused pairwise in order [2, 3, 1]"]
+    assert fuser.fuse(three, "mef", maps=True).notes[-1].endswith("; the maps show the last step")
 
 
 def test_source_count_and_size_have_one_message_everywhere(fuser):

@@ -242,8 +242,8 @@ class Fuser:
             image = fuse_with_colour_rule(ordered, fold, fuse_rgb=fold,
                                           colour_mode="grey" if settings.colour == "grey" else "auto")
         if len(images) > 2:
-            notes.append(f"{len(images)} sources fused pairwise in order {[i + 1 for i in order]}; "
-                         "the maps show the last step")
+            notes.append(f"{len(images)} sources fused pairwise in order {[i + 1 for i in order]}"
+                         + ("; the maps show the last step" if maps else ""))
         return FusionResult(image=image, settings=settings, sources=images, order=order,
                             seconds=time.perf_counter() - start, device=str(self.device), precision=self.precision,
                             model_name=str(self.model.info.get("name", self.model.config.name)),
