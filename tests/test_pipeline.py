@@ -244,6 +244,8 @@ def test_the_result_carries_what_was_decided(fuser):
     assert result.mapped_pair is not None and np.array_equal(result.mapped_pair[0], mri)
     blended = fuser.fuse([mri, result.sources[1]], "mri-pet", route=[0.5, 0, 0, 0.5]).settings
     assert blended.route == [0.5, 0, 0, 0.5]
+    with pytest.raises(ValueError, match="weights in router order \\(vif, mef, mff, medical\\)"):
+        fuser.fuse([mri, result.sources[1]], "mri-pet", route={"vif": 1.0})  # a dict: one clear message
     # Settings made once and reused give the same fusion; knobs are given one way at a time.
     settings = fuser.settings("mef", beta=0.1)
     dark, bright = smooth_image(32, 32) * 0.3, smooth_image(32, 32, seed=1) * 0.4 + 0.6

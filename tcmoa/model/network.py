@@ -6,6 +6,7 @@ tau rule picks, a TC-MoA module mixes the streams; only stream A is decoded to p
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -170,6 +171,9 @@ class TCMoA(nn.Module):
             if not 0 <= route < c.num_routers:
                 raise ValueError(f"router index {route} out of range 0..{c.num_routers - 1}")
             return F.one_hot(torch.tensor(route, device=device), c.num_routers).float()
+        if isinstance(route, Mapping):  # torch would say "must be real number, not dict"
+            raise ValueError(f"a route is a router name, an index or weights in router order ({', '.join(c.routers)});"
+                             " tcmoa.fuse.pipeline.parse_route('vif=0.7,mff=0.3', routers) makes weights from names")
         w = torch.as_tensor(route, dtype=torch.float32, device=device).flatten()
         if w.numel() != c.num_routers or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"a router weighting needs {c.num_routers} finite non-negative weights "
