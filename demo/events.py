@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from functools import partial
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generic, Sequence, TypeVar
 
 import gradio as gr
 import numpy as np
@@ -27,6 +27,7 @@ from .engine import FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, Engine
 if TYPE_CHECKING:
     from .layout import Inputs, Outputs
 
+T = TypeVar("T")
 FUSION_EVENT: dict[str, Any] = dict(concurrency_limit=FUSION_CONCURRENCY, concurrency_id="fusion")
 # Cheap updates. Queued all the same: only queued events report `request` changes back to the page.
 QUICK: dict[str, Any] = dict(api_visibility="private")
@@ -76,24 +77,24 @@ def fusing_status(task: str) -> str:
     return f"⏳ Fusing for **{cb.get_preset(task).label}**…"
 
 
-class SessionFlags:
-    """A cancel flag per browser session (bounded: the oldest sessions' flags are dropped)."""
+class PerSession(Generic[T]):
+    """One value per browser session, made by `factory` on first use (bounded: the oldest sessions' go)."""
 
-    def __init__(self, most: int = 1024):
-        self.flags: OrderedDict[str, threading.Event] = OrderedDict()
-        self.most, self.lock = most, threading.Lock()
+    def __init__(self, factory: Callable[[], T], most: int = 1024):
+        self.values: OrderedDict[str, T] = OrderedDict()
+        self.factory, self.most, self.lock = factory, most, threading.Lock()
 
-    def get(self, session: str) -> threading.Event:
-        """The session's flag (created cleared)."""
+    def get(self, session: str) -> T:
+        """The session's value."""
         with self.lock:
-            flag = self.flags.pop(session, None) or threading.Event()
-            self.flags[session] = flag
-            while len(self.flags) > self.most:
-                self.flags.popitem(last=False)
-            return flag
+            value = self.values.pop(session) if session in self.values else self.factory()
+            self.values[session] = value
+            while len(self.values) > self.most:
+                self.values.popitem(last=False)
+            return value
 
 
-def cancel_full(cancel_flags: SessionFlags, running: SessionFlags, session: str) -> str:
+def cancel_full(cancel_flags: PerSession[threading.Event], running: PerSession[threading.Event], session: str) -> str:
     """The Cancel button: stop the session's full-resolution fusion after its tile, and say so.
 
     The cancelled event's own reply never reaches the page, so the click's reply is what the user reads.
@@ -125,9 +126,18 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
             view = view._replace(fused=named_png(view.fused, name))
         return tuple(view)
 
+    # The knobs of each session's latest final fusion, as it starts: a preview of the same knobs that
+    # arrives later (Gradio sends the one it held back, always_last, after the release's cancel) would
+    # replace the final with "the full fusion follows", and none would.
+    finals: PerSession[list[tuple[Any, ...]]] = PerSession(list)
+
+    def knob_key(task: str, a: Any, b: Any, blend: bool, resize: bool, controls: Sequence[Any]) -> tuple[Any, ...]:
+        return (task, a, b, blend, resize, *controls[MAX_SOURCES:])
+
     # -- the final fusion (working resolution): image first, then metrics, baselines and the open map tab
-    def run(task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
+    def run(req: gr.Request, task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
         *controls, base, pick, tab, last = rest
+        finals.get(req.session_hash or "")[:] = [knob_key(task, a, b, blend, resize, controls)]
         # The status never shows the previous result's, and no map tab the previous map, while this one runs.
         yield tuple(cb.FuseView(SKIP, SKIP, fusing_status(task), SKIP, SKIP, None, None, None, None, SKIP))
         for view in cb.fuse_steps(engine, controls[:MAX_SOURCES], task, a, b, baselines=base, compare=pick,
@@ -140,9 +150,14 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
                      i.fuse.click, request.change]
     # -- while a slider moves: a reduced preview; only the latest value waits (always_last), and a
     # release cancels the preview still queued or running, so a late preview never hides the final
-    def preview(task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
+    def preview(req: gr.Request, task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
         *controls, last = rest
+        final = finals.get(req.session_hash or "")
+        if knob_key(task, a, b, blend, resize, controls) in final:  # already fused in full: nothing to preview
+            return (SKIP,) * len(view_outputs)
         view = cb.preview_view(engine, controls[:MAX_SOURCES], task, a, b, shown=last, **options(blend, resize, controls))
+        if knob_key(task, a, b, blend, resize, controls) in final:  # the final started meanwhile
+            return (SKIP,) * len(view_outputs)
         announce_refusal(view)
         return shown_files(view)
 
@@ -154,7 +169,7 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
           cancels=[previews], **FUSION_EVENT)
 
     # -- the full resolution, on request, in its own lane, with progress and a cancel button
-    cancel_flags, running = SessionFlags(), SessionFlags()
+    cancel_flags, running = PerSession(threading.Event), PerSession(threading.Event)
 
     def full(req: gr.Request, progress: gr.Progress = gr.Progress(), *values: Any) -> tuple[Any, str]:
         task, a, b, blend, resize, *rest = values

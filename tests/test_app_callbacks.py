@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import threading
 import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from demo import callbacks as cb
 from demo.api import api_fuse, router_report
 from demo.engine import (FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING,
                          load_engine)
-from demo.events import SessionFlags, announce_refusal, cancel_full, outdated, slot_updates
+from demo.events import PerSession, announce_refusal, cancel_full, outdated, slot_updates
 from demo.example_sets import find_examples
 from demo.layout import SourceImage, build_demo
 from tcmoa import PRESETS
@@ -369,7 +370,7 @@ def test_swap_reset_labels_and_slots(engine):
 
 
 def test_cancel_says_what_it_did():
-    cancel_flags, running = SessionFlags(), SessionFlags()
+    cancel_flags, running = PerSession(threading.Event), PerSession(threading.Event)
     assert cancel_full(cancel_flags, running, "s") == "Nothing to cancel: no full-resolution fusion is running."
     assert not cancel_flags.get("s").is_set()
     running.get("s").set()  # as the full-resolution event does while it runs
@@ -456,10 +457,15 @@ def test_build_demo_wiring(engine):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("full", FULL_CONCURRENCY)
     assert demo.delete_cache and demo._queue.max_size == QUEUE_SIZE  # the upload cache is cleaned; the queue bounded
     # a fusion starts by saying so and clearing the maps: no previous error, timer or map while it runs
-    assert live.fn is not None
-    first = next(live.fn("vif", 1.0, 0.0, False, False, *[None] * MAX_SOURCES, 1.0, 0.0, 0.0, 0.0, False, 1,
-                         "prompts", None))
+    assert live.fn is not None and preview.fn is not None
+    request = gr.Request()  # one session
+    controls = [*[None] * MAX_SOURCES, 1.0, 0.0, 0.0, 0.0]
+    first = next(live.fn(request, "vif", 1.0, 0.0, False, False, *controls, False, 1, "prompts", None))
     assert first[2].startswith("⏳ Fusing") and first[5:9] == (None,) * 4
+    # A preview of the knobs a final fusion already started with shows nothing (Gradio sends the preview it
+    # held back after the release: it would replace the final with "the full fusion follows"); others show.
+    assert preview.fn(request, "vif", 1.0, 0.0, False, False, *controls, None) == (cb.SKIP,) * 12
+    assert preview.fn(request, "vif", 1.5, 0.0, False, False, *controls, None)[2].startswith("⚠️")
     maps = [block for block in demo.blocks.values() if getattr(block, "elem_id", "") in
             ("prompts-map", "routing-map", "weight-map", "difference-map")]
     assert len(maps) == 4 and all(isinstance(m, gr.Image) and m.format == "png" for m in maps)  # map downloads are PNG, not WebP
