@@ -17,12 +17,11 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from demo.example_sets import find_examples
 from tcmoa.fuse.pipeline import Fuser
-from tcmoa.imaging import bt601_luma, read_image, to_uint8
+from tcmoa.imaging import bt601_luma, read_image, resize_to, to_uint8
 from tcmoa.metrics.artifacts import block_step_ratio
 from tcmoa.metrics.evaluation import discover_sets
 from tcmoa.metrics.scores import evaluate
@@ -44,9 +43,7 @@ def replication_factor(image: np.ndarray, largest: int = 4) -> int:
 
 def smooth_resample(image: np.ndarray, k: int) -> np.ndarray:
     """A k x k replicated image re-sampled bicubically from its native grid to its own size, in [0, 1]."""
-    h, w = image.shape[:2]
-    native = np.ascontiguousarray(image[::k, ::k], np.float32)
-    return np.clip(cv2.resize(native, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    return resize_to(image[::k, ::k], image.shape[:2])  # the library's one resize: bicubic when enlarging
 
 
 def smoothed(sources: Sequence[np.ndarray]) -> list[np.ndarray]:
