@@ -53,11 +53,16 @@ def remove_old(now: float | None = None, folder: Path = OUTPUT_DIR, keep_s: floa
                 pass
 
 
-def named_png(image: np.ndarray, name: str, folder: Path = OUTPUT_DIR) -> str:
-    """Write `image` as PNG called `name` in a fresh sub-folder; returns its path."""
+def fresh_path(name: str, folder: Path = OUTPUT_DIR) -> Path:
+    """Where to write a file called `name`: a fresh sub-folder of `folder` (the old ones cleared first)."""
     folder.mkdir(parents=True, exist_ok=True)
     remove_old(folder=folder)
-    path = Path(tempfile.mkdtemp(dir=folder)) / name
+    return Path(tempfile.mkdtemp(dir=folder)) / name
+
+
+def named_png(image: np.ndarray, name: str, folder: Path = OUTPUT_DIR) -> str:
+    """Write `image` as PNG called `name` in a fresh sub-folder; returns its path."""
+    path = fresh_path(name, folder)
     save_image(path, image)
     return str(path)
 
@@ -72,9 +77,7 @@ def browser_copy(source: object, folder: Path = OUTPUT_DIR) -> str | None:
             if opened.format in BROWSER_FORMATS or opened.mode not in PNG_EXACT_MODES:
                 return None
             image = ImageOps.exif_transpose(opened)  # as read_image orients it: the copy has no EXIF
-            folder.mkdir(parents=True, exist_ok=True)
-            remove_old(folder=folder)
-            path = Path(tempfile.mkdtemp(dir=folder)) / f"{Path(source).stem}.png"
+            path = fresh_path(f"{Path(source).stem}.png", folder)
             image.save(path, format="PNG")
     except Exception:  # noqa: BLE001 (whatever Pillow refuses stays as uploaded; the fusion says why)
         return None

@@ -152,11 +152,11 @@ def wire_events(engine: Engine, i: Inputs, o: Outputs) -> None:
     # release cancels the preview still queued or running, so a late preview never hides the final
     def preview(req: gr.Request, task: str, a: Any, b: Any, blend: bool, resize: bool, *rest: Any) -> Any:
         *controls, last = rest
-        final = finals.get(req.session_hash or "")
-        if knob_key(task, a, b, blend, resize, controls) in final:  # already fused in full: nothing to preview
+        final, key = finals.get(req.session_hash or ""), knob_key(task, a, b, blend, resize, controls)
+        if key in final:  # already fused in full: nothing to preview
             return (SKIP,) * len(view_outputs)
         view = cb.preview_view(engine, controls[:MAX_SOURCES], task, a, b, shown=last, **options(blend, resize, controls))
-        if knob_key(task, a, b, blend, resize, controls) in final:  # the final started meanwhile
+        if key in final:  # the final started meanwhile
             return (SKIP,) * len(view_outputs)
         announce_refusal(view)
         return shown_files(view)

@@ -5,7 +5,8 @@
 
 The sets are read from --root (the eval/ folder of the data; default $TCMOA_DATA/eval, else
 ../shared/data/eval). Writes <out>/<task>_<set>.md (methods x metrics, seconds per pair) and
-<out>/results.csv, and prints the tables. Seconds per pair: median over pairs of one fusion call on in-memory images.
+<out>/results.csv, and prints the tables. Seconds per pair: median over pairs of one fusion call on
+in-memory images.
 With --merge the rows already in <out>/results.csv stay, except those of the (set, method) pairs
 run now: e.g. `--baselines --merge` re-scores only the model and keeps the baselines' rows.
 """
