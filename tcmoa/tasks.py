@@ -38,16 +38,26 @@ class Router:
     # then B, the first of the others present (medical sets hold mri and one of ct, pet, spect).
     folders: tuple[str, ...]
     crop_scale: tuple[float, float]  # area range of the training crops (RandomResizedCrop)
+    # The pyramid output head's per-router switches (tcmoa/model/fusion_head.py), the initial values of a
+    # model built for these routers (a saved model carries its own). Required, so a new router states them.
+    # base_clip_gain: how strongly a clipped source gives way on the base band. On where a clipped region
+    # is glare or saturation hiding the other source (VIF, medical); off where the clipped exposure's
+    # brightness is wanted (MEF: pulling the base to the darker exposure lowers MEF-SSIM on training
+    # pairs) or where both sources share one exposure (MFF).
+    base_clip_gain: float
+    # coarse_levels: the base band blended level by level on its own pyramid (large-scale tone kept, VIF
+    # and MEF), or as one blend (MFF: focus differs in detail, not in tone; medical: lower Qabf on train/).
+    coarse_levels: bool
 
 
 # Dict order is the router index, part of the checkpoint format: append, never reorder. Crop
 # scales are the official recipe for VIF/MEF/MFF; medical's, and its objective, are our choice (the
 # official zero-shot medical route is the VIF router, so its objective is VIF's).
 ROUTERS: dict[str, Router] = {r.name: r for r in (
-    Router("vif", VIF, ("vi", "ir"), (0.81, 1.0)),
-    Router("mef", MEF, ("over", "under"), (0.2, 1.0)),
-    Router("mff", MFF, ("a", "b"), (0.64, 1.0)),
-    Router("medical", VIF, ("mri", "ct", "pet", "spect"), (0.5, 1.0)),
+    Router("vif", VIF, ("vi", "ir"), (0.81, 1.0), base_clip_gain=4.0, coarse_levels=True),
+    Router("mef", MEF, ("over", "under"), (0.2, 1.0), base_clip_gain=0.0, coarse_levels=True),
+    Router("mff", MFF, ("a", "b"), (0.64, 1.0), base_clip_gain=0.0, coarse_levels=False),
+    Router("medical", VIF, ("mri", "ct", "pet", "spect"), (0.5, 1.0), base_clip_gain=4.0, coarse_levels=False),
 )}
 ROUTER_NAMES = tuple(ROUTERS)
 

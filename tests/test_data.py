@@ -106,7 +106,7 @@ def test_a_new_router_task_is_packed_from_its_vocabulary_entry(tmp_path, monkeyp
     for i in range(2):
         write(tmp_path / f"train/nir/rgbnir/vi/p{i}.png", smooth_image(rng, 32, 40, 3))
         write(tmp_path / f"train/nir/rgbnir/nir/p{i}.png", smooth_image(rng, 32, 40, 1))
-    monkeypatch.setitem(ROUTERS, "nir", Router("nir", VIF, ("vi", "nir"), (0.81, 1.0)))
+    monkeypatch.setitem(ROUTERS, "nir", Router("nir", VIF, ("vi", "nir"), (0.81, 1.0), 4.0, True))
     groups = discover(tmp_path / "pretrain/natural", tmp_path / "train")
     assert list(groups) == ["nir"] and groups["nir"]["task"] == "nir" and groups["nir"]["roles"] == ["vi", "nir"]
     assert [p.parent.name for p in groups["nir"]["items"][0]] == ["vi", "nir"]

@@ -10,7 +10,7 @@ import torch
 from tcmoa.model import pyramid
 from tcmoa.model.checkpoint import load_backbone, load_model, save_model
 from tcmoa.model.config import get_config
-from tcmoa.model.fusion_head import PROMPT_GAIN, PyramidHead, SourceWeightHead
+from tcmoa.model.fusion_head import BETA_GAIN, PROMPT_GAIN, PromptMargin, PyramidHead, SourceWeightHead
 from tcmoa.model.moa import PromptControl
 from tcmoa.model.network import TCMoA, normalize
 
@@ -261,3 +261,48 @@ def test_coarse_levels_defer_to_the_base_weight_where_a_source_is_clipped(pyr):
         single = without_coarse_levels(pyr)(normalize(a.contiguous()), normalize(b), "mef", PromptControl(0.0, 0.0)).fused
     inside = (slice(None), slice(16, 64))  # well inside the clipped half
     assert float((deep[0, 0][inside] - single[0, 0][inside]).abs().mean()) < 0.03
+
+
+# --- the formula, term by term (each test fails when its term is changed) ---------------------------
+def band_logits(head: PyramidHead, margin: PromptMargin, clip_a: float | None = None) -> list[torch.Tensor]:
+    """The logit of A's weight at every band (learned levels, then the coarse ones) for two fixed random
+    sources; `clip_a` replaces A's clip maps by that constant (B's stay unclipped)."""
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.rand(1, 3, 64, 96, generator=g) * 0.8 + 0.1, torch.rand(1, 3, 64, 96, generator=g) * 0.8 + 0.1
+    tokens = torch.randn(1, 8 * 12, head.token_logits.in_features, generator=g)
+    route = torch.tensor([1.0, 0.0, 0.0, 0.0])  # vif: the base's clip gain and the coarse levels are on
+    pyr_a, pyr_b, clips_a, clips_b = head.decompose(a, b)
+    if clip_a is not None:
+        clips_a = [torch.full_like(c, clip_a) for c in clips_a]
+    with torch.no_grad():
+        ws, coarse = head.weights(tokens, (8, 12), pyr_a, pyr_b, clips_a, clips_b, margin, route)
+    return [torch.logit(w.double()) for w in ws + coarse]
+
+
+def test_beta_moves_every_band_towards_a_by_the_formula(pyr):
+    # Eq. 8: beta adds 2 beta to every p_A' - p_B'; the head takes that shift out of the per-region
+    # term and gives it BETA_GAIN at every band: each band's logit moves by exactly BETA_GAIN * 2 beta.
+    head = pyr.fusion_head
+    assert isinstance(head, PyramidHead)
+    regional = 0.2 * torch.randn(1, 1, 8, 12, generator=torch.Generator().manual_seed(6))
+    at_zero = band_logits(head, PromptMargin(regional, 0.0))
+    for beta in (0.25, -0.1):
+        moved = band_logits(head, PromptMargin(regional + 2 * beta, beta))
+        assert len(moved) == head.levels + head.coarse_levels + 1  # the base's own pyramid has a base too
+        for lvl, (z0, z1) in enumerate(zip(at_zero, moved)):
+            torch.testing.assert_close(z1 - z0, torch.full_like(z0, BETA_GAIN * 2 * beta), atol=2e-3, rtol=0,
+                                       msg=f"level {lvl}, beta {beta}")
+
+
+def test_a_clipped_source_gives_way_by_its_clip_gain(pyr):
+    # clip_gain * (C_B - C_A): A fully clipped lowers every learned level's logit of A by that level's clip
+    # gain (4 at initialisation for vif, the base included).
+    head = pyr.fusion_head
+    assert isinstance(head, PyramidHead)
+    margin = PromptMargin(torch.zeros(1, 1, 8, 12), 0.0)
+    plain, clipped_a = band_logits(head, margin, clip_a=0.0), band_logits(head, margin, clip_a=1.0)
+    gains = head.clip_gain[0].detach().double()
+    assert gains.min() > 0
+    for lvl in range(head.levels):
+        torch.testing.assert_close(clipped_a[lvl] - plain[lvl], torch.full_like(plain[lvl], -float(gains[lvl])),
+                                   atol=2e-3, rtol=0, msg=f"level {lvl}")

@@ -6,6 +6,7 @@ tau rule picks, a TC-MoA module mixes the streams; only stream A is decoded to p
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,12 +18,20 @@ from torch import nn
 from .backbone import (Block, RelativePositionBias, interpolate_pos_embed, shifted_window_mask,
                        sincos_pos_embed, unpatchify)
 from .config import ModelConfig
-from .fusion_head import PyramidHead, SourceWeightHead
+from .fusion_head import PromptMargin, PyramidHead, SourceWeightHead
 from .moa import ModuleTrace, PromptControl, TCMoAModule
-from ..tasks import Route
+from .normalization import denormalize, normalize, unnormalize
+from ..tasks import ROUTERS, Route, Router
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def router_table(names: tuple[str, ...]) -> list[Router]:
+    """The ROUTERS entries of a model's routers, in its order; an unknown name is an error, not a default."""
+    unknown = [n for n in names if n not in ROUTERS]
+    if unknown:
+        raise ValueError(f"router {unknown[0]!r} has no entry in tcmoa.tasks.ROUTERS (known: {', '.join(ROUTERS)})")
+    return [ROUTERS[n] for n in names]
+
 
 @dataclass
 class FusionOutput:
@@ -50,25 +59,6 @@ class FusionOutput:
         """(p_A, p_B) per module of the 'encoder' or 'decoder'."""
         traces = self.encoder_traces if part == "encoder" else self.decoder_traces
         return [(t.prompt_a, t.prompt_b) for t in traces]
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] RGB (B, 3, H, W) -> ImageNet-normalised."""
-    mean = images.new_tensor(IMAGENET_MEAN)[:, None, None]
-    std = images.new_tensor(IMAGENET_STD)[:, None, None]
-    return (images - mean) / std
-
-
-def unnormalize(pred: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalised -> [0, 1]-scaled pixels, unclipped (so gradients pass everywhere)."""
-    mean = pred.new_tensor(IMAGENET_MEAN)[:, None, None]
-    std = pred.new_tensor(IMAGENET_STD)[:, None, None]
-    return pred * std + mean
-
-
-def denormalize(pred: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalised -> [0, 1], clipped, computed as the official code does (via 0..255)."""
-    return (unnormalize(pred) * 255).clamp(0, 255) / 255
 
 
 class TCMoA(nn.Module):
@@ -101,13 +91,10 @@ class TCMoA(nn.Module):
         if c.fusion_output == "source_weights":
             self.fusion_head = SourceWeightHead(c.decoder_embed_dim, c.patch_size, c.in_chans)
         elif c.fusion_output == "pyramid":
-            # Base clip gain per router: on for VIF-like tasks, off for exposure and focus (fusion_head.py).
-            base_clip = [0.0 if t in ("mef", "mff") else 4.0 for t in c.routers]
-            # Coarse levels per router: on for VIF and MEF; off for medical (they lowered Qabf on
-            # train/medical) and MFF (no gain on training pairs: focus differs in detail, not in tone).
-            coarse_gain = [4.0 if t in ("vif", "mef") else 0.0 for t in c.routers]
-            self.fusion_head = PyramidHead(c.decoder_embed_dim, c.num_routers, c.pyramid_levels, base_clip,
-                                           c.pyramid_coarse_levels, coarse_gain)
+            routers = router_table(c.routers)  # the per-router initial gains live beside each router
+            self.fusion_head = PyramidHead(c.decoder_embed_dim, c.num_routers, c.pyramid_levels,
+                                           [r.base_clip_gain for r in routers], c.pyramid_coarse_levels,
+                                           [r.coarse_levels for r in routers])
         # Where the weights came from; checkpoint loaders fill it in, the app shows it.
         self.info: dict[str, object] = {"name": config.name, "source": "random init", "trained": False}
         self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
@@ -175,9 +162,10 @@ class TCMoA(nn.Module):
             raise ValueError(f"a route is a router name, an index or weights in router order ({', '.join(c.routers)});"
                              " tcmoa.fuse.pipeline.parse_route('vif=0.7,mff=0.3', routers) makes weights from names")
         w = torch.as_tensor(route, dtype=torch.float32, device=device).flatten()
-        if w.numel() != c.num_routers or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        values = w.tolist()  # checked as numbers: no branch on a tensor's value
+        if len(values) != c.num_routers or not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
             raise ValueError(f"a router weighting needs {c.num_routers} finite non-negative weights "
-                             f"with a positive sum, got {w.tolist()}")
+                             f"with a positive sum, got {values}")
         return w / w.sum()
 
     def token_grid(self, height: int, width: int) -> tuple[int, int]:
@@ -189,32 +177,41 @@ class TCMoA(nn.Module):
         p = self.config.pixel_patch
         return int(height / p), int(width / p)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, route: Route = 0,
-                control: PromptControl = PromptControl()) -> FusionOutput:
-        """Fuse normalised sources a, b (B, 3, H, W) (A is the stream that is decoded)."""
+    def forward(self, a: torch.Tensor, b: torch.Tensor, route: Route = 0, control: PromptControl = PromptControl(),
+                pixels: tuple[torch.Tensor, torch.Tensor] | None = None) -> FusionOutput:
+        """Fuse normalised sources a, b (B, 3, H, W) (A is the stream that is decoded).
+
+        `pixels`: for a model with an output head, the sources in [0, 1] at the output's resolution,
+        when the token path runs on a smaller copy (tcmoa.fuse's token budget); by default a and b.
+        """
         if a.shape != b.shape or a.dim() != 4:
             raise ValueError(f"sources must both be (B, 3, H, W) of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        weights = self.route_weights(route, a.device)
+        tokens, grid, enc, dec = self.token_path(a, b, weights, control)
+        if self.fusion_head is None:
+            if pixels is not None:
+                raise ValueError("a model without an output head decodes at the token path's resolution; pixels= needs a head")
+            pred, weight = self._to_pixels(tokens, grid), None
+        else:
+            src_a, src_b = pixels if pixels is not None else (unnormalize(a), unnormalize(b))
+            margin = PromptMargin.from_prompts([(t.prompt_a, t.prompt_b) for t in enc + dec], grid, control.beta)
+            fused, weight = self.fusion_head(tokens, grid, src_a, src_b, margin, weights)
+            pred = normalize(fused)
+        return FusionOutput(denormalize(pred), pred, grid, enc, dec, weight)
+
+    def token_path(self, a: torch.Tensor, b: torch.Tensor, route: torch.Tensor, control: PromptControl
+                   ) -> tuple[torch.Tensor, tuple[int, int], list[ModuleTrace], list[ModuleTrace]]:
+        """Both streams through the encoder and decoder with the TC-MoA modules: the decoded, normed tokens
+        of stream A (B, N, C), the token grid, and the encoder's and decoder's module traces."""
         batch = a.shape[0]
         grid = self.token_grid(a.shape[2], a.shape[3])
-        weights = self.route_weights(route, a.device)
         # Both streams share every backbone weight, so they run as one batch of 2B.
         x = self._embed(torch.cat([a, b]), grid)
-        x, enc = self._run(x, grid, self.blocks, self.encoder_rel_pos, self.encoder_moa, weights, control)
+        x, enc = self._run(x, grid, self.blocks, self.encoder_rel_pos, self.encoder_moa, route, control)
         x = self._to_decoder(x, grid)
-        x, dec = self._run(x, grid, self.decoder_blocks, self.decoder_rel_pos, self.decoder_moa, weights, control,
+        x, dec = self._run(x, grid, self.decoder_blocks, self.decoder_rel_pos, self.decoder_moa, route, control,
                            decode_a_only=True)
-        if self.fusion_head is None:
-            pred, weight = self._to_pixels(x[:batch], grid), None
-        else:
-            margin = torch.stack([t.prompt_a - t.prompt_b for t in enc + dec]).mean(0)  # (B, N, 1)
-            tokens = self.decoder_norm(x[:batch])
-            if isinstance(self.fusion_head, PyramidHead):  # works on [0, 1] pixels
-                fused, weight = self.fusion_head(tokens, grid, unnormalize(a), unnormalize(b), margin, weights,
-                                                 control.beta)
-                pred = normalize(fused)
-            else:
-                pred, weight = self.fusion_head(tokens, grid, a, b, margin)
-        return FusionOutput(denormalize(pred), pred, grid, enc, dec, weight)
+        return self.decoder_norm(x[:batch]), grid, enc, dec
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone alone as an autoencoder: normalised (B, 3, H, W) -> normalised prediction."""
@@ -223,7 +220,7 @@ class TCMoA(nn.Module):
         x, _ = self._run(x, grid, self.blocks, self.encoder_rel_pos, None, None, None)
         x = self._to_decoder(x, grid)
         x, _ = self._run(x, grid, self.decoder_blocks, self.decoder_rel_pos, None, None, None)
-        return self._to_pixels(x, grid)
+        return self._to_pixels(self.decoder_norm(x), grid)
 
     def encode(self, a: torch.Tensor, b: torch.Tensor, route: Route = 0,
                control: PromptControl = PromptControl()) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,10 +247,10 @@ class TCMoA(nn.Module):
             x = x + interpolate_pos_embed(self.decoder_pos_embed, grid, self.config.pos_swap_hw)
         return x
 
-    def _to_pixels(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """Decoded tokens (B, N, C) -> normalised pixels (B, 3, H, W) at the input size."""
+    def _to_pixels(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Decoded, normed tokens (B, N, C) -> normalised pixels (B, 3, H, W) at the input size."""
         c = self.config
-        pred = unpatchify(self.decoder_pred(self.decoder_norm(x)), grid, c.patch_size, c.in_chans)
+        pred = unpatchify(self.decoder_pred(tokens), grid, c.patch_size, c.in_chans)
         if c.upsample:
             pred = pred[:, :, ::2, ::2]  # = F.interpolate(..., scale_factor=0.5, mode="nearest")
         return pred
