@@ -10,7 +10,9 @@ import torch
 from tcmoa.model import pyramid
 from tcmoa.model.checkpoint import load_backbone, load_model, save_model
 from tcmoa.model.config import get_config
-from tcmoa.model.fusion_head import BETA_GAIN, PROMPT_GAIN, PromptMargin, PyramidHead, SourceWeightHead
+from tcmoa.model import pyramid_head
+from tcmoa.model.fusion_head import PROMPT_GAIN, PromptMargin, SourceWeightHead, pad_to
+from tcmoa.model.pyramid_head import BETA_GAIN, PyramidHead, level_sizes
 from tcmoa.model.moa import PromptControl
 from tcmoa.model.network import TCMoA, normalize
 
@@ -53,8 +55,8 @@ def test_fused_is_a_per_pixel_blend_of_the_sources_plus_residual(compact, source
     w = out.source_weight
     assert w.shape == (2, 1, 64, 128) and 0 < float(w.min()) and float(w.max()) < 1
     # Zero-initialised head: no residual, and the weight comes from the prompts alone.
-    blend = w * normalize(a) + (1 - w) * normalize(b)
-    torch.testing.assert_close(out.pred, blend, atol=1e-5, rtol=0)
+    blend = w * a + (1 - w) * b
+    torch.testing.assert_close(out.fused, blend.clamp(0, 1), atol=1e-5, rtol=0)
     margin = margin_of(out)  # (B, N, 1) on an 8x16 token grid
     token_w = torch.sigmoid(PROMPT_GAIN * margin).reshape(2, 8, 16)
     # At a token's centre (between 4 pixel centres) bilinear upsampling of the margin is exact
@@ -264,19 +266,28 @@ def test_coarse_levels_defer_to_the_base_weight_where_a_source_is_clipped(pyr):
 
 
 # --- the formula, term by term (each test fails when its term is changed) ---------------------------
-def band_logits(head: PyramidHead, margin: PromptMargin, clip_a: float | None = None) -> list[torch.Tensor]:
-    """The logit of A's weight at every band (learned levels, then the coarse ones) for two fixed random
-    sources; `clip_a` replaces A's clip maps by that constant (B's stay unclipped)."""
+def level_logits(head: PyramidHead, margin: PromptMargin, clip_a: float = 0.0) -> list[torch.Tensor]:
+    """The logit of A's weight at every band (learned levels, then the base's own ones) for two fixed random
+    sources whose clip maps are replaced: B unclipped, A at the constant `clip_a`."""
     g = torch.Generator().manual_seed(5)
     a, b = torch.rand(1, 3, 64, 96, generator=g) * 0.8 + 0.1, torch.rand(1, 3, 64, 96, generator=g) * 0.8 + 0.1
     tokens = torch.randn(1, 8 * 12, head.token_logits.in_features, generator=g)
-    route = torch.tensor([1.0, 0.0, 0.0, 0.0])  # vif: the base's clip gain and the coarse levels are on
-    pyr_a, pyr_b, clips_a, clips_b = head.decompose(a, b)
-    if clip_a is not None:
-        clips_a = [torch.full_like(c, clip_a) for c in clips_a]
+    gains = head.gains(torch.tensor([1.0, 0.0, 0.0, 0.0]))  # vif: the base's clip gain and the coarse levels on
+    levels, deep = head.levels, head.coarse_levels
+    sizes = level_sizes((64, 96), levels + deep)
+    sizes = sizes[:levels] + sizes[levels - 1:]  # the base's own pyramid starts at the base's size
+    maps = head.token_maps(tokens, (8, 12), margin, gains)
+    pyr_a, pyr_b = pyramid.laplacian(a, levels), pyramid.laplacian(b, levels)
+    bands = list(zip(pyr_a, pyr_b)) + list(zip(pyramid.laplacian(pyr_a[-1], deep + 1), pyramid.laplacian(pyr_b[-1], deep + 1)))
+    out = []
     with torch.no_grad():
-        ws, coarse = head.weights(tokens, (8, 12), pyr_a, pyr_b, clips_a, clips_b, margin, route)
-    return [torch.logit(w.double()) for w in ws + coarse]
+        for lvl, (band_a, band_b) in enumerate(bands):
+            ones = torch.ones_like(band_a[:, :1])
+            low_pass = lvl in (levels - 1, levels + deep)
+            w = head.level_weight(lvl, maps.term(lvl, sizes[lvl]), band_a, band_b,
+                                  clip_a * ones, 0 * ones, gains, low_pass)
+            out.append(torch.logit(w.double()))
+    return out
 
 
 def test_beta_moves_every_band_towards_a_by_the_formula(pyr):
@@ -285,9 +296,9 @@ def test_beta_moves_every_band_towards_a_by_the_formula(pyr):
     head = pyr.fusion_head
     assert isinstance(head, PyramidHead)
     regional = 0.2 * torch.randn(1, 1, 8, 12, generator=torch.Generator().manual_seed(6))
-    at_zero = band_logits(head, PromptMargin(regional, 0.0))
+    at_zero = level_logits(head, PromptMargin(regional, 0.0))
     for beta in (0.25, -0.1):
-        moved = band_logits(head, PromptMargin(regional + 2 * beta, beta))
+        moved = level_logits(head, PromptMargin(regional + 2 * beta, beta))
         assert len(moved) == head.levels + head.coarse_levels + 1  # the base's own pyramid has a base too
         for lvl, (z0, z1) in enumerate(zip(at_zero, moved)):
             torch.testing.assert_close(z1 - z0, torch.full_like(z0, BETA_GAIN * 2 * beta), atol=2e-3, rtol=0,
@@ -300,9 +311,47 @@ def test_a_clipped_source_gives_way_by_its_clip_gain(pyr):
     head = pyr.fusion_head
     assert isinstance(head, PyramidHead)
     margin = PromptMargin(torch.zeros(1, 1, 8, 12), 0.0)
-    plain, clipped_a = band_logits(head, margin, clip_a=0.0), band_logits(head, margin, clip_a=1.0)
+    plain, clipped_a = level_logits(head, margin, clip_a=0.0), level_logits(head, margin, clip_a=1.0)
     gains = head.clip_gain[0].detach().double()
     assert gains.min() > 0
     for lvl in range(head.levels):
         torch.testing.assert_close(clipped_a[lvl] - plain[lvl], torch.full_like(plain[lvl], -float(gains[lvl])),
                                    atol=2e-3, rtol=0, msg=f"level {lvl}")
+
+
+@pytest.mark.parametrize("channels, size, span", [(3, (150, 97), (192, 128)), (1, (301, 64), (320, 64))])
+def test_strips_give_the_whole_image_formula(pyr, monkeypatch, channels, size, span):
+    # Large images are computed strip by strip (tcmoa/model/pyramid_head.py); the strips' halos must make
+    # every row equal to the whole image's computation, whatever the strip height.
+    head = pyr.fusion_head
+    assert isinstance(head, PyramidHead)
+    g = torch.Generator().manual_seed(9)
+    a, b = torch.rand(1, channels, *size, generator=g), torch.rand(1, channels, *size, generator=g)
+    a[..., 40:70, 10:50] = 1.0  # a clipped patch, so the clip terms take part
+    grid = (span[0] // 8, span[1] // 8)
+    tokens = torch.randn(1, grid[0] * grid[1], head.token_logits.in_features, generator=g)
+    margin = PromptMargin(0.3 * torch.randn(1, 1, *grid, generator=g), 0.1)
+    route = torch.tensor([0.5, 0.5, 0.0, 0.0])
+    with torch.no_grad():
+        whole, whole_w = head(tokens, grid, a, b, margin, route, span)
+        monkeypatch.setattr(head, "strip_pixels", 16 * span[1])  # strips of 16 rows, halos of 32
+        assert len(pyramid_head.plan_strips(span[0], span[1], pixels=head.strip_pixels)) > 4
+        strips, strips_w = head(tokens, grid, a, b, margin, route, span)
+    assert whole.shape == (1, channels, *size)
+    torch.testing.assert_close(strips, whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(strips_w, whole_w, atol=1e-6, rtol=0)
+
+
+def test_the_span_is_the_padded_image(pyr):
+    # Giving the head the unpadded sources and the span equals padding them first (as tcmoa.fuse pads).
+    head = pyr.fusion_head
+    assert isinstance(head, PyramidHead)
+    g = torch.Generator().manual_seed(10)
+    a, b = torch.rand(1, 3, 70, 90, generator=g), torch.rand(1, 3, 70, 90, generator=g)
+    tokens = torch.randn(1, 10 * 12, head.token_logits.in_features, generator=g)
+    margin, route = PromptMargin(torch.zeros(1, 1, 10, 12), 0.0), torch.tensor([1.0, 0.0, 0.0, 0.0])
+    with torch.no_grad():
+        spanned, _ = head(tokens, (10, 12), a, b, margin, route, (80, 96))
+        padded, _ = head(tokens, (10, 12), pad_to(a, 10, 6), pad_to(b, 10, 6), margin, route)
+    assert spanned.shape == (1, 3, 70, 90)
+    torch.testing.assert_close(spanned, padded[..., :70, :90], atol=1e-6, rtol=0)

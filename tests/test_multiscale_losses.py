@@ -7,7 +7,7 @@ import torch
 from tcmoa.train.loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025
 from tcmoa.train.losses import task_loss
 from tcmoa.model import pyramid
-from tcmoa.model.fusion_head import luma
+from tcmoa.model.pyramid_head import luma
 from tcmoa.metrics.vifb import mefb_mef_ssim as mefb_mef_ssim_numpy
 from tcmoa.train.multiscale_losses import (clip_aware_pixel_loss, detail_targets, local_contrast_loss,
                                            mefb_mef_ssim, multiscale_detail_loss)

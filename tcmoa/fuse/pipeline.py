@@ -1,8 +1,9 @@
 """From image files or arrays to a fused image of the sources' size (any size, mode and count).
 
 Steps: read and validate every source -> put order-free sets (exposure brackets, focal stacks)
-in a canonical order -> apply the colour rule (tcmoa.colour) -> fuse pairs with the model, in
-overlapping tiles when the image exceeds the tile budget -> fold N > 2 sources pairwise.
+in a canonical order -> apply the colour rule (tcmoa.colour) -> fuse pairs with the model
+(tcmoa.fuse.runner: the token path within its budget, the output at full resolution) -> fold
+N > 2 sources pairwise.
 """
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..colour import check_source_count, fuse_with_colour_rule, size_mismatch
 from ..device import pick_device
 from ..imaging import DEFAULT_MAX_PIXELS, ImageError, ImageSource, read_image, resize_to, bt601_luma
-from ..model.network import TCMoA, normalize
+from ..model.network import TCMoA
 from ..model.moa import ALPHA_RANGE, BETA_RANGE, PromptControl
 from ..tasks import Preset, Route, get_preset
-from .tiling import DEFAULT_TILE_SIZE, TileBlender, plan_tiles
+from .runner import DEFAULT_TOKEN_PIXELS, FusionMaps, PairRunner, RunSettings
+from .tiling import DEFAULT_TILE_SIZE
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # How an image is brought to whole attention windows: mirror-pad and crop back (ours), or the
@@ -64,35 +65,6 @@ def parse_route(text: str | None, routers: Sequence[str]) -> Route | None:
     if not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
         raise ValueError(f"router weights must be finite and non-negative, with a positive sum; got {text!r}")
     return values
-
-
-@dataclass
-class FusionMaps:
-    """Prompt and routing maps of one pairwise fusion, on the token grid (one cell = pixel_patch px)."""
-
-    module_names: list[str]  # "encoder 1", ..., "decoder 1"
-    prompt_a: np.ndarray  # (M, h, w) dominant-intensity prompt of source A per module
-    prompt_b: np.ndarray  # (M, h, w)
-    gates: np.ndarray  # (M, E, h, w) routing weight of each expert
-    image_size: tuple[int, int]  # (H, W) of the fused image
-    pixel_patch: int  # image pixels per map cell along each side
-    # (H, W) weight of source A per pixel, F = w A + (1 - w) B + r: models with the source-weight
-    # head (compact, tcmoa.model.fusion_head); None for the official decoder, which has no such weight.
-    source_weight: np.ndarray | None = None
-
-    def expert_share(self) -> np.ndarray:
-        """(M, E): each expert's share of the routing mass over all tokens (rows sum to 1)."""
-        mass = self.gates.sum(axis=(2, 3))
-        return mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-12)
-
-    def source_a_share(self) -> np.ndarray:
-        """(h, w): p_A / (p_A + p_B) averaged over modules; > 0.5 where source A dominates."""
-        return (self.prompt_a / np.maximum(self.prompt_a + self.prompt_b, 1e-6)).mean(axis=0)
-
-    def at_image_size(self, grid: np.ndarray) -> np.ndarray:
-        """Upsample a (..., h, w) map to the image size: each token becomes its pixel block."""
-        up = np.repeat(np.repeat(grid, self.pixel_patch, axis=-2), self.pixel_patch, axis=-1)
-        return up[..., :self.image_size[0], :self.image_size[1]]
 
 
 @dataclass(frozen=True)
@@ -162,7 +134,7 @@ class Fuser:
 
     def __init__(self, model: TCMoA, device: str | torch.device | None = None, precision: str = "auto",
                  tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = 128, tile_batch: int = 4,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad"):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad", token_pixels: int | None = DEFAULT_TOKEN_PIXELS):
         if fit not in FITS:
             raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
         self.fit = fit
@@ -188,7 +160,11 @@ class Fuser:
         self.tile_overlap = min(int(tile_overlap) // patch, self.tile_size // 2 // patch) * patch
         if max_pixels < 1 or tile_batch < 1:
             raise ValueError(f"max_pixels and tile_batch must be at least 1, got {max_pixels} and {tile_batch}")
-        self.tile_batch, self.max_pixels = tile_batch, max_pixels
+        if token_pixels is not None and token_pixels < m * m:
+            raise ValueError(f"token_pixels must hold one {m}x{m} window ({m * m:,} px) or be None, got {token_pixels}")
+        self.tile_batch, self.max_pixels, self.token_pixels = tile_batch, max_pixels, token_pixels
+        self.runner = PairRunner(self.model, self.device, RunSettings(
+            precision, fit, self.tile_size, self.tile_overlap, tile_batch, token_pixels))
 
     # ----------------------------------------------------------------------------- public
     def settings(self, task: str | Preset = "vif", *, alpha: float | None = None, beta: float | None = None,
@@ -269,106 +245,10 @@ class Fuser:
         """Two same-size float images, both grey or both RGB -> fused image of that kind, maps."""
         grey = a.ndim == 2
         ta, tb = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (a, b))
-        if grey:  # the model sees grey sources as replicated RGB, like PIL convert('RGB')
-            ta, tb = ta[None].expand(3, -1, -1), tb[None].expand(3, -1, -1)
-        else:
-            ta, tb = ta.permute(2, 0, 1), tb.permute(2, 0, 1)
-        fused, maps = self.fuse_tensors(ta, tb, route, control, want_maps, progress)
+        ta, tb = (x[None] if grey else x.permute(2, 0, 1) for x in (ta, tb))  # (C, H, W)
+        with torch.inference_mode():
+            fused, maps = self.runner.fuse(ta, tb, route, control, want_maps, progress)
         out = fused.permute(1, 2, 0).cpu().numpy()
-        return (bt601_luma(out) if grey else out), maps
-
-    @torch.inference_mode()
-    def fuse_tensors(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
-                     want_maps: bool = False, progress: Callable[[float], None] | None = None
-                     ) -> tuple[torch.Tensor, FusionMaps | None]:
-        """[0, 1] RGB (3, H, W) pair of any size -> fused (3, H, W), tiled within the budget.
-
-        `progress(fraction)` is called after each batch of tiles (it may raise to stop).
-        """
-        _, h, w = a.shape
-        cfg = self.model.config
-        budget = self.tile_size ** 2
-        tiles = plan_tiles(h, w, budget, self.tile_overlap, int(cfg.pixel_patch), cfg.size_multiple)
-        per_call = max(1, min(self.tile_batch, budget // tiles[0].padded_area(cfg.size_multiple)))  # within budget
-        image = TileBlender(3, h, w, 1.0, self.tile_overlap, self.device)
-        n_mod = len(self.model.encoder_moa) + len(self.model.decoder_moa)
-        token_scale = 1.0 / cfg.pixel_patch
-        prompts = TileBlender(2 * n_mod, h, w, token_scale, self.tile_overlap, self.device) if want_maps else None
-        gates = TileBlender(n_mod * cfg.num_experts, h, w, token_scale, self.tile_overlap, self.device) \
-            if want_maps else None
-        weight: TileBlender | None = None  # created with the first tile that has a source weight
-        for i in range(0, len(tiles), per_call):
-            batch = tiles[i:i + per_call]
-            # Crops of the sources, not a copy of the whole pair: only the tiles of one call are in memory.
-            crop_a, crop_b = (torch.stack([x[:, t.top:t.top + t.height, t.left:t.left + t.width] for t in batch])
-                              .to(self.device) for x in (a, b))
-            fused, p, g, wa = self._run_model(crop_a, crop_b, route, control, want_maps)
-            for k, tile in enumerate(batch):
-                image.add(tile, fused[k])
-                if prompts is not None and gates is not None and p is not None and g is not None:  # want_maps
-                    prompts.add(tile, p[k])
-                    gates.add(tile, g[k])
-                if wa is not None:
-                    weight = weight or TileBlender(1, h, w, 1.0, self.tile_overlap, self.device)
-                    weight.add(tile, wa[k])
-            if progress is not None:
-                progress(min(i + per_call, len(tiles)) / len(tiles))
-        fused = image.result().clamp(0, 1)
-        if not torch.isfinite(fused).all():
-            raise RuntimeError("the model produced NaN/inf values; the checkpoint may be corrupt")
-        maps = None
-        if prompts is not None and gates is not None:  # want_maps
-            pm = prompts.result().cpu().numpy()
-            names = [f"encoder {j + 1}" for j in range(len(self.model.encoder_moa))] + \
-                    [f"decoder {j + 1}" for j in range(len(self.model.decoder_moa))]
-            maps = FusionMaps(names, pm[0::2], pm[1::2],
-                              gates.result().cpu().numpy().reshape(n_mod, cfg.num_experts, *pm.shape[-2:]), (h, w),
-                              int(cfg.pixel_patch), None if weight is None else weight.result()[0].cpu().numpy())
-        return fused, maps
-
-    def _run_model(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
-                   want_maps: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        """A batch of equal tiles (B, 3, h, w) -> fused (B, 3, h, w), prompts (B, 2M, th, tw), gates, weight of A.
-
-        Without maps the last three are None; the weight (B, 1, h, w) is None for models without one.
-        """
-        _, _, h, w = a.shape
-        m = self.model.config.size_multiple
-        pad_h, pad_w = -h % m, -w % m
-        if self.fit == "resize":
-            size = (h + pad_h, w + pad_w)
-            a, b = (F.interpolate(normalize(x), size=size, mode="bilinear", align_corners=False) for x in (a, b))
-        else:
-            a, b = (pad_to(normalize(x), pad_h, pad_w) for x in (a, b))
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            out = self.model(a, b, route, control)
-        def to_tile(x: torch.Tensor) -> torch.Tensor:  # a pixel field of the padded/resized input -> the tile's
-            if self.fit == "resize":
-                return F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-            return x[:, :, :h, :w].float()
-
-        fused = to_tile(out.fused)
-        if not want_maps:
-            return fused, None, None, None
-        weight = None if out.source_weight is None else to_tile(out.source_weight)
-        gh, gw = out.token_grid
-        cell = self.model.config.pixel_patch
-        cells = (-(-h // int(cell)), -(-w // int(cell)))  # token cells covering the tile
-        bsz = a.shape[0]
-        p = torch.cat([torch.cat([t.prompt_a, t.prompt_b], -1) for t in out.traces], -1)  # (B, N, 2M)
-        g = torch.cat([t.gates.reshape(bsz, gh * gw, -1) for t in out.traces], -1)  # (B, N, M*E)
-        grids = [x.transpose(1, 2).reshape(bsz, -1, gh, gw).float() for x in (p, g)]
-        if self.fit == "resize":  # the grid spans the stretched tile: resample it onto the tile's cells
-            grids = [F.interpolate(x, size=cells, mode="nearest") for x in grids]
-        else:
-            grids = [x[:, :, :cells[0], :cells[1]] for x in grids]
-        return fused, grids[0], grids[1], weight
-
-
-def pad_to(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
-    """Pad (B, C, H, W) at the bottom/right by mirroring (replicating where the image is too small)."""
-    if not pad_h and not pad_w:
-        return x
-    mode = "reflect" if pad_h < x.shape[2] and pad_w < x.shape[3] else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        if grey:  # a head keeps one channel; the official decoder gives RGB
+            out = out[..., 0] if out.shape[-1] == 1 else bt601_luma(out)
+        return out, maps

@@ -7,7 +7,7 @@ tau rule picks, a TC-MoA module mixes the streams; only stream A is decoded to p
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -18,11 +18,15 @@ from torch import nn
 from .backbone import (Block, RelativePositionBias, interpolate_pos_embed, shifted_window_mask,
                        sincos_pos_embed, unpatchify)
 from .config import ModelConfig
-from .fusion_head import PromptMargin, PyramidHead, SourceWeightHead
+from .fusion_head import PromptMargin, SourceWeightHead
 from .moa import ModuleTrace, PromptControl, TCMoAModule
 from .normalization import denormalize, normalize, unnormalize
+from .pyramid_head import PyramidHead
 from ..tasks import ROUTERS, Route, Router
 
+
+# normalize/denormalize live in .normalization; they are part of this module's public names too.
+__all__ = ["TCMoA", "FusionOutput", "router_table", "normalize", "unnormalize", "denormalize"]
 
 
 def router_table(names: tuple[str, ...]) -> list[Router]:
@@ -37,12 +41,13 @@ def router_table(names: tuple[str, ...]) -> list[Router]:
 class FusionOutput:
     """Everything one forward pass produces."""
 
-    fused: torch.Tensor  # (B, 3, H, W) in [0, 1]
-    pred: torch.Tensor  # (B, 3, H, W) the prediction in ImageNet-normalised space
+    fused: torch.Tensor  # (B, C, H, W) in [0, 1]; C is the sources' channels (3, or 1 for grey pixels=)
+    pred: torch.Tensor | None  # (B, 3, H, W) the decoder's prediction, ImageNet-normalised; None with a head
     token_grid: tuple[int, int]  # (h, w) of the token grid the prompts and gates live on
     encoder_traces: list[ModuleTrace] = field(default_factory=list)
     decoder_traces: list[ModuleTrace] = field(default_factory=list)
-    # (B, 1, H, W) weight of source A: per pixel ("source_weights"), or of the base band ("pyramid")
+    # (B, 1, h, w) the weight of source A the head chose, at the head's own resolution for it: per pixel
+    # ("source_weights"), or of the base band at 1/16 ("pyramid"); resample it to show it over the image
     source_weight: torch.Tensor | None = None
 
     @property
@@ -178,11 +183,14 @@ class TCMoA(nn.Module):
         return int(height / p), int(width / p)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, route: Route = 0, control: PromptControl = PromptControl(),
-                pixels: tuple[torch.Tensor, torch.Tensor] | None = None) -> FusionOutput:
+                pixels: tuple[torch.Tensor, torch.Tensor] | None = None, span: Sequence[int] | None = None
+                ) -> FusionOutput:
         """Fuse normalised sources a, b (B, 3, H, W) (A is the stream that is decoded).
 
-        `pixels`: for a model with an output head, the sources in [0, 1] at the output's resolution,
-        when the token path runs on a smaller copy (tcmoa.fuse's token budget); by default a and b.
+        `pixels`: for a model with an output head, the sources in [0, 1] (B, C, H', W') at the output's
+        resolution, C = 3, or 1 for grey sources; by default a and b (tcmoa.fuse.runner passes a finer
+        copy when its token path runs on a smaller one). `span`: the size the token grid spans in those
+        pixels, when they are not padded to it (the head mirrors them as tcmoa.fuse pads).
         """
         if a.shape != b.shape or a.dim() != 4:
             raise ValueError(f"sources must both be (B, 3, H, W) of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -191,13 +199,12 @@ class TCMoA(nn.Module):
         if self.fusion_head is None:
             if pixels is not None:
                 raise ValueError("a model without an output head decodes at the token path's resolution; pixels= needs a head")
-            pred, weight = self._to_pixels(tokens, grid), None
-        else:
-            src_a, src_b = pixels if pixels is not None else (unnormalize(a), unnormalize(b))
-            margin = PromptMargin.from_prompts([(t.prompt_a, t.prompt_b) for t in enc + dec], grid, control.beta)
-            fused, weight = self.fusion_head(tokens, grid, src_a, src_b, margin, weights)
-            pred = normalize(fused)
-        return FusionOutput(denormalize(pred), pred, grid, enc, dec, weight)
+            pred = self._to_pixels(tokens, grid)
+            return FusionOutput(denormalize(pred), pred, grid, enc, dec)
+        src_a, src_b = pixels if pixels is not None else (unnormalize(a), unnormalize(b))
+        margin = PromptMargin.from_prompts([(t.prompt_a, t.prompt_b) for t in enc + dec], grid, control.beta)
+        fused, weight = self.fusion_head(tokens, grid, src_a, src_b, margin, weights, span)
+        return FusionOutput(fused.clamp(0, 1), None, grid, enc, dec, weight)
 
     def token_path(self, a: torch.Tensor, b: torch.Tensor, route: torch.Tensor, control: PromptControl
                    ) -> tuple[torch.Tensor, tuple[int, int], list[ModuleTrace], list[ModuleTrace]]:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..metrics.matlab import gaussian_1d
 from ..model import pyramid
-from ..model.fusion_head import band_energy, clipped, luma
+from ..model.pyramid_head import band_energy, clipped, luma
 
 DETAIL_LEVELS = 4  # band-pass levels judged: 1, 2, 4 and 8 px structures
 CONTRAST_LEVELS = 4  # local SD at windows of ~5, 10, 20 and 40 px

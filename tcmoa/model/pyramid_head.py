@@ -1,0 +1,346 @@
+"""The shipped output head: one weight of source A per Laplacian band, computed in strips of rows.
+
+`PyramidHead` (config `fusion_output="pyramid"`) mixes the sources' Laplacian pyramids band by band
+(the formula is at the class). It follows the `OutputHead` interface of tcmoa/model/fusion_head.py.
+
+Large images are computed in horizontal strips, so memory stays bounded and every intermediate stays
+small enough to be reused rather than freshly mapped (fresh 50 MB tensors cost more in page faults
+than in arithmetic). Only the two finest levels (full and half resolution, 15/16 of the pixels) are
+local: they are computed per strip, each strip with a halo of rows wider than their reach, so a strip's
+core rows equal the whole image's exactly. Everything from the quarter resolution down (the coarser
+bands, the base, the base's own pyramid) is computed once for the whole image from the strips'
+quarter-resolution Gaussian levels. An image of at most STRIP_PIXELS is one strip: the plain formula.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ycbcr import BT601_WEIGHTS
+from . import pyramid
+from .fusion_head import PROMPT_GAIN, PromptMargin
+
+BETA_GAIN = 8.0  # logit per unit of the 2-beta shift, at every level
+# Initial gains of the energy and clip terms. A band twice as strong in A (log ratio 0.69) gives
+# logit 2.8, w = 0.94: a soft max-abs that still blends near-ties; a fully clipped source against an
+# unclipped one gives logit 4, w = 0.98: it gives way almost entirely.
+INITIAL_ENERGY_GAIN = 4.0
+INITIAL_CLIP_GAIN = 4.0
+LUMA = BT601_WEIGHTS  # the weights are chosen on luminance and applied to every channel
+ENERGY_FLOOR = 2e-3  # keeps log(energy) finite in flat regions (about half a grey level of band-pass)
+CLIP_HIGH, CLIP_LOW, CLIP_SOFTNESS = 0.95, 0.02, 0.01  # "clipped" luma: >= ~242/255 or <= ~5/255
+# Strips: the finest FINE_LEVELS levels are computed per strip of at most STRIP_PIXELS (plus halo).
+# Their reach is between 8 and 16 rows (tests/test_fusion_head.py: a halo of 8 changes rows, 16 does
+# not); HALO doubles that and is a whole number of quarter-resolution rows, so strips share the grid.
+FINE_LEVELS = 2
+STRIP_PIXELS = 1 << 20
+HALO = 32
+
+
+def luma(img: Tensor) -> Tensor:
+    """BT.601 luma (B, 1, H, W) of an RGB batch (B, 3, H, W), in float32; a grey batch (B, 1, H, W) is its own."""
+    if img.shape[1] == 1:
+        return img.float()
+    return (img.float() * img.new_tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def clipped(y: Tensor) -> Tensor:
+    """Soft indicator (B, 1, H, W) in [0, 1] of saturated (white) or crushed (black) luma y."""
+    return torch.sigmoid((y - CLIP_HIGH) / CLIP_SOFTNESS) + torch.sigmoid((CLIP_LOW - y) / (CLIP_SOFTNESS / 2))
+
+
+def band_energy(band_luma: Tensor) -> Tensor:
+    """Local band-pass energy: the blurred magnitude of one pyramid level's luma, (B, 1, h, w)."""
+    return pyramid.blur(band_luma.abs())
+
+
+def to_level(grid_map: Tensor, size: Sequence[int]) -> Tensor:
+    """A token-grid map (B, K, h, w) resampled smoothly to a pyramid level's size (B, K, *size).
+
+    Bilinear (antialiased when shrinking), so no token edge becomes a step in the image.
+    """
+    if tuple(grid_map.shape[-2:]) == tuple(size):
+        return grid_map
+    return F.interpolate(grid_map, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def to_level_rows(grid_map: Tensor, size: Sequence[int], top: int, rows: int) -> Tensor:
+    """Rows [top, top + rows) of `to_level(grid_map, size)` for a level at least as large as the grid,
+    computed without the rest (upsampling: bilinear, which antialiasing leaves as it is)."""
+    gh = grid_map.shape[-2]
+    y = (torch.arange(top, top + rows, dtype=torch.float64) + 0.5) * (gh / size[0]) - 0.5
+    y = y.clamp(min=0)
+    y0 = y.floor().long().clamp(max=gh - 1)
+    y1 = (y0 + 1).clamp(max=gh - 1)
+    wy = (y - y0).float().view(-1, 1).to(grid_map.device)
+    band = grid_map.index_select(-2, y0.to(grid_map.device)) * (1 - wy) + grid_map.index_select(-2, y1.to(grid_map.device)) * wy
+    if band.shape[-1] == size[1]:
+        return band
+    return F.interpolate(band, size=(rows, int(size[1])), mode="bilinear", align_corners=False)
+
+
+def level_sizes(size: Sequence[int], count: int) -> list[tuple[int, int]]:
+    """The sizes of `count` pyramid levels of an image of `size`, finest first (each half, rounded up)."""
+    sizes = [(int(size[0]), int(size[1]))]
+    for _ in range(count - 1):
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    return sizes
+
+
+def span_rows(x: Tensor, top: int, bottom: int, span: Sequence[int]) -> Tensor:
+    """Rows [top, bottom) of x (B, C, H, W) extended to `span` (H', W') as runner.pad_to pads it.
+
+    Mirrored beyond the bottom and right edges (replicated where the image is too small to mirror).
+    """
+    h, w = x.shape[-2:]
+    mirror = span[0] - h < h and span[1] - w < w
+    rows = torch.arange(top, bottom)
+    if bottom > h:  # rows past the edge: mirrored (2(h-1) - r) or the last row repeated
+        rows = torch.where(rows < h, rows, 2 * (h - 1) - rows if mirror else torch.full_like(rows, h - 1))
+        part = x.index_select(-2, rows)
+    else:
+        part = x[..., top:bottom, :]
+    if span[1] > w:
+        part = F.pad(part, (0, span[1] - w, 0, 0), mode="reflect" if mirror else "replicate")
+    return part
+
+
+@dataclass(frozen=True)
+class Strip:
+    """Rows [top, bottom) are computed; rows [core_top, core_bottom) are kept (the rest is halo)."""
+
+    top: int
+    bottom: int
+    core_top: int
+    core_bottom: int
+
+
+def plan_strips(height: int, width: int, fine: int = FINE_LEVELS, pixels: int = STRIP_PIXELS,
+                halo: int = HALO) -> list[Strip]:
+    """Strips of at most `pixels` core pixels over `height` rows, every boundary on the level-`fine` grid."""
+    align = 1 << fine
+    rows = max(align, pixels // max(width, 1) // align * align)
+    if rows >= height:
+        return [Strip(0, height, 0, height)]
+    cores = list(range(0, height, rows))
+    return [Strip(max(0, c - halo), min(height, c + rows + halo), c, min(height, c + rows)) for c in cores]
+
+
+@dataclass(frozen=True)
+class RouteGains:
+    """The head's per-level gains for one route (its routers' rows blended by the route weights)."""
+
+    detail: Tensor  # (L-1,) energy gain of the band-pass levels
+    clip: Tensor  # (L,)
+    prompt: Tensor  # (L,) positive
+    coarse: Tensor | None  # (coarse_levels,) energy gain of the base's own band-pass levels
+    mix: Tensor  # () 0: the base is one blend, 1: blended band by band on its own pyramid
+
+
+@dataclass(frozen=True)
+class TokenMaps:
+    """The token-grid part of each level's logit: token logit + prompt gain * alpha (p_A - p_B) + BETA_GAIN * 2 beta.
+
+    The per-region part of the margin keeps the learned prompt gains; beta's uniform shift gets
+    BETA_GAIN at every level, so beta moves every band alike.
+    """
+
+    logits: Tensor  # (B, L, h, w) learned, one per learned level
+    regional: Tensor  # (B, 1, h, w) alpha (p_A - p_B), averaged over the modules
+    beta_logit: float  # BETA_GAIN * 2 beta
+    prompt_gain: Tensor  # (L,)
+    levels: int
+
+    def term(self, lvl: int, size: Sequence[int], rows: tuple[int, int] | None = None) -> Tensor:
+        """Level `lvl`'s term at its `size` (B, 1, *size), or only rows (top, count) of it; levels past the
+        learned ones (the base's own pyramid) share the base's logit and gain."""
+        k = min(lvl, self.levels - 1)
+        maps = torch.cat([self.logits[:, k: k + 1], self.regional.float()], dim=1)  # (B, 2, h, w)
+        maps = to_level(maps, size) if rows is None else to_level_rows(maps, size, *rows)
+        return maps[:, :1] + self.prompt_gain[k] * maps[:, 1:] + self.beta_logit
+
+
+class PyramidHead(nn.Module):
+    """Decoded tokens -> one weight of source A per Laplacian band, applied to the sources' pyramids.
+
+    Both sources (in [0, 1]) are split into `levels` bands: `levels - 1` band-pass levels and a
+    low-pass base (tcmoa/model/pyramid.py). Level l of the result is w_l * A_l + (1 - w_l) * B_l, with
+
+        w_l = sigmoid(detail_gain_l * log(E_A / E_B)          # larger local band energy wins (band-pass levels)
+                      + clip_gain_l * (C_B - C_A)             # a clipped source gives way to the other
+                      + prompt_gain_l * alpha * margin_l      # the TC-MoA prompts: mean p_A - p_B
+                      + BETA_GAIN * 2 * beta                  # beta (Eq. 8's shift): 16 beta at every level
+                      + token_logit_l)                        # learned, from the decoded tokens
+
+    E is `band_energy`, C the fraction of `clipped` pixels at that level, and the token-grid terms are
+    resampled bilinearly to each level (`to_level`). The three gains are per router, blended by the
+    route weights; each router's initial base clip gain and coarse switch are in tcmoa.tasks.ROUTERS,
+    with the reasons (glare must not hide the infrared; an exposure's highlights are wanted). At
+    initialisation (token logits zero) this is a classical fusion: details chosen by local energy (a soft
+    max-abs), base averaged except where a source is clipped, dominance set by the prompts. The prompt
+    gains are kept positive, so alpha spreads the prompts' per-region preference across every band;
+    beta, which shifts every prompt margin by 2 beta, moves every band's logit by the same 16 beta (at
+    the learned gains alone it would barely move the band-pass levels, whose weights the energy term
+    dominates, and SSIM towards A would not rise at every step).
+
+    Coarse levels (`coarse_levels` > 0, config `pyramid_coarse_levels`; 5 in the shipped model). One
+    per-pixel blend of the 1/16 base, with a weight that moves at the token scale, mixes the sources'
+    large-scale tones and flattens them (exposure fusions then have less large-scale contrast than
+    Mertens' and the Laplacian pyramid's, which decide every scale). So the base gets its own pyramid
+    (band-pass levels at 1/16 ... 1/256 and a base), blended level by level with the base's logit
+    resampled to each (smooth at coarse scales), plus `coarse_gain * trust * log(E_A / E_B)` on its
+    band-pass levels, trust = (1 - max(C_A, C_B))^2: where a source is clipped the energy term fades,
+    because a blown-out region's rim is the strongest coarse structure and the other source's
+    large-scale contrast laid on the base overflows [0, 1] there. `coarse_mix`, a fixed per-router switch
+    saved with the model, lerps between the single blend (0) and this (1), per router as
+    tcmoa.tasks.ROUTERS sets it.
+    """
+
+    def __init__(self, dim: int, routers: int, levels: int = 5, base_clip_gain: Sequence[float] | None = None,
+                 coarse_levels: int = 0, coarse_on: Sequence[bool] | None = None):
+        super().__init__()
+        if levels <= FINE_LEVELS:
+            raise ValueError(f"the pyramid head needs more than {FINE_LEVELS} levels, got {levels}")
+        self.levels, self.coarse_levels = levels, coarse_levels
+        self.strip_pixels = STRIP_PIXELS  # not saved: how the computation is split, not what it computes
+        self.token_logits = nn.Linear(dim, levels)
+        nn.init.zeros_(self.token_logits.weight)
+        nn.init.zeros_(self.token_logits.bias)
+        # The gains are per router (rows), blended by the route weights like the routers themselves:
+        # what a clipped source means differs by task (glare in VIF; highlights MEF-SSIM wants kept).
+        self.detail_gain = nn.Parameter(torch.full((routers, levels - 1), INITIAL_ENERGY_GAIN))
+        clip = torch.full((routers, levels), INITIAL_CLIP_GAIN)
+        if base_clip_gain is not None:
+            clip[:, -1] = torch.tensor(list(base_clip_gain), dtype=torch.float32)
+        self.clip_gain = nn.Parameter(clip)
+        # log of the prompt gains: PROMPT_GAIN on the base, 1 on the band-pass levels.
+        self.log_prompt_gain = nn.Parameter(
+            torch.tensor([0.0] * (levels - 1) + [math.log(PROMPT_GAIN)]).repeat(routers, 1))
+        # Energy gain of the base's own band-pass levels (1/16, 1/32, ... of the image); none when 0 levels,
+        # so models saved without them load unchanged.
+        self.coarse_gain: nn.Parameter | None = None
+        self.coarse_mix: Tensor | None
+        self.register_buffer("coarse_mix", None)
+        if coarse_levels:
+            on = torch.tensor([bool(x) for x in coarse_on] if coarse_on is not None else [True] * routers).float()
+            self.coarse_gain = nn.Parameter((on * INITIAL_ENERGY_GAIN).view(routers, 1).repeat(1, coarse_levels))
+            # Per router, a fixed switch saved with the model (not learned: a clamped lerp weight would
+            # sit at 0 or 1 with no gradient): 1 where the coarse levels are on, 0 where the base stays
+            # one blend.
+            self.register_buffer("coarse_mix", on)
+
+    # ----------------------------------------------------------------------------- the formula
+    def gains(self, route: Tensor) -> RouteGains:
+        """The per-level gains of a route (T,) of normalised router weights."""
+        route = route.float()
+        return RouteGains(route @ self.detail_gain, route @ self.clip_gain, route @ self.log_prompt_gain.exp(),
+                          None if self.coarse_gain is None else route @ self.coarse_gain,
+                          route @ self.coarse_mix if self.coarse_mix is not None else route.new_zeros(()))
+
+    def token_maps(self, tokens: Tensor, grid: tuple[int, int], margin: PromptMargin, gains: RouteGains) -> "TokenMaps":
+        """The token-grid terms of every level's logit, to be resampled to each level (`TokenMaps.term`)."""
+        logits = self.token_logits(tokens.float()).transpose(1, 2).reshape(-1, self.levels, *grid)  # (B, L, h, w)
+        return TokenMaps(logits, margin.regional, BETA_GAIN * margin.shift, gains.prompt, self.levels)
+
+    def level_weight(self, lvl: int, token_term: Tensor, band_a: Tensor, band_b: Tensor, clip_a: Tensor,
+                     clip_b: Tensor, gains: RouteGains, low_pass: bool) -> Tensor:
+        """The weight of A (B, 1, h, w) at level `lvl` (>= levels: the base's own pyramid) from its terms."""
+        k = min(lvl, self.levels - 1)
+        z = token_term + gains.clip[k] * (clip_b - clip_a)
+        if low_pass:  # the base, or the base's own base
+            return torch.sigmoid(z)
+        energy = band_energy(luma(band_a)).add(ENERGY_FLOOR).log() - band_energy(luma(band_b)).add(ENERGY_FLOOR).log()
+        if lvl < self.levels - 1:  # the larger local energy wins
+            return torch.sigmoid(z + gains.detail[lvl] * energy)
+        # A coarse level (the base's own band-pass, 1/16 and coarser). There a clipped region's rim is the
+        # strongest structure, and the other source's large-scale contrast laid on the base overflows
+        # [0, 1]: where either source is clipped the energy term fades to the base's weight.
+        assert gains.coarse is not None
+        trust = (1 - torch.maximum(clip_a, clip_b).clamp(max=1)) ** 2
+        return torch.sigmoid(z + gains.coarse[lvl - self.levels] * trust * energy)
+
+    # ----------------------------------------------------------------------------- whole image
+    def forward(self, tokens: Tensor, grid: tuple[int, int], a: Tensor, b: Tensor, margin: PromptMargin,
+                route: Tensor, span: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+        """The `OutputHead` interface; the weight returned is the base band's weight of A at the base's
+        resolution (1/16): the coarse dominance the prompts steer."""
+        h, w = a.shape[-2:]
+        span = (h, w) if span is None else (int(span[0]), int(span[1]))
+        gains = self.gains(route)
+        sizes = level_sizes(span, self.levels + self.coarse_levels)
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            maps = self.token_maps(tokens, grid, margin, gains)
+            strips = plan_strips(span[0], span[1], pixels=self.strip_pixels)
+            quarter = [self._quarter_levels(a.float(), b.float(), s, span) for s in strips]
+            g_a, g_b, k_a, k_b = (torch.cat(parts, dim=-2) for parts in zip(*quarter))
+            coarse, base_weight = self._coarse_fusion(g_a, g_b, k_a, k_b, maps, sizes, gains)
+            fused = a.new_empty(*a.shape[:-2], h, w, dtype=torch.float32)
+            for strip in strips:
+                rows = self._fine_strip(a.float(), b.float(), strip, span, coarse, maps, sizes, gains)
+                fused[..., strip.core_top:min(h, strip.core_bottom), :] = rows[..., :max(0, h - strip.core_top), :w]
+        return fused, base_weight
+
+    # ----------------------------------------------------------------------------- the three steps
+    def _quarter_levels(self, a: Tensor, b: Tensor, strip: Strip, span: Sequence[int]) -> tuple[Tensor, ...]:
+        """A strip's core rows of both sources' Gaussian level FINE_LEVELS and of their clip maps' (4 tensors)."""
+        out = []
+        for x in (a, b):
+            g = span_rows(x, strip.top, strip.bottom, span)
+            clip = clipped(luma(g))
+            for _ in range(FINE_LEVELS):
+                g, clip = pyramid.down(g), pyramid.down(clip)
+            out += [g, clip]
+        shift = FINE_LEVELS
+        first = (strip.core_top - strip.top) >> shift
+        count = -(-strip.core_bottom // (1 << shift)) - (strip.core_top >> shift)
+        g_a, k_a, g_b, k_b = (t[..., first:first + count, :] for t in out)
+        return g_a, g_b, k_a, k_b
+
+    def _coarse_fusion(self, g_a: Tensor, g_b: Tensor, k_a: Tensor, k_b: Tensor, maps: TokenMaps,
+                       sizes: list[tuple[int, int]], gains: RouteGains) -> tuple[Tensor, Tensor]:
+        """The levels from FINE_LEVELS down, fused and collapsed to level FINE_LEVELS's size, for the whole
+        image; and the base's weight of A."""
+        levels = self.levels - FINE_LEVELS  # learned levels left: band-pass ones and the base
+        pyr_a, pyr_b = pyramid.laplacian(g_a, levels), pyramid.laplacian(g_b, levels)
+        deep = self.coarse_levels
+        clip_a, clip_b = pyramid.gaussian(k_a, levels + deep), pyramid.gaussian(k_b, levels + deep)
+        fused, base_weight = [], g_a.new_zeros(())
+        for i in range(levels):
+            lvl = i + FINE_LEVELS
+            weight = self.level_weight(lvl, maps.term(lvl, sizes[lvl]), pyr_a[i], pyr_b[i], clip_a[i], clip_b[i],
+                                       gains, low_pass=i == levels - 1)
+            fused.append(weight * pyr_a[i] + (1 - weight) * pyr_b[i])
+            base_weight = weight
+        if deep:
+            # The base blended band by band on its own pyramid; the route's `coarse_mix` lerps it in.
+            sub_a, sub_b = pyramid.laplacian(pyr_a[-1], deep + 1), pyramid.laplacian(pyr_b[-1], deep + 1)
+            bands = []
+            for j, (band_a, band_b) in enumerate(zip(sub_a, sub_b)):
+                c = levels - 1 + j  # the base's own pyramid starts at the base's size
+                term = maps.term(self.levels + j, sizes[self.levels - 1 + j])  # from the base's size down
+                weight = self.level_weight(self.levels + j, term, band_a, band_b, clip_a[c], clip_b[c], gains,
+                                           low_pass=j == deep)
+                bands.append(weight * band_a + (1 - weight) * band_b)
+            fused[-1] = torch.lerp(fused[-1], pyramid.collapse(bands), gains.mix)
+        return pyramid.collapse(fused), base_weight
+
+    def _fine_strip(self, a: Tensor, b: Tensor, strip: Strip, span: Sequence[int], coarse: Tensor,
+                    maps: TokenMaps, sizes: list[tuple[int, int]], gains: RouteGains) -> Tensor:
+        """A strip's core rows of the fused image: its FINE_LEVELS finest bands fused, collapsed onto `coarse`."""
+        g_a, g_b = span_rows(a, strip.top, strip.bottom, span), span_rows(b, strip.top, strip.bottom, span)
+        pyr_a, pyr_b = pyramid.laplacian(g_a, FINE_LEVELS + 1), pyramid.laplacian(g_b, FINE_LEVELS + 1)
+        clip_a, clip_b = (pyramid.gaussian(clipped(luma(g)), FINE_LEVELS) for g in (g_a, g_b))
+        bands = []
+        for lvl in range(FINE_LEVELS):
+            top, rows = strip.top >> lvl, pyr_a[lvl].shape[-2]
+            weight = self.level_weight(lvl, maps.term(lvl, sizes[lvl], (top, rows)), pyr_a[lvl], pyr_b[lvl],
+                                       clip_a[lvl], clip_b[lvl], gains, low_pass=False)
+            bands.append(weight * pyr_a[lvl] + (1 - weight) * pyr_b[lvl])
+        top = strip.top >> FINE_LEVELS
+        bands.append(coarse[..., top:top + pyr_a[FINE_LEVELS].shape[-2], :])
+        return pyramid.collapse(bands)[..., strip.core_top - strip.top:strip.core_bottom - strip.top, :]
