@@ -33,12 +33,13 @@ EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141  # as the shell reports SIGINT and SIGPIPE
 
 
-# Commands whose module owns its parser; imported only when the command runs (torch, the pack, tqdm).
+# Commands whose module owns their parser ("module:function" of argv); imported only when the command runs
+# (torch, the pack, tqdm).
 DELEGATED_COMMANDS = {
-    "pack": ("tcmoa.train.data", "pack the training images into one safetensors file"),
-    "pretrain": ("tcmoa.train.pretrain_stage", "stage 1: pre-train the backbone as an autoencoder"),
-    "train": ("tcmoa.train.fusion_stage", "stage 2: train TC-MoA on the frozen, pre-trained backbone"),
-    "evaluate": ("tcmoa.fuse.evaluate", "score a model and the classical baselines on the eval sets"),
+    "pack": ("tcmoa.train.data:main", "pack the training images into one safetensors file"),
+    "pretrain": ("tcmoa.train_cli:pretrain_main", "stage 1: pre-train the backbone as an autoencoder"),
+    "train": ("tcmoa.train_cli:train_main", "stage 2: train TC-MoA on the frozen, pre-trained backbone"),
+    "evaluate": ("tcmoa.fuse.evaluate:main", "score a model and the classical baselines on the eval sets"),
 }
 
 
@@ -319,8 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED_COMMANDS:
-        command = importlib.import_module(DELEGATED_COMMANDS[argv[0]][0])
-        command.main(["pack", *argv[1:]] if argv[0] == "pack" else argv[1:])
+        module, function = DELEGATED_COMMANDS[argv[0]][0].split(":")
+        getattr(importlib.import_module(module), function)(["pack", *argv[1:]] if argv[0] == "pack" else argv[1:])
         return EXIT_OK
     args = build_parser().parse_args(argv)
     try:
