@@ -37,7 +37,7 @@ EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141  # as the shell reports SIGINT and
 # Commands whose module owns their parser ("module:function" of argv); imported only when the command runs
 # (torch, the pack, tqdm).
 DELEGATED_COMMANDS = {
-    "pack": ("tcmoa.train.data:main", "pack the training images into one safetensors file"),
+    "pack": ("tcmoa.train_cli:pack_main", "pack the training images into one safetensors file"),
     "pretrain": ("tcmoa.train_cli:pretrain_main", "stage 1: pre-train the backbone as an autoencoder"),
     "train": ("tcmoa.train_cli:train_main", "stage 2: train TC-MoA on the frozen, pre-trained backbone"),
     "evaluate": ("tcmoa.fuse.evaluate:main", "score a model and the classical baselines on the eval sets"),

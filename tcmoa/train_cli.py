@@ -1,4 +1,4 @@
-"""The command lines of `tcmoa pretrain` and `tcmoa train`: argv -> typed options -> one chunk of the run.
+"""The command lines of `tcmoa pack`, `tcmoa pretrain` and `tcmoa train`: argv -> typed options -> the library.
 
 The library below (tcmoa.train) takes `PretrainOptions` / `TrainOptions` and raises
 `TrainingError`; this module alone turns those into exit codes: a bad option value is one line
@@ -17,8 +17,9 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
+from .data_root import DATA_ROOT
 from .device import pick_device
-from .train import fusion_stage, pretrain_stage
+from .train import data, fusion_stage, pretrain_stage
 from .train.data import RECON_SCALE
 from .train.loop import ChunkResult, read_state
 from .train.options import (RUNTIME_OPTIONS, TRAIN_PRECISIONS, OptionError, PretrainOptions, RunOptions,
@@ -181,3 +182,28 @@ def train_main(argv: Sequence[str] | None = None) -> ChunkResult:
     """`tcmoa train`: parse, load the pack, run one chunk."""
     started = time.monotonic()
     return run_chunk(fusion_stage.train, parse_train(argv), started)
+
+
+def pack_main(argv: Sequence[str] | None = None) -> None:
+    """`tcmoa pack` (the training pack), and `bench` (time loading a pack and drawing batches)."""
+    ap = argparse.ArgumentParser(prog="tcmoa", description=(data.__doc__ or "").split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack", help="pack the training images into one safetensors file")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--root", type=Path, default=DATA_ROOT,
+                   help="data root holding pretrain/natural and train/ (default: $TCMOA_DATA, else ../shared/data)")
+    p.add_argument("--max-side", type=int, default=1280, help="longest side kept (1280: every training set at its native size)")
+    p.add_argument("--mef-max-side", type=int, default=1280)
+    p.add_argument("--quality", type=int, default=85)
+    p.add_argument("--codec", choices=("jpeg", "png"), default="jpeg")
+    b = sub.add_parser("bench", help="time loading a pack and drawing batches")
+    b.add_argument("pack", type=Path)
+    b.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    b.add_argument("--batches", type=int, default=100)
+    b.add_argument("--batch", type=int, default=16)
+    b.add_argument("--size", type=int, default=224)
+    a = ap.parse_args(argv)
+    if a.cmd == "pack":
+        data.pack(a.out, a.root / "pretrain" / "natural", a.root / "train", a.max_side, a.mef_max_side, a.quality, a.codec)
+    else:
+        data.bench(a.pack, a.device, a.batches, a.batch, a.size)
