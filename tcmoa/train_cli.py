@@ -3,8 +3,8 @@
 The library below (tcmoa.train) takes `PretrainOptions` / `TrainOptions` and raises
 `TrainingError`; this module alone turns those into exit codes: a bad option value is one line
 and exit 2, as argparse reports bad usage; inputs that do not fit together (a model without the
-router, a folder of another stage) end the command with their one line (exit 1). Process-wide
-switches are set here, once per command, and nowhere in the library.
+router, a folder of another stage, a model that does not load) end the command with their one
+line (exit 1). Process-wide switches are set here, once per command, and nowhere in the library.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch
 
 from .data_root import DATA_ROOT
 from .device import pick_device
+from .model.checkpoint import CheckpointError
 from .train import data, fusion_stage, pretrain_stage
 from .train.data import RECON_SCALE
 from .train.loop import ChunkResult, read_state
@@ -119,6 +120,8 @@ def train_parser() -> argparse.ArgumentParser:
 def parse_run_options(ap: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse; on --resume, every non-runtime option comes from the saved run (a differing one is noted)."""
     opts = ap.parse_args(argv)
+    if not opts.pack.is_file():
+        ap.error(f"--pack {opts.pack}: no such file (make one with `tcmoa pack --out FILE`)")
     if opts.accumulate is not None and opts.accumulate < 1:
         ap.error("--accumulate must be at least 1")
     try:
@@ -168,7 +171,7 @@ def run_chunk(run: Callable[[OptionsT, float], ChunkResult], opts: OptionsT, sta
     except OptionError as exc:  # bad usage: one line and exit 2, as argparse
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    except TrainingError as exc:  # the message alone, exit 1
+    except (TrainingError, CheckpointError, FileNotFoundError) as exc:  # the message alone, exit 1
         raise SystemExit(str(exc)) from None
 
 

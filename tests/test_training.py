@@ -260,3 +260,9 @@ def test_the_library_raises_domain_errors_the_command_turns_into_one_line(workdi
     with pytest.raises(SystemExit) as stop:  # not a chunk folder at all: argparse's one line, exit 2
         train_main([*pre, "--resume", str(tmp_path)])
     assert stop.value.code == 2 and "--resume: " in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a model that is not there
+        train_main([*pre, "--init", str(tmp_path / "nothing")])
+    assert "no such model file or folder" in str(stop.value.code)
+    with pytest.raises(SystemExit) as stop:  # no pack: said before anything loads
+        pretrain_main(["--pack", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "z"), "--steps", "1"])
+    assert stop.value.code == 2 and "--pack" in capsys.readouterr().err and not (tmp_path / "z").exists()
