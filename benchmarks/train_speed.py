@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from tcmoa.train import fusion_stage, pretrain_stage
+from tcmoa.train_cli import parse_pretrain, parse_train
 from tcmoa.model.config import get_config
 from tcmoa.model.network import TCMoA
 from tcmoa.train.data import load_pack
@@ -31,14 +32,12 @@ def stage_for(name: str, pack: Path, precision: str, batch: int, size: int):
               "--size", str(size), "--precision", precision, "--device", "cpu"]
     stage: pretrain_stage.PretrainStage | fusion_stage.FusionStage
     if name == "pretrain":
-        opts = pretrain_stage.build_parser().parse_args(common)
-        stage = pretrain_stage.PretrainStage(opts, banks, held)
+        stage = pretrain_stage.PretrainStage(parse_pretrain(common), banks, held)
     else:  # a fresh compact model stands in for the pre-trained backbone: same cost per step
-        opts = fusion_stage.build_parser().parse_args(common + ["--config", "compact", "--backbone", "unused"])
-        stage = fusion_stage.FusionStage(opts, banks, held)
+        stage = fusion_stage.FusionStage(parse_train(common + ["--config", "compact", "--backbone", "unused"]), banks, held)
     torch.manual_seed(0)
     model = stage.build_model(torch.device("cpu")) if name == "pretrain" else TCMoA(get_config("compact"))
-    return stage, model, opts
+    return stage, model, stage.opts
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -33,12 +34,13 @@ EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141  # as the shell reports SIGINT and SIGPIPE
 
 
-# Commands whose module owns its parser; imported only when the command runs (torch, the pack, tqdm).
+# Commands whose module owns their parser ("module:function" of argv); imported only when the command runs
+# (torch, the pack, tqdm).
 DELEGATED_COMMANDS = {
-    "pack": ("tcmoa.train.data", "pack the training images into one safetensors file"),
-    "pretrain": ("tcmoa.train.pretrain_stage", "stage 1: pre-train the backbone as an autoencoder"),
-    "train": ("tcmoa.train.fusion_stage", "stage 2: train TC-MoA on the frozen, pre-trained backbone"),
-    "evaluate": ("tcmoa.fuse.evaluate", "score a model and the classical baselines on the eval sets"),
+    "pack": ("tcmoa.train_cli:pack_main", "pack the training images into one safetensors file"),
+    "pretrain": ("tcmoa.train_cli:pretrain_main", "stage 1: pre-train the backbone as an autoencoder"),
+    "train": ("tcmoa.train_cli:train_main", "stage 2: train TC-MoA on the frozen, pre-trained backbone"),
+    "evaluate": ("tcmoa.fuse.evaluate:main", "score a model and the classical baselines on the eval sets"),
 }
 
 
@@ -48,6 +50,35 @@ class CliError(Exception):
     def __init__(self, message: str, code: int):
         super().__init__(message)
         self.code = code
+
+
+@dataclass
+class ModelOptions:
+    """Which model on which device: what `fuse` and `info` share (build_parser holds the defaults and help)."""
+
+    model: str | None  # model folder, official .pth or preset; None: the shipped checkpoint
+    device: str | None  # cpu, cuda, cuda:N; None: the GPU when present
+
+
+@dataclass
+class FuseOptions(ModelOptions):
+    """`tcmoa fuse`'s options, typed and checked: what the command passes down instead of argparse's namespace."""
+
+    sources: list[Path]  # source images in role order (empty with pairs)
+    pairs: tuple[Path, Path] | None  # two folders of same-named sources
+    output: Path  # output image, or folder with pairs
+    task: str  # preset key
+    alpha: float | None  # within ALPHA_RANGE; None: the task's
+    beta: float | None  # within BETA_RANGE; None: the task's
+    router: str | None  # a router name or weights as typed (parse_router reads it against the model)
+    colour: str
+    resize: str | None
+    maps: Path | None  # folder for prompt/routing heatmaps
+    precision: str
+    tile_size: int
+    fit: str
+    max_pixels: int
+    quiet: bool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,9 +168,9 @@ def check_output(path: Path, folder: bool, option: str = "-o") -> None:
         raise CliError(f"{option} {path}: cannot write into {existing} ({exc.strerror or exc})", EXIT_INPUT) from None
 
 
-def _load(args: argparse.Namespace):
+def _load(opts: ModelOptions):
     try:
-        return load_model(args.model, device="cpu")
+        return load_model(opts.model, device="cpu")
     except (FileNotFoundError, CheckpointError, KeyError) as exc:
         raise CliError(f"cannot load the model: {exc}", EXIT_MODEL) from None
 
@@ -184,17 +215,17 @@ def in_flags(message: str) -> str:
     return message
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """Options that need no model: the device and the pixel limit (exit 2 before the model loads)."""
+def check_options(opts: ModelOptions) -> None:
+    """Options that need no model: the device and a fusion's pixel limit (exit 2 before the model loads)."""
     try:
-        pick_device(args.device)
+        pick_device(opts.device)
     except ValueError as exc:
         raise CliError(f"--device: {in_flags(str(exc))}", EXIT_INPUT) from None
-    if getattr(args, "max_pixels", 1) <= 0:
-        raise CliError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}", EXIT_INPUT)
+    if isinstance(opts, FuseOptions) and opts.max_pixels <= 0:
+        raise CliError(f"--max-pixels must be a positive number of pixels, got {opts.max_pixels}", EXIT_INPUT)
 
 
-def check_sources(args: argparse.Namespace) -> None:
+def check_sources(args: FuseOptions) -> None:
     """The source files, from their headers, and the output against them: exit 2 before the model loads."""
     if args.pairs:
         for folder in args.pairs:
@@ -229,21 +260,27 @@ def _as_typed(text: str) -> float | str:
         return text
 
 
-def run_fuse(args: argparse.Namespace) -> int:
-    """The `fuse` command."""
-    if bool(args.sources) == bool(args.pairs):
+def fuse_options(parsed: argparse.Namespace) -> FuseOptions:
+    """`fuse`'s parsed command line as options: sources or --pairs, α and β within range (exit 2 otherwise)."""
+    if bool(parsed.sources) == bool(parsed.pairs):
         raise CliError("give either two or more source images, or --pairs DIR_A DIR_B", EXIT_INPUT)
     try:  # the library's ranges, checked before the model loads
-        args.alpha, args.beta = (None if value is None else knob.check(_as_typed(value))
-                                 for knob, value in ((ALPHA_RANGE, args.alpha), (BETA_RANGE, args.beta)))
+        alpha, beta = (None if value is None else knob.check(_as_typed(value))
+                       for knob, value in ((ALPHA_RANGE, parsed.alpha), (BETA_RANGE, parsed.beta)))
     except ValueError as exc:
         raise CliError(str(exc), EXIT_INPUT) from None
+    given = {k: v for k, v in vars(parsed).items() if k != "command"}
+    return FuseOptions(**{**given, "alpha": alpha, "beta": beta, "pairs": tuple(parsed.pairs) if parsed.pairs else None})
+
+
+def run_fuse(args: FuseOptions) -> int:
+    """The `fuse` command."""
     check_options(args)
     check_output(args.output, folder=bool(args.pairs))  # before any fusion: a failed write would waste it
     if args.maps is not None:
         check_output(args.maps, folder=True, option="--maps")
     check_sources(args)
-    jobs = ([("", *args.sources)] if args.sources else _pairs(*args.pairs))
+    jobs = _pairs(*args.pairs) if args.pairs else [("", *args.sources)]
     model = _load(args)
     try:
         fuser = Fuser(model, device=rank_device(args.device), precision=args.precision, tile_size=args.tile_size,
@@ -257,7 +294,7 @@ def run_fuse(args: argparse.Namespace) -> int:
 
     # Under torchrun the ranks share the folder's pairs; rank 0 alone reports (tcmoa/fuse/folder_queue.py).
     queue = PairQueue(jobs, quiet=args.quiet, shard=bool(args.pairs))
-    args.quiet = args.quiet or not queue.world.is_main
+    args = replace(args, quiet=args.quiet or not queue.world.is_main)
     if not model.info.get("trained") and not args.quiet:
         print(f"warning: {model.info['name']} is untrained: the output is not a meaningful fusion", file=sys.stderr)
     written: list[Path] = []
@@ -279,7 +316,7 @@ def run_fuse(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
-def fuse_jobs(queue: PairQueue, fuser: Fuser, options: dict[str, Any], args: argparse.Namespace,
+def fuse_jobs(queue: PairQueue, fuser: Fuser, options: dict[str, Any], args: FuseOptions,
               written: list[Path]) -> None:
     """Fuse and write each job of the queue; `written` grows with every output in place."""
     for stem, *sources in queue:
@@ -303,7 +340,7 @@ def fuse_jobs(queue: PairQueue, fuser: Fuser, options: dict[str, Any], args: arg
                 print(f"note: {note}")
 
 
-def run_info(args: argparse.Namespace) -> int:
+def run_info(args: ModelOptions) -> int:
     """The `info` command: what the model is and where it came from."""
     check_options(args)
     model = _load(args)
@@ -319,13 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED_COMMANDS:
-        command = importlib.import_module(DELEGATED_COMMANDS[argv[0]][0])
-        command.main(["pack", *argv[1:]] if argv[0] == "pack" else argv[1:])
+        module, function = DELEGATED_COMMANDS[argv[0]][0].split(":")
+        getattr(importlib.import_module(module), function)(["pack", *argv[1:]] if argv[0] == "pack" else argv[1:])
         return EXIT_OK
     args = build_parser().parse_args(argv)
     try:
-        with process_group(getattr(args, "device", None), backend="gloo"):  # under torchrun
-            code = run_fuse(args) if args.command == "fuse" else run_info(args)
+        with process_group(args.device, backend="gloo"):  # under torchrun
+            code = run_fuse(fuse_options(args)) if args.command == "fuse" else run_info(ModelOptions(args.model, args.device))
         sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
         return code
     except CliError as exc:

@@ -175,3 +175,12 @@ def test_backbone_alone_loads_and_leaves_tcmoa_fresh(tmp_path):
     mae["mask_token"] = torch.zeros(1, 1, 128)
     torch.save({"model": mae}, tmp_path / "mae.pth")
     load_backbone(TCMoA(get_config("compact")), tmp_path / "mae.pth")
+
+
+def test_an_untrained_preset_is_reproducible_and_leaves_the_random_stream_alone():
+    torch.manual_seed(7)
+    before = torch.random.get_rng_state()
+    first = load_model("official-tiny")
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's stream goes on where it was
+    torch.rand(3)  # whatever the caller draws in between
+    assert same_weights(first, load_model("official-tiny"))

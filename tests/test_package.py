@@ -1,12 +1,15 @@
 """The package as others use it: one task vocabulary, light imports, the installed console script."""
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
+from importlib.metadata import packages_distributions
 
 import pytest
 
@@ -103,3 +106,29 @@ def test_presets_are_case_insensitive_and_unknown_ones_have_one_message():
     with pytest.raises(UnknownPresetError, match=r"unknown task 'Sonar'; choose one of vif, mef, mff") as raised:
         get_preset("Sonar")
     assert isinstance(raised.value, ValueError)  # callers that catch ValueError keep working
+
+
+def pinned(requirements: str) -> set[str]:
+    """Distribution names pinned in a requirements file (lower case)."""
+    lines = (REPO / requirements).read_text().splitlines()
+    return {m.group(1).lower() for ln in lines if (m := re.match(r"([A-Za-z0-9_.-]+)==", ln))}
+
+
+def test_requirements_txt_is_what_the_app_imports_and_the_dev_list_adds_the_tools():
+    # A Space installs requirements.txt alone: every installed distribution the app's code imports is pinned there.
+    imported = set()
+    for path in [REPO / "app.py", *(REPO / "tcmoa").rglob("*.py"), *(REPO / "demo").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    providers = packages_distributions()  # `spaces` exists only on Spaces: not installed here, not pinned
+    needed = {providers[name][0].lower() for name in imported - set(sys.stdlib_module_names) if name in providers}
+    runtime = pinned("requirements.txt")
+    assert needed and needed <= runtime, needed - runtime
+    assert {"torch", "gradio", "opencv-python-headless"} <= needed
+    dev = (REPO / "requirements-dev.txt").read_text().splitlines()
+    assert "-r requirements.txt" in dev[:3]
+    tools = pinned("requirements-dev.txt")
+    assert {"pytest", "playwright", "mypy", "ruff", "hatchling"} <= tools and not tools & runtime

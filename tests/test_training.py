@@ -15,7 +15,9 @@ from tcmoa.model.config import get_config
 from tcmoa.train.data import pack
 from tcmoa.train.loop import Schedule, read_state, split_holdout, stream_seed
 from tcmoa.cli import main as cli_main
-from tcmoa.train import fusion_stage, pretrain_stage
+from tcmoa.train import fusion_stage
+from tcmoa.train.options import TrainingError
+from tcmoa.train_cli import parse_train, pretrain_main, train_main
 
 # 32-wide, 2+2 blocks, 4x4-token windows of 8-px patches: sizes in multiples of 32 px.
 TINY = dataclasses.replace(get_config("compact"), name="tiny", embed_dim=32, depth=2, num_heads=2,
@@ -60,13 +62,13 @@ def workdir(tmp_path_factory):
 
 def run_pretrain(root, out, *extra: str):
     """A chunk of tiny pre-training."""
-    return pretrain_stage.main(["--pack", str(root / "pack.safetensors"), "--out", str(out), "--config",
+    return pretrain_main(["--pack", str(root / "pack.safetensors"), "--out", str(out), "--config",
                           str(root / "tiny.json"), "--lr", "3e-3", *COMMON, *extra])
 
 
 def run_train(root, out, *extra: str):
     """A chunk of tiny TC-MoA (or router-only) training."""
-    return fusion_stage.main(["--pack", str(root / "pack.safetensors"), "--out", str(out), "--lr", "2e-3", *COMMON, *extra])
+    return train_main(["--pack", str(root / "pack.safetensors"), "--out", str(out), "--lr", "2e-3", *COMMON, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +235,34 @@ def test_coarse_levels_option_is_checked_before_any_step(workdir, backbone, tmp_
                   "--coarse-levels", "2", "--steps", "1")
     with pytest.raises(ValueError, match="pyramid_coarse_levels must be >= 0"):
         dataclasses.replace(TINY, pyramid_coarse_levels=-1)
+
+
+def test_a_chunk_leaves_the_callers_random_stream_as_it_was(workdir, backbone, tmp_path):
+    # The run seeds the global RNG (a fresh model, router noise) inside a fork of it.
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    run_train(workdir, tmp_path / "tc", "--backbone", str(backbone[0]), "--steps", "1")
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_the_library_raises_domain_errors_the_command_turns_into_one_line(workdir, backbone, tmp_path, capsys):
+    opts = parse_train(["--pack", str(workdir / "pack.safetensors"), "--out", str(tmp_path / "x"), *COMMON,
+                        "--backbone", str(backbone[0]), "--steps", "1", "--tasks", "vif,sonar"])
+    with pytest.raises(TrainingError, match="unknown router 'sonar'"):
+        fusion_stage.FusionStage(opts, {}, {})
+    with pytest.raises(SystemExit) as stop:  # the command: the message alone, no traceback
+        run_train(workdir, tmp_path / "x", "--backbone", str(backbone[0]), "--steps", "1", "--tasks", "vif,sonar")
+    assert "unknown router 'sonar'" in str(stop.value.code)
+    pre = ["--pack", str(workdir / "pack.safetensors"), "--out", str(tmp_path / "y"), *COMMON, "--steps", "1"]
+    with pytest.raises(SystemExit) as stop:  # a chunk folder of another stage: refused before any step
+        train_main([*pre, "--resume", str(backbone[0])])
+    assert "holds a 'pretrain' run, not 'tcmoa'" in str(stop.value.code)
+    with pytest.raises(SystemExit) as stop:  # not a chunk folder at all: argparse's one line, exit 2
+        train_main([*pre, "--resume", str(tmp_path)])
+    assert stop.value.code == 2 and "--resume: " in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a model that is not there
+        train_main([*pre, "--init", str(tmp_path / "nothing")])
+    assert "no such model file or folder" in str(stop.value.code)
+    with pytest.raises(SystemExit) as stop:  # no pack: said before anything loads
+        pretrain_main(["--pack", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "z"), "--steps", "1"])
+    assert stop.value.code == 2 and "--pack" in capsys.readouterr().err and not (tmp_path / "z").exists()

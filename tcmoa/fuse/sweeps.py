@@ -85,14 +85,11 @@ def alpha_sweep(fuser: Fuser, sources: Sequence[np.ndarray], task: str, alphas: 
 
 def sweep_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], Sweep]], path: str | Path) -> None:
     """One row per (title, sources, sweep): the sources, the fused strip, and the measure's curve."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures stay as they are
 
     n_img = max(len(s.images) for _, _, s in rows) + 2
-    fig, axes = plt.subplots(len(rows), n_img + 1, figsize=(1.9 * (n_img + 1.6), 2.0 * len(rows)),
-                             gridspec_kw={"width_ratios": [1] * n_img + [1.6]}, squeeze=False)
+    fig = Figure(figsize=(1.9 * (n_img + 1.6), 2.0 * len(rows)))
+    axes = fig.subplots(len(rows), n_img + 1, gridspec_kw={"width_ratios": [1] * n_img + [1.6]}, squeeze=False)
     for r, (title, sources, sweep) in enumerate(rows):
         tiles = [("source A", sources[0]), ("source B", sources[1])]  # pass them in model order
         tiles += [(f"{sweep.knob}={v:g}", im) for v, im in zip(sweep.values, sweep.images)]
@@ -109,4 +106,3 @@ def sweep_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], Sweep]], path: 
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)

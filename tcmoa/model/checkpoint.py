@@ -282,8 +282,9 @@ def load_model(name_or_path: str | Path | None = None, device: str | torch.devic
                 "TC-MoA .pth, or a preset name (e.g. 'compact') for an untrained model")
         model = load_saved(REPO_CHECKPOINTS)
     elif isinstance(name_or_path, str) and name_or_path in CONFIGS:
-        torch.manual_seed(0)  # an untrained preset is still reproducible
-        model = TCMoA(get_config(name_or_path))
+        with torch.random.fork_rng(devices=[]):  # built on the CPU: only its stream is seeded, and restored after
+            torch.manual_seed(0)  # an untrained preset is reproducible: the same weights every time
+            model = TCMoA(get_config(name_or_path))
     else:
         path = Path(name_or_path)
         if not path.exists():

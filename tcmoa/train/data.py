@@ -10,7 +10,6 @@ B=CT/PET/SPECT. Only pretrain/natural and train/ are read, never eval/.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import io
 import json
@@ -29,8 +28,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ..data_root import DATA_ROOT
 from ..imaging import image_files
+from ..data_root import DATA_ROOT
 from .synthesis import as_generator, rand, synthesize_exposure_pair, synthesize_focus_pair
 from ..tasks import ROUTERS, ROUTER_NAMES
 
@@ -377,7 +376,7 @@ def reconstruction_batch(
     return torch.cat(parts)
 
 
-# --- command line ----------------------------------------------------------------------------
+# --- timing ----------------------------------------------------------------------------------
 def bench(path: str | Path, device: str = "cpu", batches: int = 100, batch: int = 16, size: int = 224) -> None:
     """Time loading a pack and drawing batches of every kind."""
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
@@ -398,32 +397,3 @@ def bench(path: str | Path, device: str = "cpu", batches: int = 100, batch: int 
         sync()
         wall, cpu = (time.perf_counter() - t0) / batches, (time.process_time() - c0) / batches
         print(f"{name:>8}: {1e3 * wall:.1f} ms per {batch}×{size}² batch (process CPU time {1e3 * cpu:.1f} ms)")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`pack` and `bench` subcommands."""
-    ap = argparse.ArgumentParser(prog="tcmoa", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("pack", help="pack the training images into one safetensors file")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--root", type=Path, default=DATA_ROOT,
-                   help="data root holding pretrain/natural and train/ (default: $TCMOA_DATA, else ../shared/data)")
-    p.add_argument("--max-side", type=int, default=1280, help="longest side kept (1280: every training set at its native size)")
-    p.add_argument("--mef-max-side", type=int, default=1280)
-    p.add_argument("--quality", type=int, default=85)
-    p.add_argument("--codec", choices=("jpeg", "png"), default="jpeg")
-    b = sub.add_parser("bench", help="time loading a pack and drawing batches")
-    b.add_argument("pack", type=Path)
-    b.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    b.add_argument("--batches", type=int, default=100)
-    b.add_argument("--batch", type=int, default=16)
-    b.add_argument("--size", type=int, default=224)
-    a = ap.parse_args(argv)
-    if a.cmd == "pack":
-        pack(a.out, a.root / "pretrain" / "natural", a.root / "train", a.max_side, a.mef_max_side, a.quality, a.codec)
-    else:
-        bench(a.pack, a.device, a.batches, a.batch, a.size)
-
-
-if __name__ == "__main__":
-    main()

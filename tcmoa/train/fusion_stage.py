@@ -21,12 +21,11 @@ router (`--router-init vif`), i.e. from the official zero-shot behaviour.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import time
 import json
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from timm.optim import param_groups_weight_decay
@@ -42,8 +41,8 @@ from ..model.network import TCMoA, normalize
 from .synthesis import synthesize_focus_pair
 from ..tasks import ROUTERS
 from ..distributed import MicroBatches, SyncedModel, process_group
-from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, resolve_options,
-                       run_stage, split_holdout, stream_seed)
+from .loop import ChunkResult, Schedule, run_stage, split_holdout, stream_seed
+from .options import OptionError, TrainingError, TrainOptions, autocast
 
 # Which official loss trains which router: the three official tasks, and VIF's for medical (see above).
 LOSS_TASK = {t.name: t.objective for t in ROUTERS.values()}
@@ -52,15 +51,18 @@ ROUTER_ROWS = ("router_bank.gate", "router_bank.noise", "source_embed",
                "fusion_head.detail_gain", "fusion_head.clip_gain", "fusion_head.log_prompt_gain",
                "fusion_head.coarse_gain")
 VAL_BATCH = 8
+NO_START = "a new TC-MoA run needs a pre-trained backbone (--backbone) or a saved model (--init)"
 
 
-def backbone_config(opts: argparse.Namespace) -> ModelConfig:
-    """The model config: --config if given, else the backbone folder's config.json."""
+def backbone_config(opts: TrainOptions) -> ModelConfig:
+    """The model config: opts.config if given, else the backbone folder's config.json."""
     if opts.config:
         return resolve_config(opts.config)
+    if not opts.backbone:
+        raise OptionError(NO_START)
     path = Path(opts.backbone)
     if not (path.is_dir() and (path / CONFIG_FILE).is_file()):
-        raise SystemExit(f"{path}: not a model folder with {CONFIG_FILE}; pass --config for a .pth backbone")
+        raise TrainingError(f"{path}: not a model folder with {CONFIG_FILE}; pass --config for a .pth backbone")
     return ModelConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
 
 
@@ -88,7 +90,7 @@ class FusionStage:
 
     plot_series: tuple[str, ...]
 
-    def __init__(self, opts: argparse.Namespace, banks: dict[str, ImageBank], held: dict[str, ImageBank]):
+    def __init__(self, opts: TrainOptions, banks: dict[str, ImageBank], held: dict[str, ImageBank]):
         self.opts, self.banks, self.held = opts, banks, held
         self.device = pick_device(opts.device)
         self.router_only = opts.router_only
@@ -97,7 +99,7 @@ class FusionStage:
         self.plot_series = ("loss", *self.tasks) if len(self.tasks) > 1 else ("loss",)
         for t in self.tasks:
             if t not in LOSS_TASK:
-                raise SystemExit(f"unknown router {t!r}; choose from {', '.join(LOSS_TASK)}")
+                raise TrainingError(f"unknown router {t!r}; choose from {', '.join(LOSS_TASK)}")
         self.val = self._validation_set()
 
     # --- model and parameters ---------------------------------------------------------------
@@ -108,15 +110,17 @@ class FusionStage:
             model = load_model(o.init, device)
             kind = o.fusion_output or model.config.fusion_output
             if o.coarse_levels is not None and kind != "pyramid":
-                raise SystemExit(f"--coarse-levels applies to the pyramid head; this model's head is {kind!r}")
+                raise TrainingError(f"--coarse-levels applies to the pyramid head; this model's head is {kind!r}")
             if kind != model.config.fusion_output or o.coarse_levels is not None:
                 model = with_head(model, kind, o.coarse_levels)
+        elif not o.backbone:
+            raise OptionError(NO_START)
         else:
             model = TCMoA(backbone_config(o)).to(device)
             load_backbone(model, o.backbone)
         missing = [t for t in self.tasks if t not in model.config.routers]
         if missing:
-            raise SystemExit(f"the model has no router for {missing}; its routers: {model.config.routers}")
+            raise TrainingError(f"the model has no router for {missing}; its routers: {model.config.routers}")
         if self.router_only and o.router_init != "zero":
             src, dst = (model.config.routers.index(t) for t in (o.router_init, self.router_only))
             with torch.no_grad():
@@ -196,59 +200,9 @@ class FusionStage:
         return out
 
 
-def _zoom_range(text: str) -> tuple[float, float]:
-    """'1,2' -> (1.0, 2.0): a crop-side range relative to --size."""
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers 'LO,HI', got {text!r}") from None
-    if not 0 < lo <= hi:
-        raise argparse.ArgumentTypeError(f"need 0 < LO <= HI, got {text!r}")
-    return lo, hi
-
-
-def _levels(text: str) -> int:
-    """'5' -> 5: a count of pyramid levels (0 or more)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of `tcmoa train`."""
-    ap = argparse.ArgumentParser(prog="tcmoa train", description=__doc__.split("\n")[0])
-    start = ap.add_mutually_exclusive_group()
-    start.add_argument("--backbone", help="pre-trained backbone: a `tcmoa pretrain` folder or an MAE .pth")
-    start.add_argument("--init", help="a full saved model to continue from (e.g. for --router-only)")
-    ap.add_argument("--config", help="preset or config .json (default: the backbone folder's config.json)")
-    ap.add_argument("--tasks", default="vif,mef,mff", help="tasks trained in turn, one optimiser step each")
-    ap.add_argument("--router-only", help="train only this task's router rows and source embeddings")
-    ap.add_argument("--router-init", default="vif", help="router the new one starts from (a task name, or 'zero')")
-    ap.add_argument("--epochs", type=int, default=20, help="nominal epochs the steps are split into (official 20)")
-    ap.add_argument("--warmup-epochs", type=int, default=2, help="warm-up epochs of the lr and the losses (official 2)")
-    ap.add_argument("--zoom", type=_zoom_range, default=None,
-                    help="crop side / --size in image pixels, e.g. 1,2 (native-scale crops; default: the tasks' area scales)")
-    ap.add_argument("--fusion-output", choices=("source_weights", "pyramid"),
-                    help="with --init: replace the model's output head by a fresh one of this kind (the rest is kept)")
-    ap.add_argument("--coarse-levels", type=_levels, default=None,
-                    help="with --init: give the pyramid head this many coarse levels (its other weights kept)")
-    ap.add_argument("--loss-version", default="2025", choices=("2024", "2025", "tcmoa"),
-                    help="official 2024/2025 weights, or ours: tcmoa (multi-scale, clip-aware; tcmoa/loss_weights.py)")
-    add_common_arguments(ap, batch=16, size=192, lr=3e-4, min_lr=1e-5, clip=0.0, eval_every=1000)
-    return ap
-
-
-def main(argv: Sequence[str] | None = None) -> ChunkResult:
-    """Parse, load the pack, run one chunk."""
-    started = time.monotonic()
-    ap = build_parser()
-    opts = resolve_options(ap, argv)
-    if not opts.resume and not (opts.init if opts.router_only else opts.backbone or opts.init):
-        ap.error("a new run needs --backbone (TC-MoA training) or --init (a trained model; needed by --router-only)")
+def train(opts: TrainOptions, started: float | None = None) -> ChunkResult:
+    """Load the pack and run one chunk of TC-MoA (or router-only) training; `started`: the command's start time."""
+    started = time.monotonic() if started is None else started
 
     def schedule(total: int) -> Schedule:
         return Schedule(total, total * opts.warmup_epochs // opts.epochs, opts.lr, opts.min_lr, opts.epochs)
@@ -260,4 +214,3 @@ def main(argv: Sequence[str] | None = None) -> ChunkResult:
         # A router-only run keeps the loaded model's "trained" flag; a TC-MoA run makes a trained model.
         info = {"stage_tasks": stage.tasks} if opts.router_only else {"trained": True, "stage_tasks": stage.tasks}
         return run_stage(stage, opts, schedule, info=info, started=started)
-

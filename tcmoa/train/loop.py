@@ -9,22 +9,19 @@ crops, synthesis, router noise) comes from seeds derived from (seed, s), so a re
 the uninterrupted one bit for bit on the same device. Under `torchrun` the same loop runs data-parallel
 (tcmoa/distributed.py): every step is split into micro-batches over the ranks.
 
-A command supplies a `Stage` (model, trainable parameters, one training step, an evaluation);
-`run_stage` does the rest.
+A command supplies a `Stage` (model, trainable parameters, one training step, an evaluation) and
+its options (tcmoa.train.options); `run_stage` drives a `Run` through one chunk.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
-import os
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, NoReturn, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Protocol
 
 import torch
 from torch import Tensor
@@ -34,95 +31,12 @@ from .data import ImageBank
 from ..device import pick_device
 from ..distributed import MicroBatches, SyncedModel, World, current_world, micro_batch_plan
 from ..model.network import TCMoA
+from .options import OptionError, RunOptions, TrainingError, plain_options
 from .run_log import RunLog, plot_log
 
 STATE_FILE, LOG_FILE, PLOT_FILE, SUMMARY_FILE = "state.pt", "log.jsonl", "loss.png", "run.json"
 STATE_FORMAT = "tcmoa-train-state/1"
-# Options that may change between chunks; every other option is fixed by the first chunk.
-RUNTIME_OPTIONS = frozenset({"pack", "out", "resume", "minutes", "chunk_steps", "device", "log_every",
-                             "eval_every", "precision", "accumulate"})
-TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 SAVE_RESERVE_S = 20.0  # kept free at the end of a chunk for the final evaluation, save and plot
-
-
-# --- options ---------------------------------------------------------------------------------
-def add_common_arguments(ap: argparse.ArgumentParser, *, batch: int, size: int, lr: float, min_lr: float,
-                         clip: float, eval_every: int) -> None:
-    """The options both commands share (defaults differ per command)."""
-    ap.add_argument("--pack", required=True, type=Path, help="training pack (python -m tcmoa pack)")
-    ap.add_argument("--out", required=True, type=Path, help="folder for model, state, log and plot")
-    ap.add_argument("--resume", type=Path, help="a folder written by an earlier chunk of the same run")
-    ap.add_argument("--minutes", type=float, default=8.5, help="wall budget of this chunk, start-up included")
-    ap.add_argument("--steps", type=int, help="total (outer) steps of the whole run")
-    ap.add_argument("--budget-minutes", type=float,
-                    help="instead of --steps: total training minutes; steps = budget / timed seconds per step")
-    ap.add_argument("--chunk-steps", type=int, help="stop this chunk after this many steps")
-    ap.add_argument("--batch", type=int, default=batch, help="crops per micro-batch (per rank, per --accumulate)")
-    ap.add_argument("--accumulate", type=int,
-                    help="micro-batches per rank and optimiser step (default 1; on --resume: what keeps the run's "
-                         "global batch of ranks x accumulate micro-batches)")
-    ap.add_argument("--size", type=int, default=size, help="square crop side in px (a multiple of one window)")
-    ap.add_argument("--lr", type=float, default=lr)
-    ap.add_argument("--min-lr", type=float, default=min_lr)
-    ap.add_argument("--weight-decay", type=float, default=0.05)
-    ap.add_argument("--clip", type=float, default=clip, help="max gradient norm (0: no clipping)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--holdout", type=float, default=0.02, help="fraction of each image group kept out of training")
-    ap.add_argument("--log-every", type=int, default=25)
-    ap.add_argument("--eval-every", type=int, default=eval_every)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--precision", default="auto", choices=TRAIN_PRECISIONS,
-                    help="bf16 autocast (auto: on CUDA, and on CPUs with native bf16; ~1.9x faster on 2 Zen 4 cores)")
-
-
-def resolve_options(ap: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse; on --resume, every non-runtime option comes from the saved run (a differing one is reported)."""
-    opts = ap.parse_args(argv)
-    if opts.accumulate is not None and opts.accumulate < 1:
-        ap.error("--accumulate must be at least 1")
-    if opts.resume is None:
-        if (opts.steps is None) == (opts.budget_minutes is None):
-            ap.error("give exactly one of --steps and --budget-minutes")
-        return opts
-    state = read_state(opts.resume)
-    for key, saved in state["args"].items():
-        if key in RUNTIME_OPTIONS or not hasattr(opts, key):
-            continue
-        given = getattr(opts, key)
-        given = str(given) if isinstance(given, Path) else given
-        if given != saved and given != ap.get_default(key) and os.environ.get("RANK", "0") == "0":  # once per job
-            print(f"note: --{key.replace('_', '-')} {given} ignored; the run was started with {saved}", file=sys.stderr)
-        setattr(opts, key, saved)
-    return opts
-
-
-def plain_options(opts: argparse.Namespace) -> dict[str, Any]:
-    """Options as JSON/weights_only-safe primitives."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'bf16' or 'fp32': auto picks bf16 on CUDA and on CPUs with native bf16 kernels (oneDNN)."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16"
-    try:  # a private oneDNN query: a torch build without it counts as "no native bf16"
-        native = device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return "bf16" if native else "fp32"
-
-
-def autocast(device: torch.device, precision: str = "auto") -> ContextManager:
-    """bf16 autocast (no GradScaler needed, unlike the official fp16) or plain fp32.
-
-    The TC-MoA modules and the losses switch autocast off inside, as the official code does, so
-    only the backbone's matmuls run in bf16; parameters and optimiser state stay fp32.
-    """
-    if resolve_precision(precision, device) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 # --- optimiser and schedule ------------------------------------------------------------------
@@ -218,10 +132,10 @@ def read_state(directory: str | Path) -> dict[str, Any]:
     """The run state of a chunk folder (weights_only: plain tensors and containers only)."""
     path = Path(directory) / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{directory}: no {STATE_FILE}; not a folder written by a training chunk")
+        raise TrainingError(f"{directory}: no {STATE_FILE}; not a folder written by a training chunk")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path}: unknown state format {state.get('format')!r}")
+        raise TrainingError(f"{path}: unknown state format {state.get('format')!r}")
     return state
 
 
@@ -230,9 +144,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def own_rng(device: torch.device) -> ContextManager:
+    """Inside, the global RNG (CPU, and `device` if a GPU) may be seeded and drawn from; on exit it is as it was."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def probe_seconds_per_step(stage: Stage, model: TCMoA, lr: float, device: torch.device, world: World = World(),
                            parts: range = range(1), warm: int = 3, timed: int = 10) -> float:
     """Seconds per step (rank 0's, every rank stepping), timed on a throw-away copy (the run itself is untouched)."""
+    with own_rng(device):  # the probe's micro-batches seed the global RNG
+        seconds = _time_steps(stage, model, lr, device, world, parts, warm, timed)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return world.from_main(seconds)
+
+
+def _time_steps(stage: Stage, model: TCMoA, lr: float, device: torch.device, world: World, parts: range,
+                warm: int, timed: int) -> float:
     clone = copy.deepcopy(model).train()
     optimizer = build_optimizer(stage.param_groups(clone), lr, device)
     net = world.wrap(clone, device)
@@ -243,27 +171,7 @@ def probe_seconds_per_step(stage: Stage, model: TCMoA, lr: float, device: torch.
         micro = MicroBatches(parts, net, device, lambda g: stream_seed(-1, i, 0, g))  # noqa: B023 (called at once)
         stage.train_step(net, optimizer, -1 - i, 0, micro)
     _sync(device)
-    seconds = (time.perf_counter() - t0) / timed
-    del clone, optimizer, net
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return world.from_main(seconds)
-
-
-def _evaluate(stage: Stage, model: TCMoA, step: int, seconds: float, log: RunLog) -> dict[str, float]:
-    model.eval()
-    with torch.no_grad():
-        metrics = stage.evaluate(model)
-    model.train()
-    log.append({"event": "eval", "step": step, "seconds": round(seconds, 2), **metrics})
-    log.say(f"[eval] step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    return metrics
-
-
-def option_error(message: str) -> NoReturn:
-    """Stop on a bad option as argparse does: one line on stderr, exit code 2, no traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    return (time.perf_counter() - t0) / timed
 
 
 def check_crop_size(size: int, model: TCMoA) -> None:
@@ -272,116 +180,182 @@ def check_crop_size(size: int, model: TCMoA) -> None:
     if size % multiple:
         lower, upper = size // multiple * multiple, (size // multiple + 1) * multiple
         nearest = f"{lower} or {upper}" if lower else str(upper)
-        option_error(f"--size {size} is not a multiple of {multiple} px, one attention window of "
-                     f"{model.config.name!r} ({model.config.window_size} tokens of {model.config.pixel_patch:g} px); "
-                     f"try --size {nearest}")
+        raise OptionError(f"--size {size} is not a multiple of {multiple} px, one attention window of "
+                          f"{model.config.name!r} ({model.config.window_size} tokens of {model.config.pixel_patch:g} px); "
+                          f"try --size {nearest}")
 
 
-def _open_run(stage: Stage, opts: argparse.Namespace, device: torch.device) -> tuple[TCMoA, dict[str, Any]]:
-    """The model and run state: loaded from --resume, or fresh; the crop size checked against the model."""
+def open_run(stage: Stage, opts: RunOptions, device: torch.device) -> tuple[TCMoA, dict[str, Any]]:
+    """The model and run state: loaded from opts.resume, or fresh; the crop size checked against the model."""
     if not opts.resume:
-        torch.manual_seed(opts.seed)
+        torch.manual_seed(opts.seed)  # a fresh model's initialisation (run_stage forks the global RNG)
         state = {"format": STATE_FORMAT, "stage": stage.name, "step": 0, "total_steps": opts.steps,
                  "seed": opts.seed, "args": plain_options(opts), "wall_seconds": 0.0, "chunks": []}
         model = stage.build_model(device)
     else:
         state = read_state(opts.resume)
         if state["stage"] != stage.name:
-            raise SystemExit(f"{opts.resume} holds a '{state['stage']}' run, not '{stage.name}'")
+            raise TrainingError(f"{opts.resume} holds a '{state['stage']}' run, not '{stage.name}'")
         model = load_model(opts.resume, device)
     check_crop_size(opts.size, model)
     return model, state
 
 
-def run_stage(stage: Stage, opts: argparse.Namespace, schedule_for: Callable[[int], Schedule],
+class Run:
+    """One chunk of a training run on this rank: opened fresh or resumed, stepped until it should stop, saved.
+
+    Rank 0 alone evaluates, logs and writes; every rank steps (tcmoa/distributed.py).
+    """
+
+    def __init__(self, stage: Stage, opts: RunOptions, schedule_for: Callable[[int], Schedule],
+                 started: float | None = None):
+        self.stage, self.opts = stage, opts
+        self.started = time.monotonic() if started is None else started
+        self.world = world = current_world()
+        self.device = pick_device(opts.device)  # under torchrun "cuda" is this rank's GPU (distributed.process_group)
+        self.out = Path(opts.out)
+        if world.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.log = RunLog(self.out / LOG_FILE, Path(opts.resume) / LOG_FILE if opts.resume else None, active=world.is_main)
+        self.model, self.state = open_run(stage, opts, self.device)
+        self.model.train()
+        self.optimizer = build_optimizer(stage.param_groups(self.model), opts.lr, self.device)
+        if opts.resume:
+            self.optimizer.load_state_dict(self.state["optimizer"])
+            torch.set_rng_state(self.state["rng"]["cpu"])  # unused by the loop (it re-seeds per step); kept for completeness
+        # A step is `per_step` micro-batches of opts.batch crops, `per_rank` of them on each rank.
+        saved = self.state.get("micro_batches", 1) if opts.resume else None
+        self.per_step, per_rank, change = micro_batch_plan(saved, opts.accumulate, world.size)
+        if change:
+            self.log.say(f"note: {change}")
+        self.state["micro_batches"] = self.per_step
+        self.parts = range(world.rank * per_rank, (world.rank + 1) * per_rank)
+        self.net = world.wrap(self.model, self.device)
+        if self.state["total_steps"] is None:
+            self._probe_total_steps()
+        self.schedule = schedule_for(self.state["total_steps"])
+        self.first = self.step = self.state["step"]
+        self.base_s = self.state["wall_seconds"]  # the earlier chunks' wall seconds
+        self.pending: list[dict[str, Tensor]] = []  # step scalars not yet logged
+        self.step_s: float | None = None  # running mean of seconds per step, evaluations excluded
+        self.eval_s = 0.0  # seconds of the last periodic evaluation
+        self.loop_started = time.monotonic()
+
+    def _probe_total_steps(self) -> None:
+        """budget_minutes: fix the run's step count once, from a timing probe."""
+        minutes = self.opts.budget_minutes
+        if minutes is None:
+            raise OptionError("a new run needs --steps or --budget-minutes")
+        sec = probe_seconds_per_step(self.stage, self.model, self.opts.lr, self.device, self.world, self.parts)
+        total = self.state["total_steps"] = max(1, int(minutes * 60 / sec))
+        self.log.append({"event": "probe", "seconds_per_step": round(sec, 5), "total_steps": total,
+                         "budget_minutes": minutes})
+        self.log.say(f"[probe] {sec * 1e3:.1f} ms/step -> {total} steps in {minutes} min")
+
+    def seconds(self) -> float:
+        """Wall seconds of the whole stage so far (earlier chunks included)."""
+        return self.base_s + time.monotonic() - self.started
+
+    def begin(self) -> None:
+        """Say what this chunk runs; a new run first evaluates the untrained model (the curves' step 0)."""
+        ranks = f" x {self.world.size} ranks" if self.world.size > 1 else ""
+        self.log.say(f"[{self.stage.name}] steps {self.first}..{self.schedule.total_steps} on {self.device}{ranks}, "
+                     f"{self.per_step} micro-batch(es) of {self.opts.batch} per step, "
+                     f"chunk budget {self.opts.minutes} min")
+        if self.first == 0 and self.world.is_main:
+            self._held_out()
+        self.loop_started = time.monotonic()
+
+    def should_stop(self) -> bool:
+        """True when the run is done, the chunk's steps are done, or a step, evaluation and save no longer fit."""
+        if self.step >= self.schedule.total_steps:
+            return True
+        if self.opts.chunk_steps is not None and self.step - self.first >= self.opts.chunk_steps:
+            return True
+        spent = time.monotonic() - self.started
+        late = self.step_s is not None and spent + 2 * self.step_s + self.eval_s + SAVE_RESERVE_S > self.opts.minutes * 60
+        return bool(self.world.from_main(late))  # rank 0's clock decides for every rank
+
+    def train_step(self) -> None:
+        """One (outer) step at the schedule's learning rate; its random draws come from (seed, step)."""
+        t0 = time.monotonic()
+        step, seed, lr = self.step, self.state["seed"], self.schedule.lr(self.step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        micro = MicroBatches(self.parts, self.net, self.device, lambda g: stream_seed(seed, step, 0, g))
+        self.pending.append(self.stage.train_step(self.net, self.optimizer, step, self.schedule.epoch(step), micro))
+        self.step += 1
+        if self.step % self.opts.log_every == 0 or self.step == self.schedule.total_steps:
+            self._log_pending(lr)
+        dt = time.monotonic() - t0
+        self.step_s = dt if self.step_s is None else 0.9 * self.step_s + 0.1 * dt
+
+    def evaluation_due(self) -> bool:
+        """Every eval_every steps, except at the run's last step (the save evaluates)."""
+        every = self.opts.eval_every
+        return bool(every) and self.step % every == 0 and self.step < self.schedule.total_steps
+
+    def evaluate(self) -> None:
+        """Held-out metrics now (rank 0), logged; their time is kept free at the end of the chunk."""
+        if self.world.is_main:
+            t0 = time.monotonic()
+            self._held_out()
+            self.eval_s = time.monotonic() - t0
+
+    def save(self, info: dict[str, Any]) -> ChunkResult:
+        """Log what is pending, evaluate, save model, state, summary and plot (rank 0); every rank returns after."""
+        if self.pending:
+            self._log_pending(self.schedule.lr(self.step - 1))
+        loop_s = time.monotonic() - self.loop_started
+        if self.world.is_main:
+            self._held_out()
+        state, total = self.state, self.schedule.total_steps
+        done, wall = self.step >= total, time.monotonic() - self.started
+        chunk = {"event": "chunk", "chunk": len(state["chunks"]), "first_step": self.first, "last_step": self.step,
+                 "wall_s": round(wall, 1), "loop_s": round(loop_s, 1), "device": _device_name(self.device),
+                 "ranks": self.world.size, "micro_batches": self.per_step, "done": done}
+        state.update(step=self.step, wall_seconds=self.base_s + wall, chunks=state["chunks"] + [chunk],
+                     schedule=self.schedule.state_dict(), optimizer=self.optimizer.state_dict(),
+                     rng={"cpu": torch.get_rng_state()})
+        self.log.append({**chunk, "stage_wall_s": round(state["wall_seconds"], 1)})
+        summary = _save_chunk(self.stage, self.model, state, self.out, self.log, {"total_steps": total, **info},
+                              write=self.world.is_main)
+        self.log.say(f"[{self.stage.name}] saved {self.out} at step {self.step}/{total} "
+                     f"({'done' if done else 'resume to continue'}); chunk {wall / 60:.1f} min, "
+                     f"stage {state['wall_seconds'] / 60:.1f} min")
+        self.world.barrier()  # every rank returns with the chunk saved
+        return ChunkResult(summary, self.model)
+
+    def _log_pending(self, lr: float) -> None:
+        _log_steps(self.log, self.pending, self.step, lr, self.seconds(), self.world)
+        self.pending = []
+
+    def _held_out(self) -> None:
+        self.model.eval()
+        with torch.no_grad():
+            metrics = self.stage.evaluate(self.model)
+        self.model.train()
+        self.log.append({"event": "eval", "step": self.step, "seconds": round(self.seconds(), 2), **metrics})
+        self.log.say(f"[eval] step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+def run_stage(stage: Stage, opts: RunOptions, schedule_for: Callable[[int], Schedule],
               info: dict[str, Any] | None = None, started: float | None = None) -> ChunkResult:
     """Run (or continue) one chunk of a stage; returns the run summary (as in run.json) and the model.
 
     `schedule_for(total_steps)` builds the schedule; `started` (time.monotonic() at the command's
-    start) makes the chunk budget and the recorded wall time include loading the data.
+    start) makes the chunk budget and the recorded wall time include loading the data. The run seeds
+    and draws from the global RNG (a fresh model's initialisation, router noise) inside a fork of it:
+    the caller's random stream is left as it was.
     """
-    t_start = time.monotonic() if started is None else started
-    world = current_world()
-    device = pick_device(opts.device)  # under torchrun "cuda" is this rank's GPU (distributed.process_group)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    out = Path(opts.out)
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    log = RunLog(out / LOG_FILE, Path(opts.resume) / LOG_FILE if opts.resume else None, active=world.is_main)
-    model, state = _open_run(stage, opts, device)
-    model.train()
-    optimizer = build_optimizer(stage.param_groups(model), opts.lr, device)
-    if opts.resume:
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["cpu"])  # unused by the loop (it re-seeds per step); kept for completeness
-    # A step is `per_step` micro-batches of --batch crops, `per_rank` of them on each rank.
-    per_step, per_rank, change = micro_batch_plan(state.get("micro_batches", 1) if opts.resume else None,
-                                                  opts.accumulate, world.size)
-    if change:
-        log.say(f"note: {change}")
-    state["micro_batches"] = per_step
-    parts = range(world.rank * per_rank, (world.rank + 1) * per_rank)
-    net = world.wrap(model, device)
-    if state["total_steps"] is None:  # --budget-minutes: fix the step count once, from a timing probe
-        sec = probe_seconds_per_step(stage, model, opts.lr, device, world, parts)
-        state["total_steps"] = max(1, int(opts.budget_minutes * 60 / sec))
-        log.append({"event": "probe", "seconds_per_step": round(sec, 5), "total_steps": state["total_steps"],
-                    "budget_minutes": opts.budget_minutes})
-        log.say(f"[probe] {sec * 1e3:.1f} ms/step -> {state['total_steps']} steps in {opts.budget_minutes} min")
-    schedule = schedule_for(state["total_steps"])
-    seed, first, base_s = state["seed"], state["step"], state["wall_seconds"]
-    clock = lambda: base_s + time.monotonic() - t_start  # noqa: E731  (stage wall seconds so far)
-    ranks = f" x {world.size} ranks" if world.size > 1 else ""
-    log.say(f"[{stage.name}] steps {first}..{schedule.total_steps} on {device}{ranks}, {per_step} micro-batch(es) "
-            f"of {opts.batch} per step, chunk budget {opts.minutes} min")
-
-    step, pending, step_s, eval_s = first, [], None, 0.0
-    if first == 0 and world.is_main:  # the baseline point of the held-out curves
-        _evaluate(stage, model, 0, clock(), log)
-    t_loop = time.monotonic()
-    while step < schedule.total_steps:
-        if opts.chunk_steps is not None and step - first >= opts.chunk_steps:
-            break
-        t_step = time.monotonic()
-        # Stop while a step, an evaluation and the save still fit in the chunk's budget (rank 0's clock decides).
-        late = step_s is not None and t_step - t_start + 2 * step_s + eval_s + SAVE_RESERVE_S > opts.minutes * 60
-        if world.from_main(late):
-            break
-        lr = schedule.lr(step)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        micro = MicroBatches(parts, net, device, lambda g: stream_seed(seed, step, 0, g))  # noqa: B023 (called at once)
-        pending.append(stage.train_step(net, optimizer, step, schedule.epoch(step), micro))
-        step += 1
-        if step % opts.log_every == 0 or step == schedule.total_steps:
-            _log_steps(log, pending, step, lr, clock(), world)
-            pending = []
-        if opts.eval_every and step % opts.eval_every == 0 and step < schedule.total_steps and world.is_main:
-            t_eval = time.monotonic()
-            _evaluate(stage, model, step, clock(), log)
-            eval_s = time.monotonic() - t_eval
-            t_step += eval_s  # keep the step-time estimate free of evaluation time
-        dt = time.monotonic() - t_step
-        step_s = dt if step_s is None else 0.9 * step_s + 0.1 * dt
-    if pending:
-        _log_steps(log, pending, step, schedule.lr(step - 1), clock(), world)
-    loop_s = time.monotonic() - t_loop
-    if world.is_main:
-        _evaluate(stage, model, step, clock(), log)
-    done = step >= schedule.total_steps
-    wall = time.monotonic() - t_start
-    chunk = {"event": "chunk", "chunk": len(state["chunks"]), "first_step": first, "last_step": step,
-             "wall_s": round(wall, 1), "loop_s": round(loop_s, 1), "device": _device_name(device), "ranks": world.size,
-             "micro_batches": per_step, "done": done}
-    state.update(step=step, wall_seconds=base_s + wall, chunks=state["chunks"] + [chunk],
-                 schedule=schedule.state_dict(), optimizer=optimizer.state_dict(), rng={"cpu": torch.get_rng_state()})
-    log.append({**chunk, "stage_wall_s": round(state["wall_seconds"], 1)})
-    summary = _save_chunk(stage, model, state, out, log, {"total_steps": schedule.total_steps, **(info or {})},
-                          write=world.is_main)
-    log.say(f"[{stage.name}] saved {out} at step {step}/{schedule.total_steps} ({'done' if done else 'resume to continue'}); "
-            f"chunk {wall / 60:.1f} min, stage {state['wall_seconds'] / 60:.1f} min")
-    world.barrier()  # every rank returns with the chunk saved
-    return ChunkResult(summary, model)
+    with own_rng(pick_device(opts.device)):
+        run = Run(stage, opts, schedule_for, started)
+        run.begin()
+        while not run.should_stop():
+            run.train_step()
+            if run.evaluation_due():
+                run.evaluate()
+        return run.save(info or {})
 
 
 def _save_chunk(stage: Stage, model: TCMoA, state: dict[str, Any], out: Path, log: RunLog,

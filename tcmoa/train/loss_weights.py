@@ -1,14 +1,15 @@
 """The official per-task loss weightings (2024 camera-ready and 2025 code), as data.
 
 Each task has a warm-up and a main phase; tcmoa.train.losses.task_loss applies them (checked
-against the official loss terms: tests/test_losses.py, tests/test_official_fixture.py).
+against the official loss terms: tests/test_losses.py, tests/test_official_fixture.py) and logs
+the terms LOGGED_TERMS names, under the official names TERM_NAMES gives the weights' fields.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..tasks import OBJECTIVES
+from ..tasks import MEF, MFF, OBJECTIVES, VIF
 
 
 @dataclass(frozen=True)
@@ -93,3 +94,29 @@ LOSS_WEIGHTS_OURS = LossWeights(
 
 LOSS_WEIGHTS: Mapping[str, LossWeights] = {"2025": LOSS_WEIGHTS_2025, "2024": LOSS_WEIGHTS_2024,
                                            "tcmoa": LOSS_WEIGHTS_OURS}
+
+# Keys the official code puts in its loss dict (and logs), per (task, warm-up). Identical in both
+# versions. Note VIF warm-up uses ssim_loss in the total but does not log it.
+LOGGED_TERMS: Mapping[tuple[int, bool], tuple[str, ...]] = {
+    (VIF, True): ("aux_loss", "pixel_loss", "prompt_loss"),
+    (VIF, False): ("aux_loss", "ssim_loss", "max_grad_loss", "max_pixel_loss", "prompt_loss"),
+    (MEF, True): ("ssim_loss", "pixel_loss", "prompt_loss", "aux_loss"),
+    (MEF, False): ("pixel_loss", "MEF_SSIM_loss", "max_grad_loss", "prompt_loss", "aux_loss"),
+    (MFF, True): ("ssim_loss", "pixel_loss", "prompt_loss", "aux_loss"),
+    (MFF, False): ("ssim_loss", "max_grad_loss", "aux_loss", "pixel_loss", "prompt_loss"),
+}
+
+# PhaseWeights field -> official term name.
+TERM_NAMES: Mapping[str, str] = {
+    "pixel": "pixel_loss",
+    "max_pixel": "max_pixel_loss",
+    "max_grad": "max_grad_loss",
+    "ssim": "ssim_loss",
+    "mef_ssim": "MEF_SSIM_loss",
+    "mir": "prompt_loss",
+    # Ours (not in the official versions, so never in LOGGED_TERMS): logged whenever weighted.
+    "clip_pixel": "clip_pixel_loss",
+    "detail": "detail_loss",
+    "contrast": "contrast_loss",
+    "mefb_ssim": "MEFB_SSIM_loss",
+}

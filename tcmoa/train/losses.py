@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025, LossWeights, PhaseWeights
+from .loss_weights import (LOGGED_TERMS, LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025, TERM_NAMES, LossWeights,
+                           PhaseWeights)
 from ..tasks import MEF, MFF, OBJECTIVES, VIF
 from .multiscale_losses import clip_aware_pixel_loss, local_contrast_loss, mefb_mef_ssim, multiscale_detail_loss
 
@@ -306,33 +307,6 @@ def mir_loss(
 # --------------------------------------------------------------------------------------------
 
 
-# Keys the official code puts in its loss dict (and logs), per (task, warm-up). Identical in both
-# versions. Note VIF warm-up uses ssim_loss in the total but does not log it.
-_LOGGED: dict[tuple[int, bool], tuple[str, ...]] = {
-    (VIF, True): ("aux_loss", "pixel_loss", "prompt_loss"),
-    (VIF, False): ("aux_loss", "ssim_loss", "max_grad_loss", "max_pixel_loss", "prompt_loss"),
-    (MEF, True): ("ssim_loss", "pixel_loss", "prompt_loss", "aux_loss"),
-    (MEF, False): ("pixel_loss", "MEF_SSIM_loss", "max_grad_loss", "prompt_loss", "aux_loss"),
-    (MFF, True): ("ssim_loss", "pixel_loss", "prompt_loss", "aux_loss"),
-    (MFF, False): ("ssim_loss", "max_grad_loss", "aux_loss", "pixel_loss", "prompt_loss"),
-}
-
-# PhaseWeights field -> official term name.
-_TERM_NAMES: dict[str, str] = {
-    "pixel": "pixel_loss",
-    "max_pixel": "max_pixel_loss",
-    "max_grad": "max_grad_loss",
-    "ssim": "ssim_loss",
-    "mef_ssim": "MEF_SSIM_loss",
-    "mir": "prompt_loss",
-    # Ours (not in the official versions, so never in _LOGGED): logged whenever weighted.
-    "clip_pixel": "clip_pixel_loss",
-    "detail": "detail_loss",
-    "contrast": "contrast_loss",
-    "mefb_ssim": "MEFB_SSIM_loss",
-}
-
-
 def _task_index(task: int | str) -> int:
     if isinstance(task, str):
         if task.lower() not in OBJECTIVES:
@@ -345,18 +319,9 @@ def _task_index(task: int | str) -> int:
 
 
 @_no_autocast
-def task_loss(
-    task: int | str,
-    fused: Tensor,
-    a: Tensor,
-    b: Tensor,
-    encoder_prompts: Sequence[tuple[Tensor, Tensor]],
-    decoder_prompts: Sequence[tuple[Tensor, Tensor]],
-    aux_loss: Tensor | float,
-    epoch: int,
-    version: LossVersion | LossWeights = "2025",
-    warmup_epochs: int = 2,
-) -> dict[str, Tensor]:
+def task_loss(task: int | str, fused: Tensor, a: Tensor, b: Tensor, encoder_prompts: Sequence[tuple[Tensor, Tensor]],
+              decoder_prompts: Sequence[tuple[Tensor, Tensor]], aux_loss: Tensor | float, epoch: int,
+              version: LossVersion | LossWeights = "2025", warmup_epochs: int = 2) -> dict[str, Tensor]:
     """Per-task loss {"loss": total, <term name>: term, ...} (official, or ours: "tcmoa"); fused/sources (B,3,H,W) in [0,1]."""
     t = _task_index(task)
     weights = version if isinstance(version, LossWeights) else LOSS_WEIGHTS[version]
@@ -392,23 +357,27 @@ def task_loss(
             return 1.0 - mefb_mef_ssim(fused, [a, b]).mean().float()
         raise AssertionError(field)
 
-    ours = tuple(_TERM_NAMES[f] for f in ("clip_pixel", "detail", "contrast", "mefb_ssim") if getattr(pw, f) != 0.0)
-    logged = _LOGGED[(t, warmup)] + ours
+    aux = torch.as_tensor(aux_loss, device=fused.device, dtype=fused.dtype)
+    aux_div = float(epoch + 1) if weights.aux_epoch_decay else 1.0
+    return _weighted_total(compute, pw, LOGGED_TERMS[(t, warmup)], aux, aux_div)
+
+
+def _weighted_total(compute: Callable[[str], Tensor], pw: PhaseWeights, official_logged: tuple[str, ...],
+                    aux: Tensor, aux_div: float) -> dict[str, Tensor]:
+    """{"loss": scale * sum(w * term) + aux weight * aux / aux_div, and the logged terms}; `compute(field)`: one term."""
+    ours = tuple(TERM_NAMES[f] for f in ("clip_pixel", "detail", "contrast", "mefb_ssim") if getattr(pw, f) != 0.0)
+    logged = official_logged + ours
     terms: dict[str, Tensor] = {}
-    bracket = fused.new_zeros(())
-    for field, name in _TERM_NAMES.items():
+    bracket = aux.new_zeros(())
+    for field, name in TERM_NAMES.items():
         w = getattr(pw, field)
         if w != 0.0 or name in logged:  # a custom LossWeights may zero a logged term: still log it
             terms[name] = compute(field)
         if w != 0.0:
             bracket = bracket + w * terms[name]
-
-    aux = torch.as_tensor(aux_loss, device=fused.device, dtype=fused.dtype)
-    # Logged undivided; v2025 divides it by (epoch + 1) in the total only.
+    # The aux loss is logged undivided; v2025 divides it by (epoch + 1) in the total only.
     terms["aux_loss"] = aux
-    aux_div = float(epoch + 1) if weights.aux_epoch_decay else 1.0
     total = pw.scale * bracket + pw.aux * aux / aux_div
-
     out: dict[str, Tensor] = {"loss": total}
     for name in logged:
         out[name] = terms[name]

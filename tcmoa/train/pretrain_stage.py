@@ -13,9 +13,8 @@ windowed attention must share context across tokens to fill that gap. Loss: L1 +
 """
 from __future__ import annotations
 
-import argparse
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from timm.optim import param_groups_weight_decay
@@ -23,14 +22,14 @@ from torch import Tensor
 
 from ..model.checkpoint import load_model
 from ..model.config import resolve_config
-from .data import RECON_SCALE, ImageBank, load_pack, reconstruction_batch
+from .data import ImageBank, load_pack, reconstruction_batch
 from ..device import pick_device
 from .losses import official_ssim
 from ..metrics.vifb import reference_psnr
 from ..model.network import TCMoA, denormalize, normalize, unnormalize
 from ..distributed import MicroBatches, SyncedModel, process_group
-from .loop import (ChunkResult, Schedule, add_common_arguments, autocast, resolve_options,
-                       run_stage, split_holdout, stream_seed)
+from .loop import ChunkResult, Schedule, run_stage, split_holdout, stream_seed
+from .options import PretrainOptions, autocast
 
 MAX_EVAL_IMAGES = 16  # per image group: bounds the evaluation time
 
@@ -68,7 +67,7 @@ class PretrainStage:
     name = "pretrain"
     plot_series: tuple[str, ...] = ("loss", "l1")
 
-    def __init__(self, opts: argparse.Namespace, banks: dict[str, ImageBank], held: dict[str, ImageBank]):
+    def __init__(self, opts: PretrainOptions, banks: dict[str, ImageBank], held: dict[str, ImageBank]):
         self.opts, self.banks, self.held = opts, banks, held
         self.config = resolve_config(opts.config)
         self.device = pick_device(opts.device)
@@ -123,27 +122,12 @@ class PretrainStage:
         return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of `tcmoa pretrain`."""
-    ap = argparse.ArgumentParser(prog="tcmoa pretrain", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default="compact", help="preset name or a config .json")
-    ap.add_argument("--init", help="start from this model folder's weights with a fresh optimiser and schedule "
-                                   "(e.g. a short low-lr cool-down of a pre-trained backbone)")
-    ap.add_argument("--warmup", type=float, default=0.05, help="fraction of the steps spent warming up the lr")
-    ap.add_argument("--min-scale", type=float, default=RECON_SCALE[0],
-                    help="smallest crop, as a fraction of the image area (smaller: closer to native resolution)")
-    add_common_arguments(ap, batch=64, size=192, lr=1e-3, min_lr=1e-5, clip=1.0, eval_every=2000)
-    return ap
-
-
-def main(argv: Sequence[str] | None = None) -> ChunkResult:
-    """Parse, load the pack, run one chunk."""
-    started = time.monotonic()
-    opts = resolve_options(build_parser(), argv)
+def pretrain(opts: PretrainOptions, started: float | None = None) -> ChunkResult:
+    """Load the pack and run one chunk of backbone pre-training; `started`: the command's start time."""
+    started = time.monotonic() if started is None else started
     with process_group(opts.device):  # under torchrun: data-parallel over its ranks
         device = pick_device(opts.device)
         banks, held = split_holdout(load_pack(opts.pack, device), opts.holdout)
         stage = PretrainStage(opts, banks, held)
         return run_stage(stage, opts, lambda total: Schedule(total, round(opts.warmup * total), opts.lr, opts.min_lr),
                          info={"trained": False}, started=started)
-

@@ -31,15 +31,13 @@ class RunLog:
 
 def plot_log(records: Sequence[dict[str, Any]], path: Path, title: str, series: Sequence[str]) -> None:
     """loss.png: loss curves (log scale), the learning rate, and the held-out metrics."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures stay as they are
 
     steps = [r for r in records if "lr" in r]
     evals = [r for r in records if r.get("event") == "eval"]
     metrics = sorted({k for r in evals for k in r if k not in ("event", "step", "seconds")})
-    fig, axes = plt.subplots(1, 3 if metrics else 2, figsize=(15 if metrics else 10, 4))
+    fig = Figure(figsize=(15 if metrics else 10, 4))
+    axes = fig.subplots(1, 3 if metrics else 2)
     for key in series:
         pts = [(r["step"], r[key]) for r in steps if key in r and r[key] > 0]
         if pts:
@@ -63,4 +61,3 @@ def plot_log(records: Sequence[dict[str, Any]], path: Path, title: str, series: 
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
