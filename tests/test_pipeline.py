@@ -7,12 +7,12 @@ import torch
 from PIL import Image
 
 from tcmoa.model.checkpoint import load_model
-from tcmoa.imaging import ImageError, read_image, resize_to, rgb_to_ycbcr
+from tcmoa.imaging import ImageError, image_files, read_image, resize_to, rgb_to_ycbcr
 from tcmoa.fuse.pipeline import Fuser, canonical_order
 from tcmoa.tasks import get_preset
 from tcmoa.fuse.tiling import plan_tiles
 
-from .conftest import DATA, needs_data
+from .conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -128,10 +128,10 @@ def test_tiled_fusion_has_no_seams():
     assert seam_jump(blended_diff, tile_edges(plan_tiles(224, 672, 224 * 224, 112, 8, 112), 672)) < 1.4
 
 
-@needs_data(DATA / "eval/mff/lytro_triples")
 def test_focal_stack_result_does_not_depend_on_upload_order(fuser):
-    scene = DATA / "eval/mff/lytro_triples/lytro-01"
-    stack = [resize_to(read_image(scene / f"{k}.jpg"), (128, 160)) for k in "abc"]
+    scene = REPO / "demo/examples/mff/lytro_triple_02"  # a bundled 3-plane Lytro stack
+    stack = [resize_to(read_image(path), (128, 160)) for path in image_files(scene).values()]
+    assert len(stack) == 3
     results = [fuser.fuse([stack[i] for i in order], "mff").image for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0])]
     for other in results[1:]:
         assert np.abs(other - results[0]).max() < 1e-6
