@@ -30,7 +30,7 @@ from .pixel_values import FLOAT_TOLERANCE, GREY_TOLERANCE, ImageError, check_fin
 from .ycbcr import bt601_luma, rgb_to_ycbcr, ycbcr_to_rgb
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "GREY_TOLERANCE", "ImageError", "ImageSource", "from_array", "is_grey", "probe_image",
+    "DEFAULT_MAX_PIXELS", "GREY_TOLERANCE", "MIN_SIDE", "ImageError", "ImageSource", "from_array", "is_grey", "probe_image",
     "read_image", "resize_to", "rgb_to_ycbcr", "save_image", "bt601_luma", "to_uint8", "ycbcr_to_rgb",
 ]
 
@@ -38,6 +38,10 @@ __all__ = [
 # bracket of float32 RGB arrays fits in a few GB. Callers may pass None to lift our limit;
 # Pillow's own decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS) then still applies.
 DEFAULT_MAX_PIXELS = 64_000_000
+# The smallest side a source may have, everywhere (library, CLI, app): the smallest size every quality
+# metric is defined for. MEF-SSIM's coarsest of 3 scales (a quarter of the side) must hold its 11-px
+# patch, 11 * 4 = 44 (VIF needs 41); a smaller fusion could be made but never measured.
+MIN_SIDE = 44
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
 
@@ -74,33 +78,35 @@ def read_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     collapse_grey: bool = True,
     notes: list[str] | None = None,
+    min_side: int = MIN_SIDE,
 ) -> np.ndarray:
     """Read a path, bytes, file object, PIL image or array into float32 [0,1] (H,W) or (H,W,3).
 
     `notes`, when given, receives a line for each decision worth telling (e.g. 12-bit data in a
-    16-bit file, scaled to the full range).
+    16-bit file, scaled to the full range). An image under `min_side` px on a side is refused.
     """
     if isinstance(source, np.ndarray):
-        return from_array(source, collapse_grey=collapse_grey, max_pixels=max_pixels)
+        return from_array(source, collapse_grey=collapse_grey, max_pixels=max_pixels, min_side=min_side)
     if isinstance(source, Image.Image):
-        return _decode(source, "the given PIL image", max_pixels, collapse_grey, notes=notes)
+        return _decode(source, "the given PIL image", max_pixels, collapse_grey, notes=notes, min_side=min_side)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("the uploaded data is empty (0 bytes); upload the image file again")
         data = bytes(source)
         with _open(io.BytesIO(data), "the uploaded data") as im:
-            return _decode(im, "the uploaded data", max_pixels, collapse_grey, sbit=png_sbit(data), notes=notes)
+            return _decode(im, "the uploaded data", max_pixels, collapse_grey, sbit=png_sbit(data), notes=notes,
+                           min_side=min_side)
     if isinstance(source, (str, os.PathLike)):
         path, label = _checked_path(source)
         with _open(path, label) as im:
             with path.open("rb") as f:
                 head = f.read(PNG_HEAD_BYTES)
-            return _decode(im, label, max_pixels, collapse_grey, sbit=png_sbit(head), notes=notes)
+            return _decode(im, label, max_pixels, collapse_grey, sbit=png_sbit(head), notes=notes, min_side=min_side)
     if hasattr(source, "read"):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):  # a text-mode file would recurse as a path
             raise ImageError("the file object must be opened in binary mode ('rb')")
-        return read_image(data, max_pixels=max_pixels, collapse_grey=collapse_grey, notes=notes)
+        return read_image(data, max_pixels=max_pixels, collapse_grey=collapse_grey, notes=notes, min_side=min_side)
     raise ImageError(
         f"cannot read an image from {type(source).__name__}; "
         "give a file path, bytes, a PIL image or a numpy array"
@@ -120,13 +126,14 @@ def _checked_path(source: str | os.PathLike) -> tuple[Path, str]:
     return path, label
 
 
-def probe_image(source: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+def probe_image(source: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                min_side: int = MIN_SIDE) -> tuple[int, int]:
     """(width, height) of an image file from its header, upright (EXIF), with read_image's checks on the
     file and the pixel count: a fast check of inputs before a slow step (loading a model)."""
     path, label = _checked_path(source)
     with _open(path, label) as im:
         w, h = im.size
-        _check_size(label, w, h, max_pixels)
+        _check_size(label, w, h, max_pixels, min_side)
         try:
             turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
         except Exception:  # noqa: BLE001 (as read_image: a malformed EXIF block is ignored)
@@ -152,9 +159,9 @@ def _open(fp: Path | BinaryIO, label: str) -> Image.Image:
 
 
 def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: bool, *,
-            sbit: int | None = None, notes: list[str] | None = None) -> np.ndarray:
+            sbit: int | None = None, notes: list[str] | None = None, min_side: int = MIN_SIDE) -> np.ndarray:
     """Check the header size, fully decode, apply EXIF orientation and convert to float."""
-    _check_size(label, *im.size, max_pixels)  # on the header, before decoding: a huge file costs no memory
+    _check_size(label, *im.size, max_pixels, min_side)  # on the header, before decoding: a huge file costs no memory
     try:
         # Pillow decodes lazily: only a full load() exposes truncated or corrupt pixel data.
         im.load()
@@ -177,10 +184,13 @@ def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: 
     return arr
 
 
-def _check_size(label: str, w: int, h: int, max_pixels: int | None) -> None:
-    """Refuse an image with no pixels, or with more than max_pixels."""
+def _check_size(label: str, w: int, h: int, max_pixels: int | None, min_side: int = 1) -> None:
+    """Refuse an image with no pixels, under min_side px on a side, or with more than max_pixels."""
     if w == 0 or h == 0:
         raise ImageError(f"{label}: image has zero size ({w}x{h}); the file holds no pixels")
+    if min(w, h) < min_side:
+        raise ImageError(f"{label}: image is {w}x{h} px; fusion needs at least {min_side} px on each side "
+                         "(the smallest size every quality metric is defined for); use a larger image")
     if max_pixels is not None and w * h > max_pixels:
         raise ImageError(f"{label}: image is {w}x{h} = {_pixel_count(w * h)}, above the limit of "
                          f"{_pixel_count(max_pixels)}; downscale it (or raise max_pixels)")
@@ -197,8 +207,13 @@ def from_array(
     collapse_grey: bool = True,
     max_pixels: int | None = None,
     label: str = "the image array",
+    min_side: int = 1,
 ) -> np.ndarray:
-    """Validate a numpy image (uint8/uint16/bool/float [0,1]; HxW, HxWx1/3/4) into float32 [0,1]."""
+    """Validate a numpy image (uint8/uint16/bool/float [0,1]; HxW, HxWx1/3/4) into float32 [0,1].
+
+    `min_side` is 1 for images the library makes (saved results, the colour rule's planes); read_image
+    passes MIN_SIDE for sources.
+    """
     a = np.asarray(arr)
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
         channels_first = a.ndim == 3 and a.shape[0] in (1, 3, 4)
@@ -209,7 +224,7 @@ def from_array(
         )
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageError(f"{label}: image has zero size {a.shape[:2]}")
-    _check_size(label, a.shape[1], a.shape[0], max_pixels)
+    _check_size(label, a.shape[1], a.shape[0], max_pixels, min_side)
     if a.dtype == np.uint8:
         out = a.astype(np.float32) / 255.0
     elif a.dtype == np.uint16:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tcmoa.imaging import MIN_SIDE
 from tcmoa.metrics import matlab as mf
 from tcmoa.metrics import scores
 from tcmoa.metrics import vifb as M
@@ -49,6 +50,18 @@ def test_vifb_fixture(entry: dict) -> None:
     assert set(got) == set(VIFB_NAMES)
     bad = {k: (got[k], v) for k, v in entry["expected"].items() if abs(got[k] - v) > 1.02 * printed_half_unit(v)}
     assert not bad, f"metric mismatches (got, expected): {bad}"
+
+
+def test_the_minimum_side_is_the_smallest_every_metric_is_defined_for() -> None:
+    """tcmoa.imaging.MIN_SIDE (the one minimum of the library, the CLI and the app) is what the metrics need."""
+    side = MIN_SIDE
+    a = 128 + 90 * _texture((side, side), 1)
+    b = 128 + 90 * _texture((side, side), 2)
+    res = scores.evaluate((a + b) / 2, [a, b])
+    assert list(res) == list(scores.METRICS) and all(math.isfinite(v) for v in res.values())
+    assert M.MEF_SSIM_MIN_SIDE == MIN_SIDE  # the largest of the metrics' minimums (VIF needs 41)
+    with pytest.raises(ValueError, match=f"at least {MIN_SIDE}x{MIN_SIDE} pixels"):
+        scores.evaluate((a + b)[1:, 1:] / 2, [a[1:, 1:], b[1:, 1:]], ["MEF-SSIM"])
 
 
 # ----------------------------------------------------------------------------- synthetic data
