@@ -10,6 +10,7 @@ import torch
 
 from tcmoa import Fuser, load_model
 from tcmoa.fuse.pipeline import FuseSettings, FusionResult
+from tcmoa.imaging import MIN_SIDE as MIN_SIDE  # the library's one minimum side (demo/sources.py takes it from here)
 
 from . import gpu
 
@@ -19,7 +20,6 @@ MAX_PIXELS = 16_000_000  # per source
 REQUEST_PIXELS = 32_000_000  # all sources of one request together
 MAX_FILE_MB = 25
 MAX_SOURCES = 8  # the page's slots and /fuse alike
-MIN_SIDE = 44  # px on each side: the smallest size every metric of the panel is defined for (MEF-SSIM)
 # Resolutions. The page and /fuse fuse at most WORKING_PIXELS (~1 s on 2 cores); the full resolution
 # is computed on request (the page's "Full resolution" button, /fuse full_resolution=True) in a lane
 # of its own, so a large image never holds up anyone else's small one.

@@ -5,23 +5,11 @@ Every image inside tcmoa is a float32 numpy array in [0, 1], shaped (H, W) for g
 bytes, file objects, PIL images, numpy arrays) into that form, and ``ImageError`` is the single
 exception it raises, with a message that names the input and says what to do.
 
-Rules (documented here once, tested in tests/test_imaging.py):
+What the pixels of each mode and bit depth become, alpha, and grey detection: tcmoa.pixel_values
+(its docstring has the rules). Here, for files and arrays:
 
-* **Alpha is ignored**: RGBA / LA / palette-with-transparency inputs keep their colour channels
-  and drop alpha. Fusion sources are photos or scans; a transparent area has no scene content
-  to fuse, and compositing over an arbitrary background (black or white) would invent edges
-  that the fusion would then faithfully preserve.
-* **Integer depth**: 8-bit modes are divided by 255; 16-bit modes (``I;16``, ``I;16B`` ..., and
-  ``I`` within [0, 65535]) by 65535, so a 16-bit infrared frame keeps its absolute level, unless
-  they hold 8-14-bit data (PNG sBIT, else the value range: tcmoa.bit_depth), scaled with a note.
-  Other mode ``I`` values have no standard white point and are min-max stretched to [0, 1].
-* **Float (mode F)**: values in [0, 1] are used as-is; integer-valued data within [0, 255] is
-  divided by 255, and within [0, 65535] scaled as 16-bit samples are (8-14-bit data by its value
-  range, with a note; 8/16-bit data saved as float); anything else (HDR radiance, signed data) is
-  min-max stretched. NaN/inf are an error.
-* **Grey detection**: a 3-channel image whose channels agree within ``GREY_TOLERANCE`` (TNO's
-  "visible" PNGs are R = G = B; JPEG re-encoding of such files leaves +-1 level of chroma
-  noise) is returned as (H, W) when ``collapse_grey=True``.
+* **Grey collapse**: a 3-channel image that is grey (`is_grey`) is returned as (H, W) when
+  ``collapse_grey=True``.
 * **Colour management**: EXIF orientation is applied; ICC profiles are ignored (pixels are
   treated as sRGB); CMYK and YCbCr go through Pillow's conversion; multi-frame files (GIF,
   TIFF stacks) use the first frame.
@@ -37,11 +25,12 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from .bit_depth import PNG_HEAD_BYTES, png_sbit, scale_16bit
+from .bit_depth import PNG_HEAD_BYTES, png_sbit
+from .pixel_values import FLOAT_TOLERANCE, GREY_TOLERANCE, ImageError, check_finite, grey_of, is_grey, pil_to_float
 from .ycbcr import bt601_luma, rgb_to_ycbcr, ycbcr_to_rgb
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "GREY_TOLERANCE", "ImageError", "ImageSource", "from_array", "is_grey", "probe_image",
+    "DEFAULT_MAX_PIXELS", "GREY_TOLERANCE", "MIN_SIDE", "ImageError", "ImageSource", "from_array", "is_grey", "probe_image",
     "read_image", "resize_to", "rgb_to_ycbcr", "save_image", "bt601_luma", "to_uint8", "ycbcr_to_rgb",
 ]
 
@@ -49,8 +38,10 @@ __all__ = [
 # bracket of float32 RGB arrays fits in a few GB. Callers may pass None to lift our limit;
 # Pillow's own decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS) then still applies.
 DEFAULT_MAX_PIXELS = 64_000_000
-GREY_TOLERANCE = 2.0 / 255.0
-_FLOAT_TOLERANCE = 1e-3  # float arrays may overshoot [0, 1] this much (resampling) and are clipped
+# The smallest side a source may have, everywhere (library, CLI, app): the smallest size every quality
+# metric is defined for. MEF-SSIM's coarsest of 3 scales (a quarter of the side) must hold its 11-px
+# patch, 11 * 4 = 44 (VIF needs 41); a smaller fusion could be made but never measured.
+MIN_SIDE = 44
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
 
@@ -76,10 +67,6 @@ def name_clashes(folder: Path) -> dict[str, list[str]]:
     return {stem: names for stem, names in by_stem.items() if len(names) > 1}
 
 
-class ImageError(ValueError):
-    """An input image could not be read or is not usable; the message says why and what to do."""
-
-
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
@@ -91,33 +78,35 @@ def read_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     collapse_grey: bool = True,
     notes: list[str] | None = None,
+    min_side: int = MIN_SIDE,
 ) -> np.ndarray:
     """Read a path, bytes, file object, PIL image or array into float32 [0,1] (H,W) or (H,W,3).
 
     `notes`, when given, receives a line for each decision worth telling (e.g. 12-bit data in a
-    16-bit file, scaled to the full range).
+    16-bit file, scaled to the full range). An image under `min_side` px on a side is refused.
     """
     if isinstance(source, np.ndarray):
-        return from_array(source, collapse_grey=collapse_grey, max_pixels=max_pixels)
+        return from_array(source, collapse_grey=collapse_grey, max_pixels=max_pixels, min_side=min_side)
     if isinstance(source, Image.Image):
-        return _decode(source, "the given PIL image", max_pixels, collapse_grey, notes=notes)
+        return _decode(source, "the given PIL image", max_pixels, collapse_grey, notes=notes, min_side=min_side)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("the uploaded data is empty (0 bytes); upload the image file again")
         data = bytes(source)
         with _open(io.BytesIO(data), "the uploaded data") as im:
-            return _decode(im, "the uploaded data", max_pixels, collapse_grey, sbit=png_sbit(data), notes=notes)
+            return _decode(im, "the uploaded data", max_pixels, collapse_grey, sbit=png_sbit(data), notes=notes,
+                           min_side=min_side)
     if isinstance(source, (str, os.PathLike)):
         path, label = _checked_path(source)
         with _open(path, label) as im:
             with path.open("rb") as f:
                 head = f.read(PNG_HEAD_BYTES)
-            return _decode(im, label, max_pixels, collapse_grey, sbit=png_sbit(head), notes=notes)
+            return _decode(im, label, max_pixels, collapse_grey, sbit=png_sbit(head), notes=notes, min_side=min_side)
     if hasattr(source, "read"):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):  # a text-mode file would recurse as a path
             raise ImageError("the file object must be opened in binary mode ('rb')")
-        return read_image(data, max_pixels=max_pixels, collapse_grey=collapse_grey, notes=notes)
+        return read_image(data, max_pixels=max_pixels, collapse_grey=collapse_grey, notes=notes, min_side=min_side)
     raise ImageError(
         f"cannot read an image from {type(source).__name__}; "
         "give a file path, bytes, a PIL image or a numpy array"
@@ -137,13 +126,14 @@ def _checked_path(source: str | os.PathLike) -> tuple[Path, str]:
     return path, label
 
 
-def probe_image(source: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+def probe_image(source: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                min_side: int = MIN_SIDE) -> tuple[int, int]:
     """(width, height) of an image file from its header, upright (EXIF), with read_image's checks on the
     file and the pixel count: a fast check of inputs before a slow step (loading a model)."""
     path, label = _checked_path(source)
     with _open(path, label) as im:
         w, h = im.size
-        _check_size(label, w, h, max_pixels)
+        _check_size(label, w, h, max_pixels, min_side)
         try:
             turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
         except Exception:  # noqa: BLE001 (as read_image: a malformed EXIF block is ignored)
@@ -169,9 +159,9 @@ def _open(fp: Path | BinaryIO, label: str) -> Image.Image:
 
 
 def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: bool, *,
-            sbit: int | None = None, notes: list[str] | None = None) -> np.ndarray:
+            sbit: int | None = None, notes: list[str] | None = None, min_side: int = MIN_SIDE) -> np.ndarray:
     """Check the header size, fully decode, apply EXIF orientation and convert to float."""
-    _check_size(label, *im.size, max_pixels)  # on the header, before decoding: a huge file costs no memory
+    _check_size(label, *im.size, max_pixels, min_side)  # on the header, before decoding: a huge file costs no memory
     try:
         # Pillow decodes lazily: only a full load() exposes truncated or corrupt pixel data.
         im.load()
@@ -188,16 +178,19 @@ def _decode(im: Image.Image, label: str, max_pixels: int | None, collapse_grey: 
             im = ImageOps.exif_transpose(im) or im
     except Exception:  # noqa: BLE001 (a malformed EXIF block should not make a good image unreadable)
         pass
-    arr = _pil_to_float(im, label, sbit, notes)
+    arr = pil_to_float(im, label, sbit, notes)
     if arr.ndim == 3 and collapse_grey and is_grey(arr):
-        arr = _collapse(arr)
+        arr = grey_of(arr)
     return arr
 
 
-def _check_size(label: str, w: int, h: int, max_pixels: int | None) -> None:
-    """Refuse an image with no pixels, or with more than max_pixels."""
+def _check_size(label: str, w: int, h: int, max_pixels: int | None, min_side: int = 1) -> None:
+    """Refuse an image with no pixels, under min_side px on a side, or with more than max_pixels."""
     if w == 0 or h == 0:
         raise ImageError(f"{label}: image has zero size ({w}x{h}); the file holds no pixels")
+    if min(w, h) < min_side:
+        raise ImageError(f"{label}: image is {w}x{h} px; fusion needs at least {min_side} px on each side "
+                         "(the smallest size every quality metric is defined for); use a larger image")
     if max_pixels is not None and w * h > max_pixels:
         raise ImageError(f"{label}: image is {w}x{h} = {_pixel_count(w * h)}, above the limit of "
                          f"{_pixel_count(max_pixels)}; downscale it (or raise max_pixels)")
@@ -208,80 +201,19 @@ def _pixel_count(n: int) -> str:
     return f"{n / 1e6:.1f} MP" if n >= 100_000 else f"{n:,} px"
 
 
-def _pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
-                  notes: list[str] | None = None) -> np.ndarray:
-    """Convert a loaded PIL image of any common mode to float32 [0,1] (H,W) or (H,W,3)."""
-    mode = im.mode
-    if mode in ("1", "L"):
-        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    if mode in ("LA", "La"):
-        return np.asarray(im.getchannel(0), dtype=np.float32) / 255.0  # alpha ignored
-    if mode.startswith("I;16"):
-        # I;16 / I;16L / I;16B / I;16N: numpy reads the right byte order from the mode.
-        return scale_16bit(np.asarray(im).astype(np.int64), label, sbit, notes)
-    if mode == "I":
-        a = np.asarray(im, dtype=np.int64)
-        if int(a.min()) >= 0 and int(a.max()) <= 65535:  # Pillow's container for 16-bit data
-            return scale_16bit(a, label, sbit, notes)
-        return _minmax(a.astype(np.float64))
-    if mode == "F":
-        return _scale_float_mode(np.asarray(im, dtype=np.float32), label, notes)
-    if mode == "RGB":
-        return np.asarray(im, dtype=np.float32) / 255.0
-    if mode in ("RGBA", "RGBX"):
-        return np.asarray(im, dtype=np.float32)[..., :3] / 255.0  # alpha ignored
-    if mode in ("P", "PA", "RGBa"):
-        # Via RGBA so Pillow does not warn about palette transparency; alpha is then dropped,
-        # transparent pixels keep their palette colour.
-        return np.asarray(im.convert("RGBA"), dtype=np.float32)[..., :3] / 255.0
-    try:  # CMYK, YCbCr, HSV, LAB, ...: Pillow's own conversion
-        rgb = im.convert("RGB")
-    except Exception as exc:
-        raise ImageError(
-            f"{label}: unsupported image mode '{mode}'; convert it to RGB or grey first"
-        ) from exc
-    return np.asarray(rgb, dtype=np.float32) / 255.0
-
-
-def _scale_float_mode(a: np.ndarray, label: str, notes: list[str] | None = None) -> np.ndarray:
-    """Mode F rule: [0,1] as-is; whole numbers to 255 by 255, to 65535 as 16-bit samples; else min-max."""
-    _check_finite(a, label)
-    lo, hi = float(a.min()), float(a.max())
-    if lo >= -_FLOAT_TOLERANCE and hi <= 1.0 + _FLOAT_TOLERANCE:
-        return np.clip(a, 0.0, 1.0)
-    if lo >= 0 and np.array_equal(a, np.round(a)):
-        if hi <= 255:
-            return a / np.float32(255.0)
-        if hi <= 65535:  # e.g. a thermal camera's 12-bit counts saved as float: the same depth rule as 16-bit files
-            return scale_16bit(a.astype(np.int64), label, None, notes, container="a float file")
-    return _minmax(a.astype(np.float64))
-
-
-def _minmax(a: np.ndarray) -> np.ndarray:
-    """Stretch to [0,1]; a constant image maps to 0."""
-    lo, hi = a.min(), a.max()
-    if hi <= lo:
-        return np.zeros(a.shape, np.float32)
-    return ((a - lo) / (hi - lo)).astype(np.float32)
-
-
-def _check_finite(a: np.ndarray, label: str) -> None:
-    """Raise ImageError naming how many NaN / inf values the array has."""
-    if np.isfinite(a).all():
-        return
-    n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
-    parts = [f"{n} {what}" for n, what in ((n_nan, "NaN"), (n_inf, "inf")) if n]
-    raise ImageError(f"{label}: contains {' and '.join(parts)} values; fix or mask them first")
-
-
 def from_array(
     arr: np.ndarray,
     *,
     collapse_grey: bool = True,
     max_pixels: int | None = None,
     label: str = "the image array",
+    min_side: int = 1,
 ) -> np.ndarray:
-    """Validate a numpy image (uint8/uint16/bool/float [0,1]; HxW, HxWx1/3/4) into float32 [0,1]."""
+    """Validate a numpy image (uint8/uint16/bool/float [0,1]; HxW, HxWx1/3/4) into float32 [0,1].
+
+    `min_side` is 1 for images the library makes (saved results, the colour rule's planes); read_image
+    passes MIN_SIDE for sources.
+    """
     a = np.asarray(arr)
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
         channels_first = a.ndim == 3 and a.shape[0] in (1, 3, 4)
@@ -292,7 +224,7 @@ def from_array(
         )
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageError(f"{label}: image has zero size {a.shape[:2]}")
-    _check_size(label, a.shape[1], a.shape[0], max_pixels)
+    _check_size(label, a.shape[1], a.shape[0], max_pixels, min_side)
     if a.dtype == np.uint8:
         out = a.astype(np.float32) / 255.0
     elif a.dtype == np.uint16:
@@ -302,8 +234,8 @@ def from_array(
     elif np.issubdtype(a.dtype, np.floating):
         lo, hi = float(a.min()), float(a.max())
         if not (np.isfinite(lo) and np.isfinite(hi)):  # min/max propagate NaN and inf
-            _check_finite(a, label)
-        if lo < -_FLOAT_TOLERANCE or hi > 1.0 + _FLOAT_TOLERANCE:
+            check_finite(a, label)
+        if lo < -FLOAT_TOLERANCE or hi > 1.0 + FLOAT_TOLERANCE:
             hint = "; divide by 255 for 8-bit data" if hi <= 255 and lo >= 0 else ""
             raise ImageError(f"{label}: float values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]{hint}")
         out = a.astype(np.float32)  # always a copy: callers may modify their array later
@@ -319,34 +251,8 @@ def from_array(
         elif out.shape[2] == 4:
             out = out[..., :3]  # alpha ignored, see module docstring
     if out.ndim == 3 and collapse_grey and is_grey(out):
-        out = _collapse(out)
+        out = grey_of(out)
     return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def is_grey(arr: np.ndarray, tol: float = GREY_TOLERANCE) -> bool:
-    """True for a 2-D image, or a 3-channel one whose channels agree within tol (float scale)."""
-    a = np.asarray(arr)
-    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1):
-        return True
-    if a.ndim != 3 or a.shape[2] < 3:
-        return False
-    if np.issubdtype(a.dtype, np.integer):
-        tol = tol * (65535 if a.dtype == np.uint16 else 255)
-    # Cheap early exit: colour photos fail on a row subsample without touching every pixel.
-    for view in (a[:: max(1, a.shape[0] // 32)], a):
-        r, g, b = (view[..., c].astype(np.float32) for c in range(3))
-        # Channels agree within tol iff every pairwise difference does.
-        for d in (r - g, g - b, r - b):
-            if d.size and max(float(d.max()), -float(d.min())) > tol + 1e-6:
-                return False
-    return True
-
-
-def _collapse(rgb: np.ndarray) -> np.ndarray:
-    """Grey of an (H,W,3) grey-looking image: the channel itself if exact, else luma."""
-    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-        return np.ascontiguousarray(rgb[..., 0], dtype=np.float32)
-    return bt601_luma(rgb)
 
 
 # --------------------------------------------------------------------------------------------

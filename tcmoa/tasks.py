@@ -97,8 +97,8 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
                colour_rule=_ALL_COLOUR),
     # Medical alpha/beta: chosen on train/medical only (python -m benchmarks.tune_medical, Qabf + VIF;
     # docs/BENCHMARKS.md). The metrics keep rising towards CT's and PET's strong edges (beta -0.2,
-    # alpha 3); beta -0.1 gives the base band the lean the first model's -0.2 gave (beta now moves
-    # every band: 16 logits per unit), and keeps the MRI's soft tissue; SPECT peaks at beta 0.
+    # alpha 3); beta -0.1 leans every band towards CT/PET already (beta moves each band by 16 logits
+    # per unit) and keeps the MRI's soft tissue; SPECT peaks at beta 0.
     Preset("mri-pet", "MRI + PET (unseen)", ("MRI", "PET"), "medical", alpha=2.0, beta=-0.1, seen=False,
                colour_rule=_ONE_COLOUR + " (the PET pseudo-colour)"),
     Preset("mri-spect", "MRI + SPECT (unseen)", ("MRI", "SPECT"), "medical", alpha=2.0, beta=0.0, seen=False,

@@ -112,7 +112,7 @@ def train_parser() -> argparse.ArgumentParser:
     ap.add_argument("--coarse-levels", type=_levels, default=None,
                     help="with --init: give the pyramid head this many coarse levels (its other weights kept)")
     ap.add_argument("--loss-version", default="2025", choices=("2024", "2025", "tcmoa"),
-                    help="official 2024/2025 weights, or ours: tcmoa (multi-scale, clip-aware; tcmoa/loss_weights.py)")
+                    help="official 2024/2025 weights, or ours: tcmoa (multi-scale, clip-aware; tcmoa/train/loss_weights.py)")
     add_run_arguments(ap, batch=16, size=192, lr=3e-4, min_lr=1e-5, clip=0.0, eval_every=1000)
     return ap
 

@@ -33,6 +33,7 @@ def fixture_dir(env_var: str, default: str) -> Path:
 
 OFFICIAL_FIXTURE = fixture_dir("TCMOA_OFFICIAL_FIXTURE", "official_tiny")
 VIFB_FIXTURE = fixture_dir("TCMOA_VIFB_FIXTURE", "vifb_metrics")
+MEF_SSIM_FIXTURE = FIXTURES / "mef_ssim_octave"  # its cases name files of the repository (tests/data, demo/examples)
 DATA = DATA_ROOT  # $TCMOA_DATA, else ../shared/data
 
 

@@ -1,8 +1,8 @@
 """What a person sees, on the shipped model: glare, clipped exposures, and no token grid.
 
 The pairs are vendored crops of training pairs (tests/data: MSRS 00014N, FusionDN 15; see its
-README), so these run in a plain clone. The first model (per-pixel weights) failed all three:
-glare ratio 0.17, block-step ratio up to 1.52 at alpha 2 (docs/BENCHMARKS.md, "Behaviour").
+README), so these run in a plain clone. A per-pixel source-weight head ("source_weights") fails all
+three: glare ratio 0.17, block-step ratio up to 1.52 at alpha 2 (docs/BENCHMARKS.md, "Behaviour").
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from tcmoa.cli import main, parse_router, CliError
 from tcmoa.tasks import UnknownPresetError
 
 
-def write(path, seed, size=(48, 40), mode="RGB"):
+def write(path, seed, size=(56, 48), mode="RGB"):
     rng = np.random.default_rng(seed)
     shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
     Image.fromarray((rng.random(shape) * 255).astype(np.uint8), mode).save(path)
@@ -23,7 +23,7 @@ def test_fuse_two_files(tmp_path, capsys):
     a, b = write(tmp_path / "vis.png", 0), write(tmp_path / "ir.png", 1, mode="L")
     out = tmp_path / "out" / "fused.png"
     assert main(["fuse", str(a), str(b), "--model", "compact", "-o", str(out), "--alpha", "1.5"]) == 0
-    assert Image.open(out).size == (48, 40)
+    assert Image.open(out).size == (56, 48)
     printed = capsys.readouterr()
     assert "wrote" in printed.out and "alpha 1.5" in printed.out
     assert "untrained" in printed.err
@@ -189,7 +189,7 @@ def test_unwritable_output_fails_before_fusing(tmp_path, monkeypatch, capsys):
 
 
 def test_mismatched_sizes_name_the_cli_option(tmp_path, capsys):
-    a, b = write(tmp_path / "a.png", 0, size=(48, 40)), write(tmp_path / "b.png", 1, size=(40, 40))
+    a, b = write(tmp_path / "a.png", 0, size=(56, 48)), write(tmp_path / "b.png", 1, size=(48, 48))
     assert main(["fuse", str(a), str(b), "--model", "compact", "-o", str(tmp_path / "f.png")]) == 2
     assert "(or --resize first)" in capsys.readouterr().err
 

@@ -25,8 +25,8 @@ def pairs_folder(root: Path, n: int) -> tuple[Path, Path]:
     a.mkdir()
     b.mkdir()
     for i in range(n):
-        write(a / f"{i:02d}.png", i, size=(48 + 8 * (i % 3), 40))
-        write(b / f"{i:02d}.png", 100 + i, size=(48 + 8 * (i % 3), 40), mode="L")
+        write(a / f"{i:02d}.png", i, size=(48 + 8 * (i % 3), 44))
+        write(b / f"{i:02d}.png", 100 + i, size=(48 + 8 * (i % 3), 44), mode="L")
     (a / "broken.png").write_bytes(b"not an image")
     write(b / "broken.png", 7)
     return a, b

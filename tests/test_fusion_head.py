@@ -1,5 +1,5 @@
 """The compact models' detail-preserving outputs (tcmoa/model/fusion_head.py): per-band weights (the
-shipped "pyramid" head) and the first design's per-pixel weights + residual ("source_weights")."""
+shipped "pyramid" head) and per-pixel weights + residual ("source_weights", still loadable)."""
 from __future__ import annotations
 
 import dataclasses
@@ -214,7 +214,7 @@ def test_an_old_source_weights_model_still_loads(compact, tmp_path):
 
 # --- the base's coarse levels ------------------------------------------------------------------
 def without_coarse_levels(model: TCMoA) -> TCMoA:
-    """The same weights in a head that blends the base as one band (the first pyramid model)."""
+    """The same weights in a head that blends the base as one band (pyramid_coarse_levels=0)."""
     m = TCMoA(dataclasses.replace(model.config, pyramid_coarse_levels=0)).eval()
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("fusion_head.coarse_")}
     m.load_state_dict(state)
@@ -224,12 +224,12 @@ def without_coarse_levels(model: TCMoA) -> TCMoA:
 def test_a_model_without_coarse_levels_has_no_coarse_weights():
     head = TCMoA(dataclasses.replace(get_config("compact"), pyramid_coarse_levels=0)).fusion_head
     assert isinstance(head, PyramidHead), type(head)
-    assert head.coarse_gain is None and head.coarse_mix is None  # so the first pyramid model loads as saved
+    assert head.coarse_gain is None and head.coarse_mix is None  # so a checkpoint saved without them loads as saved
     assert get_config("compact").pyramid_coarse_levels == 5
 
 
 def test_coarse_mix_zero_is_the_single_base_blend(pyr, sources):
-    # Medical and MFF start with the coarse levels off: exactly the first pyramid model's output.
+    # Medical and MFF start with the coarse levels off: exactly the output of the single base blend.
     a, b = sources
     assert pyr.fusion_head.coarse_mix.tolist() == [1.0, 1.0, 0.0, 0.0]
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -9,12 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tcmoa import imaging
 from tcmoa.imaging import (
+    MIN_SIDE,
     ImageError,
     from_array,
     is_grey,
+    probe_image,
     shrink_to,
-    read_image,
     resize_to,
     rgb_to_ycbcr,
     save_image,
@@ -27,6 +30,9 @@ from .conftest import DATA
 
 EVAL = DATA / "eval"
 RNG = np.random.default_rng(0)
+# The format tests read small images: here with no minimum side (test_sources_under_the_minimum_side_are_refused
+# checks the minimum on its own).
+read_image = functools.partial(imaging.read_image, min_side=1)
 
 
 def _rgb_u8(h: int = 12, w: int = 16) -> np.ndarray:
@@ -274,6 +280,29 @@ def test_pil_decompression_bomb_becomes_image_error(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 px > 2 * 100 -> Pillow refuses
     with pytest.raises(ImageError, match="too large"):
         read_image(path, max_pixels=None)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (MIN_SIDE - 1, 200), (200, MIN_SIDE - 1)])
+def test_sources_under_the_minimum_side_are_refused(tmp_path: Path, size: tuple[int, int]) -> None:
+    # Every way in (file, its header alone, bytes, PIL image, array) gives the one message.
+    w, h = size
+    path = tmp_path / "small.png"
+    Image.new("RGB", (w, h), (90, 120, 30)).save(path)
+    message = rf"{w}x{h} px; fusion needs at least {MIN_SIDE} px on each side"
+    with Image.open(path) as opened:
+        for source in (path, path.read_bytes(), opened, np.zeros((h, w, 3), np.uint8)):
+            with pytest.raises(ImageError, match=message):
+                imaging.read_image(source)
+    with pytest.raises(ImageError, match=message):
+        probe_image(path)
+
+
+def test_the_minimum_side_itself_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "edge.png"
+    Image.new("L", (MIN_SIDE, MIN_SIDE + 5)).save(path)
+    assert imaging.read_image(path).shape == (MIN_SIDE + 5, MIN_SIDE)
+    assert probe_image(path) == (MIN_SIDE, MIN_SIDE + 5)
+    assert from_array(np.zeros((2, 3))).shape == (2, 3)  # arrays the library makes have no minimum
 
 
 def test_zero_size_pil() -> None:

@@ -1,16 +1,25 @@
-"""Our loss terms (tcmoa/multiscale_losses.py) and the "tcmoa" recipe that uses them."""
+"""Our loss terms (tcmoa/train/multiscale_losses.py) and the "tcmoa" recipe that uses them."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tcmoa.train.loss_weights import LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025
 from tcmoa.train.losses import task_loss
 from tcmoa.model import pyramid
 from tcmoa.model.pyramid_head import luma
+from tcmoa.metrics import matlab as mf
 from tcmoa.metrics.vifb import mefb_mef_ssim as mefb_mef_ssim_numpy
-from tcmoa.train.multiscale_losses import (clip_aware_pixel_loss, detail_targets, local_contrast_loss,
-                                           mefb_mef_ssim, multiscale_detail_loss)
+from tcmoa.train.multiscale_losses import (clip_aware_pixel_loss, detail_targets, differentiable_mefb_mef_ssim,
+                                           local_contrast_loss, multiscale_detail_loss)
+
+from .conftest import MEF_SSIM_FIXTURE, REPO, fixture_file
+
+MEF_SSIM_CASES = json.loads(fixture_file(MEF_SSIM_FIXTURE, "expected.json").read_text())["cases"]
 
 
 def scene() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -97,9 +106,9 @@ def test_mefb_mef_ssim_matches_the_metric_and_has_gradients():
     for fused in (scene_.clamp(0, 1), (over + under) / 2, over):
         ref = mefb_mef_ssim_numpy(luma(fused)[0, 0].double().numpy() * 255,
                                   [luma(x)[0, 0].double().numpy() * 255 for x in (over, under)])
-        assert float(mefb_mef_ssim(fused, [over, under])) == pytest.approx(ref, abs=1e-6)
+        assert float(differentiable_mefb_mef_ssim(fused, [over, under])) == pytest.approx(ref, abs=1e-6)
     f = ((over + under) / 2).requires_grad_()
-    (1 - mefb_mef_ssim(f, [over, under])).sum().backward()
+    (1 - differentiable_mefb_mef_ssim(f, [over, under])).sum().backward()
     assert f.grad is not None and float(f.grad.abs().sum()) > 0
 
 
@@ -110,4 +119,26 @@ def test_our_mef_recipe_scores_structure_with_mefb_mef_ssim():
     over, under, _ = exposure_pair()
     prompts = [(torch.full((1, 80, 1), 0.5), torch.full((1, 80, 1), 0.5))]
     terms = task_loss("mef", (over + under) / 2, over, under, prompts, prompts, 0.0, 5, "tcmoa")
-    torch.testing.assert_close(terms["MEFB_SSIM_loss"], 1 - mefb_mef_ssim((over + under) / 2, [over, under]).float().mean())
+    torch.testing.assert_close(terms["MEFB_SSIM_loss"],
+                               1 - differentiable_mefb_mef_ssim((over + under) / 2, [over, under]).float().mean())
+
+
+def _rgb_batch(path) -> torch.Tensor:
+    """An 8-bit RGB file as a (1, 3, H, W) float64 batch in [0, 1]."""
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float64) / 255).permute(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("case", MEF_SSIM_CASES[:2] + MEF_SSIM_CASES[-1:], ids=lambda c: c["name"])
+def test_the_training_mef_ssim_is_the_metric_on_bundled_stacks(case):
+    # The loss and the metric share their constants (tcmoa.metrics.vifb.MEF_SSIM_*) and must compute the
+    # same number. On the same luma: equal within 1e-12 (observed <= 1e-15, the filters' summation order).
+    fused, sources = _rgb_batch(REPO / case["fused"]), [_rgb_batch(REPO / s) for s in case["sources"]]
+    grey = lambda x: luma(x)[0, 0].double().numpy() * 255  # noqa: E731
+    metric = mefb_mef_ssim_numpy(grey(fused), [grey(s) for s in sources])
+    assert float(differentiable_mefb_mef_ssim(fused, sources)) == pytest.approx(metric, abs=1e-12)
+    # On grey images it is the authors' code's number (Octave fixture) within 1e-8: the loss's float32
+    # luma of R = G = B is the grey level to ~1e-7 relative (observed <= 3.1e-9 on the fixture's cases).
+    as_grey = [torch.from_numpy(mf.rgb2gray(x[0].permute(1, 2, 0).numpy() * 255) / 255).expand(1, 3, -1, -1)
+               for x in (fused, *sources)]
+    assert float(differentiable_mefb_mef_ssim(as_grey[0], as_grey[1:])) == pytest.approx(case["mef_ssim"], abs=1e-8)

@@ -19,7 +19,7 @@ from tcmoa.imaging import read_image, save_image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write(path: Path, seed: int, size=(48, 40), mode: str = "RGB") -> Path:
+def write(path: Path, seed: int, size=(56, 48), mode: str = "RGB") -> Path:
     rng = np.random.default_rng(seed)
     shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
     Image.fromarray((rng.random(shape) * 255).astype(np.uint8), mode).save(path)
@@ -37,7 +37,7 @@ def no_model_load(monkeypatch):
 
 # ------------------------------------------------------------------------------ 12-bit data in 16-bit files
 def thermal_png(path: Path, peak: int, sbit: int | None = None) -> np.ndarray:
-    values = (np.linspace(0, 1, 40 * 48).reshape(40, 48) * peak).astype(np.uint16)
+    values = (np.linspace(0, 1, 48 * 56).reshape(48, 56) * peak).astype(np.uint16)
     info = PngImagePlugin.PngInfo()
     if sbit is not None:
         info.add(b"sBIT", bytes([sbit]))
@@ -67,12 +67,12 @@ def test_the_png_sbit_chunk_decides_when_present(tmp_path: Path) -> None:
 
 def test_twelve_bit_counts_in_a_float_tiff_are_scaled_alike(tmp_path: Path) -> None:
     """Whole-number 12-bit counts saved as float32 (0-2370 here) were read /65535: max 0.036, no note."""
-    counts = (np.linspace(0, 1, 40 * 48).reshape(40, 48) * 2370).round().astype(np.float32)
+    counts = (np.linspace(0, 1, 48 * 56).reshape(48, 56) * 2370).round().astype(np.float32)
     Image.fromarray(counts).save(tmp_path / "ir.tif")
     notes: list[str] = []
     np.testing.assert_allclose(read_image(tmp_path / "ir.tif", notes=notes), counts / 4095.0, atol=1e-6)
     assert len(notes) == 1 and "12-bit data in a float file (every value is at most 2370)" in notes[0]
-    full = (np.linspace(0, 1, 40 * 48).reshape(40, 48) * 60000).round().astype(np.float32)  # 16-bit: no note
+    full = (np.linspace(0, 1, 48 * 56).reshape(48, 56) * 60000).round().astype(np.float32)  # 16-bit: no note
     Image.fromarray(full).save(tmp_path / "ir16.tif")
     notes.clear()
     np.testing.assert_allclose(read_image(tmp_path / "ir16.tif", notes=notes), full / 65535.0, atol=1e-6)
@@ -94,15 +94,16 @@ def test_the_cli_says_when_it_scaled_low_bit_data(tmp_path, capsys):
     (["fuse", "{a}", "{b}", "-o", "{out}", "--max-pixels", "-1"], "--max-pixels must be a positive number"),
     (["fuse", "{a}", "{b}", "-o", "{a}"], "is source 1; give another output file"),
     (["fuse", "{a}", "{missing}", "-o", "{out}"], "source 2: "),
-    (["fuse", "{a}", "{small}", "-o", "{out}"], "source 2 is 20x20 but source 1 is 48x40"),
+    (["fuse", "{a}", "{small}", "-o", "{out}"], "source 2 is 44x44 but source 1 is 56x48"),
+    (["fuse", "{a}", "{tiny}", "-o", "{out}"], "source 2: '{tiny}': image is 1x1 px; fusion needs at least 44 px on each side"),
 ])
 def test_bad_options_and_inputs_exit_2_before_the_model_loads(tmp_path, capsys, no_model_load, argv, message):
     files = {"a": write(tmp_path / "a.png", 0), "b": write(tmp_path / "b.png", 1),
-             "small": write(tmp_path / "s.png", 2, size=(20, 20)), "missing": tmp_path / "nope.png",
-             "out": tmp_path / "f.png"}
+             "small": write(tmp_path / "s.png", 2, size=(44, 44)), "tiny": write(tmp_path / "t.png", 3, size=(1, 1)),
+             "missing": tmp_path / "nope.png", "out": tmp_path / "f.png"}
     assert main([arg.format(**files) for arg in argv]) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message.format(**files) in err and "Traceback" not in err
 
 
 def test_pairs_report_name_clashes_and_refuse_a_source_folder_as_output(tmp_path, capsys, no_model_load):

@@ -7,12 +7,12 @@ import torch
 from PIL import Image
 
 from tcmoa.model.checkpoint import load_model
-from tcmoa.imaging import ImageError, read_image, resize_to, rgb_to_ycbcr
+from tcmoa.imaging import MIN_SIDE, ImageError, image_files, read_image, resize_to, rgb_to_ycbcr
 from tcmoa.fuse.pipeline import Fuser, canonical_order
 from tcmoa.tasks import get_preset
 from tcmoa.fuse.tiling import plan_tiles
 
-from .conftest import DATA, needs_data
+from .conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +57,11 @@ def test_grey_and_colour_source_keeps_the_colour(fuser):
 
 def test_colour_pairs_stay_colour_and_grey_pairs_grey(fuser):
     assert fuser.fuse([smooth_image(64, 64), smooth_image(64, 64, seed=2)], "mef").image.shape == (64, 64, 3)
-    grey = [smooth_image(50, 40, colour=False), smooth_image(50, 40, colour=False, seed=3)]
-    assert fuser.fuse(grey, "mri-ct").image.shape == (50, 40)
+    grey = [smooth_image(50, 46, colour=False), smooth_image(50, 46, colour=False, seed=3)]
+    assert fuser.fuse(grey, "mri-ct").image.shape == (50, 46)
 
 
-@pytest.mark.parametrize("h, w", [(8, 8), (97, 131), (64, 320)])
+@pytest.mark.parametrize("h, w", [(MIN_SIDE, MIN_SIDE), (97, 131), (64, 320)])
 def test_output_has_the_sources_size(fuser, h, w):
     result = fuser.fuse([smooth_image(h, w), smooth_image(h, w, seed=1)], "mff", maps=True)
     assert result.image.shape == (h, w, 3)
@@ -128,10 +128,10 @@ def test_tiled_fusion_has_no_seams():
     assert seam_jump(blended_diff, tile_edges(plan_tiles(224, 672, 224 * 224, 112, 8, 112), 672)) < 1.4
 
 
-@needs_data(DATA / "eval/mff/lytro_triples")
 def test_focal_stack_result_does_not_depend_on_upload_order(fuser):
-    scene = DATA / "eval/mff/lytro_triples/lytro-01"
-    stack = [resize_to(read_image(scene / f"{k}.jpg"), (128, 160)) for k in "abc"]
+    scene = REPO / "demo/examples/mff/lytro_triple_02"  # a bundled 3-plane Lytro stack
+    stack = [resize_to(read_image(path), (128, 160)) for path in image_files(scene).values()]
+    assert len(stack) == 3
     results = [fuser.fuse([stack[i] for i in order], "mff").image for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0])]
     for other in results[1:]:
         assert np.abs(other - results[0]).max() < 1e-6
@@ -145,12 +145,14 @@ def test_exposure_brackets_are_fused_brightest_first():
 
 
 def test_bad_inputs_get_specific_errors(fuser, tmp_path):
-    img = smooth_image(32, 32)
+    img = smooth_image(48, 48)
     with pytest.raises(ImageError, match="at least 2 source images, got 1"):
         fuser.fuse([img], "vif")
-    with pytest.raises(ImageError, match="source 2 is 16x32 but source 1 is 32x32"):
-        fuser.fuse([img, smooth_image(32, 16)], "vif")
-    assert fuser.fuse([img, smooth_image(40, 24)], "vif", resize="first").image.shape == (32, 32, 3)
+    with pytest.raises(ImageError, match="source 2 is 44x48 but source 1 is 48x48"):
+        fuser.fuse([img, smooth_image(48, 44)], "vif")
+    assert fuser.fuse([img, smooth_image(56, 44)], "vif", resize="first").image.shape == (48, 48, 3)
+    with pytest.raises(ImageError, match=rf"^source 2: the image array: image is 8x8 px; fusion needs at least {MIN_SIDE} px"):
+        fuser.fuse([img, smooth_image(8, 8)], "vif", resize="first")  # too small to fuse or score, resized or not
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(ImageError, match="source 2"):
@@ -189,9 +191,9 @@ def test_size_mismatch_names_the_way_to_resize(fuser):
     from tcmoa.colour import SizeMismatchError
 
     with pytest.raises(SizeMismatchError) as caught:
-        fuser.fuse([smooth_image(40, 48), smooth_image(32, 48)], "vif")
+        fuser.fuse([smooth_image(48, 56), smooth_image(44, 56)], "vif")
     assert str(caught.value).endswith("(or resize='first')")
-    assert caught.value.explain("or --resize first").startswith("source 2 is 48x32 but source 1 is 48x40")
+    assert caught.value.explain("or --resize first").startswith("source 2 is 56x44 but source 1 is 56x48")
     import pickle
 
     assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)  # crosses process boundaries
@@ -235,7 +237,7 @@ def test_gpu_bf16_matches_cpu_closely():
 
 
 def test_the_result_carries_what_was_decided(fuser):
-    mri, pet = smooth_image(48, 64, colour=False), smooth_image(40, 56, seed=5)
+    mri, pet = smooth_image(48, 64, colour=False), smooth_image(44, 56, seed=5)
     result = fuser.fuse([mri, pet], "MRI-PET", resize="first", maps=True)
     s = result.settings
     assert (s.preset.key, s.alpha, s.beta, s.route, s.resize) == ("mri-pet", 2.0, -0.1, "medical", "first")
@@ -248,14 +250,14 @@ def test_the_result_carries_what_was_decided(fuser):
         fuser.fuse([mri, result.sources[1]], "mri-pet", route={"vif": 1.0})  # a dict: one clear message
     # Settings made once and reused give the same fusion; knobs are given one way at a time.
     settings = fuser.settings("mef", beta=0.1)
-    dark, bright = smooth_image(32, 32) * 0.3, smooth_image(32, 32, seed=1) * 0.4 + 0.6
+    dark, bright = smooth_image(48, 48) * 0.3, smooth_image(48, 48, seed=1) * 0.4 + 0.6
     again = fuser.fuse([dark, bright], settings, maps=True)
     assert np.array_equal(again.image, fuser.fuse([dark, bright], "mef", beta=0.1).image)
     assert again.order == [1, 0] and np.array_equal(again.mapped_pair[0], again.sources[1])  # brightest is A
     with pytest.raises(ValueError, match="not both"):
         fuser.fuse([dark, bright], settings, alpha=1.0)
     # Three sources: the note gives the order, and speaks of maps only when they were made.
-    three = [dark, bright, smooth_image(32, 32, seed=2) * 0.6]
+    three = [dark, bright, smooth_image(48, 48, seed=2) * 0.6]
     assert fuser.fuse(three, "mef").notes == ["3 sources fused pairwise in order [2, 3, 1]"]
     assert fuser.fuse(three, "mef", maps=True).notes[-1].endswith("; the maps show the last step")
 
@@ -264,12 +266,12 @@ def test_source_count_and_size_have_one_message_everywhere(fuser):
     from tcmoa.colour import check_sources
     from tcmoa.metrics.baselines import run_baseline
 
-    one, small = smooth_image(32, 32), smooth_image(24, 32)
+    one, small = smooth_image(48, 48), smooth_image(44, 48)
     for call in (lambda: fuser.fuse([one], "vif"), lambda: check_sources([one]), lambda: run_baseline("average", [one], "vif")):
         with pytest.raises(ImageError, match=r"^fusion needs at least 2 source images, got 1$"):
             call()
     for call in (lambda: fuser.fuse([one, small], "vif"), lambda: check_sources([one, small])):
-        with pytest.raises(ImageError, match=r"^source 2 is 32x24 but source 1 is 32x32 \(width x height\); fusion"):
+        with pytest.raises(ImageError, match=r"^source 2 is 48x44 but source 1 is 48x48 \(width x height\); fusion"):
             call()
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "entropy", "standard_deviation", "spatial_frequency", "average_gradient", "edge_intensity",
     "mutual_information", "psnr", "rmse", "qabf", "vifb_ssim", "vifb_ssim_each", "cross_entropy", "qcb", "qcv",
-    "vifp", "vif", "nabf", "mefb_mef_ssim", "reference_psnr",
+    "vifp", "vif", "nabf", "mef_ssim_scales", "mefb_mef_ssim", "reference_psnr",
 ]
 
 _EPS = np.finfo(np.float64).eps
@@ -292,26 +292,39 @@ def vif(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     return vifp(a, fused) + vifp(b, fused)
 
 
+# Ma, Zeng and Wang's mef_ms_ssim with its defaults, as MEFB runs it. The training form
+# (tcmoa.train.multiscale_losses.differentiable_mefb_mef_ssim) reads these same constants.
+MEF_SSIM_PATCH = 11  # side of the square patches and of the Gaussian window, in pixels
+MEF_SSIM_WINDOW = mf.gaussian_1d(MEF_SSIM_PATCH, 1.5)  # 1-D factor of fspecial('gaussian', 11, 1.5)
+MEF_SSIM_C = (0.03 * 255) ** 2  # K = 0.03 on the 0..255 scale
+MEF_SSIM_CONTRAST_FLOOR = 0.001  # added to each patch's contrast so flat patches do not divide by 0
+MEF_SSIM_MAX_EXPONENT = 10.0  # cap of the structure weights' exponent: 10 already acts as a maximum
+_MEF_SSIM_RAW_WEIGHTS = (0.0448, 0.2856, 0.3001)  # MS-SSIM's first 3 scale weights, finest first
+MEF_SSIM_SCALE_WEIGHTS = tuple(w / sum(_MEF_SSIM_RAW_WEIGHTS) for w in _MEF_SSIM_RAW_WEIGHTS)  # sum 1
+MEF_SSIM_MIN_SIDE = MEF_SSIM_PATCH * 2 ** (len(MEF_SSIM_SCALE_WEIGHTS) - 1)  # the coarsest scale holds a patch
+
+
 def _mef_ssim_level(seq: list[np.ndarray], f: np.ndarray) -> float:
     """One scale of Ma et al.'s ``mef_ssim`` (11x11 windows), vectorised over patch positions."""
-    n, nn, k_n = 11, 121.0, len(seq)
+    n, k_n = MEF_SSIM_PATCH, len(seq)
+    nn = float(n * n)
     s1 = [mf.box_sum_valid(x, n) for x in seq]
     mu = [s / nn for s in s1]
     prod = {(k, l): mf.box_sum_valid(seq[k] * seq[l], n) for k in range(k_n) for l in range(k, k_n)}
     cov = {kl: p - s1[kl[0]] * s1[kl[1]] / nn for kl, p in prod.items()}  # <x_k - mu_k, x_l - mu_l>
     norms = [np.sqrt(np.maximum(cov[(k, k)], 0.0)) for k in range(k_n)]
-    ed = [v + 0.001 for v in norms]
+    ed = [v + MEF_SSIM_CONTRAST_FLOOR for v in norms]
     ysq = sum(cov[(k, l)] * (1.0 if k == l else 2.0) for k, l in cov)  # ||sum_k x_k - mean||^2
     R = (np.sqrt(np.maximum(ysq, 0.0)) + _EPS) / (sum(norms) + _EPS)
     R = np.where(R > 1, 1 - _EPS, np.where(R < 0, _EPS, R))
-    p = np.minimum(np.tan(np.pi / 2 * R), 10.0)
+    p = np.minimum(np.tan(np.pi / 2 * R), MEF_SSIM_MAX_EXPONENT)
     wts = [(e / n) ** p + _EPS for e in ed]
     wsum = sum(wts)
     coef = [wk / wsum / e for wk, e in zip(wts, ed)]  # r = sum_k coef_k (x_k - mu_k)
     rnorm = np.sqrt(np.maximum(sum(coef[k] * coef[l] * c * (1.0 if k == l else 2.0)
                                    for (k, l), c in cov.items()), 0.0))
     scale = np.where(rnorm > 0, np.maximum.reduce(ed) / np.where(rnorm > 0, rnorm, 1.0), 1.0)
-    g = mf.gaussian_1d(n, 1.5)
+    g = MEF_SSIM_WINDOW
     gx = [mf.sep_filter_valid(x, g) for x in seq]
     gf = mf.sep_filter_valid(f, g)
     mu1 = scale * sum(c * (gk - m) for c, gk, m in zip(coef, gx, mu))
@@ -323,22 +336,24 @@ def _mef_ssim_level(seq: list[np.ndarray], f: np.ndarray) -> float:
     sig2 = mf.sep_filter_valid(f * f, g) - gf * gf
     erf = scale * sum(c * (mf.sep_filter_valid(x * f, g) - m * gf) for c, x, m in zip(coef, seq, mu))
     sig12 = erf - mu1 * gf
-    C = (0.03 * 255) ** 2
-    return float(((2 * sig12 + C) / (sig1 + sig2 + C)).mean())
+    return float(((2 * sig12 + MEF_SSIM_C) / (sig1 + sig2 + MEF_SSIM_C)).mean())
+
+
+def mef_ssim_scales(fused: np.ndarray, sources: Sequence[np.ndarray]) -> list[float]:
+    """MEF-SSIM at each of ``mef_ms_ssim``'s 3 scales, finest first (grey 0..255 images)."""
+    if len(sources) < 2:
+        raise ValueError("MEF-SSIM needs at least 2 source images")
+    f, *seq = mf.check_2d(fused, *sources)
+    if min(f.shape) < MEF_SSIM_MIN_SIDE:
+        raise ValueError(f"MEF-SSIM needs images of at least {MEF_SSIM_MIN_SIDE}x{MEF_SSIM_MIN_SIDE} pixels, got {f.shape}")
+    q = []
+    for level in range(len(MEF_SSIM_SCALE_WEIGHTS)):
+        if level:
+            seq, f = [mf.half_downsample(x) for x in seq], mf.half_downsample(f)
+        q.append(_mef_ssim_level(seq, f))
+    return q
 
 
 def mefb_mef_ssim(fused: np.ndarray, sources: Sequence[np.ndarray]) -> float:
     """MEF-SSIM (Ma, Zeng, Wang 2015): 3-scale ``mef_ms_ssim`` on grey 0..255 images (MEFB)."""
-    if len(sources) < 2:
-        raise ValueError("MEF-SSIM needs at least 2 source images")
-    f, *seq = mf.check_2d(fused, *sources)
-    if min(f.shape) / 4 < 11:
-        raise ValueError(f"MEF-SSIM needs images of at least 44x44 pixels, got {f.shape}")
-    weights = np.array([0.0448, 0.2856, 0.3001])
-    weights /= weights.sum()
-    q = []
-    for level in range(3):
-        if level:
-            seq, f = [mf.half_downsample(x) for x in seq], mf.half_downsample(f)
-        q.append(_mef_ssim_level(seq, f))
-    return float(np.prod(np.asarray(q) ** weights))
+    return float(np.prod(np.asarray(mef_ssim_scales(fused, sources)) ** np.asarray(MEF_SSIM_SCALE_WEIGHTS)))

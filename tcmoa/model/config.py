@@ -49,13 +49,13 @@ class ModelConfig:
     router_noise_floor: float = 0.1  # the official +0.1 inside the noise std (not in the paper)
     gate_threshold: float = 1e-4  # gates at or below this are dropped
     decoder_restandardize: bool = True  # the 2025 code's decoder re-standardisation
-    # How the fused image is made: decoded from stream A's tokens (official); per-pixel source
-    # weights + residual applied to the sources ("source_weights", our first model); or a weight per
-    # Laplacian band of the sources ("pyramid", ours; tcmoa/model/fusion_head.py).
+    # How the fused image is made: decoded from stream A's tokens (official); a weight per Laplacian
+    # band of the sources ("pyramid", the shipped compact model; tcmoa/model/fusion_head.py); or
+    # per-pixel source weights + residual ("source_weights", kept so checkpoints with that head load).
     fusion_output: str = "decoder"
     pyramid_levels: int = 5  # fusion_output="pyramid": 4 band-pass levels and a base at 1/16
     # fusion_output="pyramid": the base's own band-pass levels (1/16 ... 1/256 for 5), chosen by energy like
-    # the finer ones; 0 blends the base as one band (the first pyramid model).
+    # the finer ones; 0 blends the base as one band (as checkpoints saved without these levels do).
     pyramid_coarse_levels: int = 0
     routers: tuple[str, ...] = field(default=ROUTER_NAMES[:3])
 

@@ -22,7 +22,7 @@ class PhaseWeights:
     ssim: float = 0.0  # ssim_loss: ((1-SSIM(F,A)) + (1-SSIM(F,B)))/2, or 1-SSIM(F,O) for MFF
     mef_ssim: float = 0.0  # MEF_SSIM_loss: 1 - MEF-SSIM
     mir: float = 0.0  # prompt_loss: MIR
-    # Ours (tcmoa/multiscale_losses.py); 0 in both official versions.
+    # Ours (tcmoa/train/multiscale_losses.py); 0 in both official versions.
     clip_pixel: float = 0.0  # clip_pixel_loss: L1 to max(A', B'), clipped pixels replaced by the other source's
     detail: float = 0.0  # detail_loss: Laplacian bands vs the more energetic source's, 4 scales
     contrast: float = 0.0  # contrast_loss: hinge on local SD below the sources' larger one, 4 scales
@@ -49,7 +49,7 @@ class LossWeights:
         return getattr(self, name)
 
 
-# v2025 (HEAD 48e4a54): reference §6 table; checked against the fixture totals.
+# v2025 (the official code at 48e4a54, engine_train.py): checked against the fixture totals (tests/fixtures/official_tiny).
 LOSS_WEIGHTS_2025 = LossWeights(
     vif_warmup=PhaseWeights(pixel=1.0, mir=1.0, ssim=1.0),
     vif=PhaseWeights(max_grad=1.5, max_pixel=1.5, mir=1.0, ssim=2.0),

@@ -23,7 +23,7 @@ from torch import Tensor
 from .loss_weights import (LOGGED_TERMS, LOSS_WEIGHTS, LOSS_WEIGHTS_2024, LOSS_WEIGHTS_2025, TERM_NAMES, LossWeights,
                            PhaseWeights)
 from ..tasks import MEF, MFF, OBJECTIVES, VIF
-from .multiscale_losses import clip_aware_pixel_loss, local_contrast_loss, mefb_mef_ssim, multiscale_detail_loss
+from .multiscale_losses import clip_aware_pixel_loss, differentiable_mefb_mef_ssim, local_contrast_loss, multiscale_detail_loss
 
 __all__ = [
     "VIF",
@@ -354,7 +354,7 @@ def task_loss(task: int | str, fused: Tensor, a: Tensor, b: Tensor, encoder_prom
         if field == "contrast":
             return local_contrast_loss(fused, a, b)
         if field == "mefb_ssim":
-            return 1.0 - mefb_mef_ssim(fused, [a, b]).mean().float()
+            return 1.0 - differentiable_mefb_mef_ssim(fused, [a, b]).mean().float()
         raise AssertionError(field)
 
     aux = torch.as_tensor(aux_loss, device=fused.device, dtype=fused.dtype)

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..metrics.matlab import gaussian_1d
+from ..metrics.vifb import (MEF_SSIM_C, MEF_SSIM_CONTRAST_FLOOR, MEF_SSIM_MAX_EXPONENT, MEF_SSIM_PATCH,
+                            MEF_SSIM_SCALE_WEIGHTS, MEF_SSIM_WINDOW)
 from ..model import pyramid
 from ..model.pyramid_head import band_energy, clipped, luma
 
@@ -75,12 +76,10 @@ def local_contrast_loss(fused: Tensor, a: Tensor, b: Tensor, levels: int = CONTR
     return torch.stack([F.relu(t - local_sd(f)).mean() for f, t in zip(gf, targets)]).sum()
 
 
-# MEFB's MEF-SSIM (Ma, Zeng, Wang 2015; tcmoa.metrics.vifb.mefb_mef_ssim is the reference, on numpy):
-# 11x11 patches, desired structure from the sources' contrast-weighted structures, no luminance term,
-# 3 scales. In float64 on the 0..255 scale of the metric, so its constants mean what they mean there.
-_MEF_N, _MEF_EPS = 11, float(torch.finfo(torch.float64).eps)
-_MEF_SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001)
-_MEF_WINDOW = torch.from_numpy(gaussian_1d(_MEF_N, 1.5))  # the metric's own 11-tap, sigma 1.5 window (float64)
+# MEFB's MEF-SSIM in torch, so that training can follow its gradient: the same computation as the
+# metric tcmoa.metrics.vifb.mefb_mef_ssim (numpy), with the metric's constants, in float64 on the
+# metric's 0..255 scale so the constants mean what they mean there.
+_MEF_EPS = float(torch.finfo(torch.float64).eps)
 
 
 def _valid_gauss(x: Tensor, g: Tensor) -> Tensor:
@@ -90,7 +89,7 @@ def _valid_gauss(x: Tensor, g: Tensor) -> Tensor:
 
 def _mef_ssim_level(seq: list[Tensor], f: Tensor) -> Tensor:
     """One scale: mean local score per image, (B,); seq and f are (B, 1, H, W) float64 on 0..255."""
-    n, nn = _MEF_N, float(_MEF_N * _MEF_N)
+    n, nn = MEF_SSIM_PATCH, float(MEF_SSIM_PATCH * MEF_SSIM_PATCH)
     box = lambda x: F.avg_pool2d(x, n, stride=1) * nn  # noqa: E731  (sum over every 11x11 window)
     k_n = len(seq)
     with torch.no_grad():  # the desired structure depends on the sources only
@@ -99,17 +98,17 @@ def _mef_ssim_level(seq: list[Tensor], f: Tensor) -> Tensor:
         pairs = [(k, m) for k in range(k_n) for m in range(k, k_n)]
         cov = {(k, m): box(seq[k] * seq[m]) - s1[k] * s1[m] / nn for k, m in pairs}
         norms = [cov[(k, k)].clamp(min=0).sqrt() for k in range(k_n)]
-        ed = [v + 0.001 for v in norms]
+        ed = [v + MEF_SSIM_CONTRAST_FLOOR for v in norms]
         ysq = torch.stack([cov[(k, m)] * (1.0 if k == m else 2.0) for k, m in pairs]).sum(0)
         r = ((ysq.clamp(min=0).sqrt() + _MEF_EPS) / (sum(norms) + _MEF_EPS)).clamp(_MEF_EPS, 1 - _MEF_EPS)
-        p = torch.tan(torch.pi / 2 * r).clamp(max=10.0)
+        p = torch.tan(torch.pi / 2 * r).clamp(max=MEF_SSIM_MAX_EXPONENT)
         wts = [(e / n) ** p + _MEF_EPS for e in ed]
         coef = [w / sum(wts) / e for w, e in zip(wts, ed)]
         rnorm = torch.stack([coef[k] * coef[m] * c * (1.0 if k == m else 2.0)
                              for (k, m), c in cov.items()]).sum(0).clamp(min=0).sqrt()
         peak = torch.stack(ed).amax(0)  # the desired contrast: the largest source's
         scale = torch.where(rnorm > 0, peak / torch.where(rnorm > 0, rnorm, torch.ones_like(rnorm)), torch.ones_like(rnorm))
-        g = _MEF_WINDOW.to(f.device)
+        g = torch.from_numpy(MEF_SSIM_WINDOW).to(f.device)
         gx = [_valid_gauss(x, g) for x in seq]
         mu1 = scale * sum(c * (gk - m) for c, gk, m in zip(coef, gx, mu))
         er2 = sum(coef[k] * coef[m] * (_valid_gauss(seq[k] * seq[m], g) - mu[m] * gx[k] - mu[k] * gx[m] + mu[k] * mu[m])
@@ -119,8 +118,7 @@ def _mef_ssim_level(seq: list[Tensor], f: Tensor) -> Tensor:
     sig2 = _valid_gauss(f * f, g) - gf * gf
     erf = scale * sum(c * (_valid_gauss(x * f, g) - m * gf) for c, x, m in zip(coef, seq, mu))
     sig12 = erf - mu1 * gf
-    c2 = (0.03 * 255) ** 2
-    return ((2 * sig12 + c2) / (sig1 + sig2 + c2)).mean(dim=(1, 2, 3))
+    return ((2 * sig12 + MEF_SSIM_C) / (sig1 + sig2 + MEF_SSIM_C)).mean(dim=(1, 2, 3))
 
 
 def _half_downsample(x: Tensor) -> Tensor:
@@ -128,15 +126,19 @@ def _half_downsample(x: Tensor) -> Tensor:
     return F.avg_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), 2, stride=1)[..., ::2, ::2]
 
 
-def mefb_mef_ssim(fused: Tensor, sources: list[Tensor]) -> Tensor:
-    """MEFB's 3-scale MEF-SSIM of fused vs sources, (B, 3, H, W) in [0, 1] -> (B,), differentiable in fused."""
+def differentiable_mefb_mef_ssim(fused: Tensor, sources: list[Tensor]) -> Tensor:
+    """MEFB's 3-scale MEF-SSIM of fused vs sources, (B, 3, H, W) in [0, 1] -> (B,), differentiable in fused.
+
+    The training form of the metric tcmoa.metrics.vifb.mefb_mef_ssim, on BT.601 luma where the metric
+    takes MATLAB's rounded rgb2gray; a score is floored at 1e-6 per scale so its logarithm stays finite.
+    """
     f = luma(fused).double() * 255
     seq = [luma(s).double() * 255 for s in sources]
-    w = torch.tensor(_MEF_SCALE_WEIGHTS, dtype=torch.float64)
-    w = w / w.sum()
     score = torch.ones(f.shape[0], dtype=torch.float64, device=f.device)
-    for level in range(3):
+    for level, weight in enumerate(MEF_SSIM_SCALE_WEIGHTS):
         if level:
             seq, f = [_half_downsample(x) for x in seq], _half_downsample(f)
-        score = score * _mef_ssim_level(seq, f).clamp(min=1e-6) ** w[level]
+        score = score * _mef_ssim_level(seq, f).clamp(min=1e-6) ** weight
     return score
+
+
