@@ -93,8 +93,9 @@ def size_mismatch(images: Sequence[np.ndarray]) -> SizeMismatchError | None:
 def check_sources(sources: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Validate N >= 2 equally sized images into float32 [0,1] grey (H,W) / colour (H,W,3) arrays."""
     check_source_count(sources)
-    # from_array validates dtype/range/NaN and turns R = G = B images into grey.
-    imgs = [from_array(s, label=f"source {i + 1}") for i, s in enumerate(sources)]
+    # from_array validates dtype/range/NaN and turns R = G = B images into grey. No copy of a valid float32
+    # source: the colour rule only reads them (a 24 MP colour source is 288 MB).
+    imgs = [from_array(s, label=f"source {i + 1}", copy=False) for i, s in enumerate(sources)]
     mismatch = size_mismatch(imgs)
     if mismatch is not None:
         raise mismatch

@@ -208,11 +208,13 @@ def from_array(
     max_pixels: int | None = None,
     label: str = "the image array",
     min_side: int = 1,
+    copy: bool = True,
 ) -> np.ndarray:
     """Validate a numpy image (uint8/uint16/bool/float [0,1]; HxW, HxWx1/3/4) into float32 [0,1].
 
     `min_side` is 1 for images the library makes (saved results, the colour rule's planes); read_image
-    passes MIN_SIDE for sources.
+    passes MIN_SIDE for sources. `copy=False` returns a valid float32 [0, 1] array itself rather than a
+    copy, for callers that only read it (the colour rule, on sources the pipeline already read).
     """
     a = np.asarray(arr)
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
@@ -238,9 +240,9 @@ def from_array(
         if lo < -FLOAT_TOLERANCE or hi > 1.0 + FLOAT_TOLERANCE:
             hint = "; divide by 255 for 8-bit data" if hi <= 255 and lo >= 0 else ""
             raise ImageError(f"{label}: float values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]{hint}")
-        out = a.astype(np.float32)  # always a copy: callers may modify their array later
-        if lo < 0.0 or hi > 1.0:
-            np.clip(out, 0.0, 1.0, out=out)
+        out = a.astype(np.float32, copy=copy)  # by default a copy: callers may modify their array later
+        if lo < 0.0 or hi > 1.0:  # within the tolerance: clipped, never in the caller's array
+            out = np.clip(out, 0.0, 1.0) if out is a else np.clip(out, 0.0, 1.0, out=out)
     else:
         raise ImageError(
             f"{label}: unsupported dtype {a.dtype}; use uint8, uint16, bool or float in [0, 1]"

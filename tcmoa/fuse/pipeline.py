@@ -22,6 +22,7 @@ from ..model.network import TCMoA
 from ..model.moa import ALPHA_RANGE, BETA_RANGE, PromptControl
 from ..tasks import Preset, Route, get_preset
 from .runner import DEFAULT_TOKEN_PIXELS, FusionMaps, PairRunner, RunSettings
+from .runtime import prepare
 from .tiling import DEFAULT_TILE_SIZE
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -134,7 +135,8 @@ class Fuser:
 
     def __init__(self, model: TCMoA, device: str | torch.device | None = None, precision: str = "auto",
                  tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = 128, tile_batch: int = 4,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad", token_pixels: int | None = DEFAULT_TOKEN_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad", token_pixels: int | None = DEFAULT_TOKEN_PIXELS,
+                 runtime: str = "eager"):
         if fit not in FITS:
             raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
         self.fit = fit
@@ -163,7 +165,8 @@ class Fuser:
         if token_pixels is not None and token_pixels < m * m:
             raise ValueError(f"token_pixels must hold one {m}x{m} window ({m * m:,} px) or be None, got {token_pixels}")
         self.tile_batch, self.max_pixels, self.token_pixels = tile_batch, max_pixels, token_pixels
-        self.runner = PairRunner(self.model, self.device, RunSettings(
+        self.runtime = runtime
+        self.runner = PairRunner(prepare(self.model, runtime, self.device), self.device, RunSettings(
             precision, fit, self.tile_size, self.tile_overlap, tile_batch, token_pixels))
 
     # ----------------------------------------------------------------------------- public

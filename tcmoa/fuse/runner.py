@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from ..model.moa import PromptControl
+from ..device import release_freed_memory
+from ..imaging import resize_to
 from ..model.fusion_head import pad_to
 from ..model.network import FusionOutput, TCMoA, normalize
 from ..tasks import Route
@@ -64,6 +66,14 @@ class FusionMaps:
         rows = np.minimum((np.arange(self.image_size[0]) / self.pixel_patch).astype(int), grid.shape[-2] - 1)
         cols = np.minimum((np.arange(self.image_size[1]) / self.pixel_patch).astype(int), grid.shape[-1] - 1)
         return grid[..., rows[:, None], cols[None, :]]
+
+
+def scaled_copy(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A (1, C, H, W) CPU image shrunk to `size` by area averaging, as tcmoa.imaging.resize_to shrinks the app's
+    working image (so a full-resolution fusion's token path sees what the working resolution's does)."""
+    pixels = x[0].permute(1, 2, 0).cpu().numpy()  # (H, W, C): the source's own layout, no copy
+    small = resize_to(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, size)
+    return torch.from_numpy(small).reshape(*size, -1).permute(2, 0, 1)[None]
 
 
 def round_up(side: int, multiple: int) -> int:
@@ -120,6 +130,7 @@ class PairRunner:
 
         `progress(fraction)` is called as the work proceeds (it may raise to stop).
         """
+        release_freed_memory()  # what reading and ordering the sources freed, before this pair's peak
         small = self.token_size(a.shape[1], a.shape[2])
         if small is not None:
             fused, maps = self._fuse_whole(a, b, small, route, control, want_maps)
@@ -141,13 +152,18 @@ class PairRunner:
         m = self.model.config.size_multiple
         padded = (round_up(small[0], m), round_up(small[1], m))
         full_a, full_b = a[None].to(self.device), b[None].to(self.device)  # views on the CPU: no copy
-        token_pair = torch.cat([x if small == (h, w) else F.interpolate(x, size=small, mode="area")
-                                for x in (full_a, full_b)])
+        token_pair = torch.cat([x if small == (h, w) else scaled_copy(x, small).to(self.device) for x in (a[None], b[None])])
         token_pair = pad_to(normalize(token_pair.expand(-1, 3, -1, -1)), padded[0] - small[0], padded[1] - small[1])
+        small_a, small_b = token_pair[:1], token_pair[1:]
         # The token grid spans the full-resolution sources padded by the same share of their size; the
         # head mirrors them up to that span itself, strip by strip, rather than padding a copy here.
         span = (max(h, round(padded[0] * h / small[0])), max(w, round(padded[1] * w / small[1])))
-        out = self._forward(token_pair[:1], token_pair[1:], route, control, pixels=(full_a, full_b), span=span)
+        with self._precision():
+            weights = self.model.route_weights(route, self.device)
+            tokens, grid, enc, dec = self.model.token_path(small_a, small_b, weights, control)
+            del small_a, small_b, token_pair
+            release_freed_memory()  # the token path's activations, before the full-resolution head
+            out = self.model.apply_head(tokens, grid, enc, dec, weights, control, (full_a, full_b), span)
         fused = out.fused[0]
         if not want_maps:
             return fused, None
@@ -235,13 +251,16 @@ class PairRunner:
         return fused, prompts[:, :, :cells[0], :cells[1]], gates[:, :, :cells[0], :cells[1]], weight
 
     # ----------------------------------------------------------------------------- shared steps
-    def _forward(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
-                 pixels: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 span: tuple[int, int] | None = None) -> FusionOutput:
-        """The model on normalised inputs, under the configured precision."""
+    def _precision(self) -> torch.autocast:
+        """Autocast to the configured precision (a no-op for fp32)."""
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.settings.precision)
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            return self.model(a, b, route, control, pixels=pixels, span=span)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _forward(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
+                 pixels: tuple[torch.Tensor, torch.Tensor] | None = None) -> FusionOutput:
+        """The model on normalised inputs, under the configured precision."""
+        with self._precision():
+            return self.model(a, b, route, control, pixels=pixels)
 
     @staticmethod
     def _at_span(weight: torch.Tensor, span: Sequence[int]) -> torch.Tensor:

@@ -99,7 +99,7 @@ class TCMoA(nn.Module):
             routers = router_table(c.routers)  # the per-router initial gains live beside each router
             self.fusion_head = PyramidHead(c.decoder_embed_dim, c.num_routers, c.pyramid_levels,
                                            [r.base_clip_gain for r in routers], c.pyramid_coarse_levels,
-                                           [r.coarse_levels for r in routers])
+                                           [r.coarse_levels for r in routers], c.pixel_patch)
         # Where the weights came from; checkpoint loaders fill it in, the app shows it.
         self.info: dict[str, object] = {"name": config.name, "source": "random init", "trained": False}
         self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
@@ -202,8 +202,15 @@ class TCMoA(nn.Module):
             pred = self._to_pixels(tokens, grid)
             return FusionOutput(denormalize(pred), pred, grid, enc, dec)
         src_a, src_b = pixels if pixels is not None else (unnormalize(a), unnormalize(b))
+        return self.apply_head(tokens, grid, enc, dec, weights, control, (src_a, src_b), span)
+
+    def apply_head(self, tokens: torch.Tensor, grid: tuple[int, int], enc: list[ModuleTrace], dec: list[ModuleTrace],
+                   route: torch.Tensor, control: PromptControl, pixels: tuple[torch.Tensor, torch.Tensor],
+                   span: Sequence[int] | None = None) -> FusionOutput:
+        """The output head on what `token_path` gave, over the sources `pixels` in [0, 1] (see `forward`)."""
+        assert self.fusion_head is not None, "apply_head needs a model with an output head"
         margin = PromptMargin.from_prompts([(t.prompt_a, t.prompt_b) for t in enc + dec], grid, control.beta)
-        fused, weight = self.fusion_head(tokens, grid, src_a, src_b, margin, weights, span)
+        fused, weight = self.fusion_head(tokens, grid, pixels[0], pixels[1], margin, route, span)
         return FusionOutput(fused.clamp(0, 1), None, grid, enc, dec, weight)
 
     def token_path(self, a: torch.Tensor, b: torch.Tensor, route: torch.Tensor, control: PromptControl

@@ -132,6 +132,20 @@ def plan_strips(height: int, width: int, fine: int = FINE_LEVELS, pixels: int = 
 
 
 @dataclass(frozen=True)
+class LevelPlan:
+    """The head's levels for one image: `count` pyramid levels (band-pass ones and the base), the first
+    `extra` of them finer than the learned ones, then the base's own pyramid."""
+
+    count: int
+    extra: int
+    sizes: list[tuple[int, int]]  # every level's (h, w), the base's own pyramid's from index count - 1
+
+    def learned(self, level: int) -> int:
+        """The learned level whose parameters level `level` uses (the extra fine levels use level 0's)."""
+        return max(0, level - self.extra)
+
+
+@dataclass(frozen=True)
 class RouteGains:
     """The head's per-level gains for one route (its routers' rows blended by the route weights)."""
 
@@ -202,11 +216,12 @@ class PyramidHead(nn.Module):
     """
 
     def __init__(self, dim: int, routers: int, levels: int = 5, base_clip_gain: Sequence[float] | None = None,
-                 coarse_levels: int = 0, coarse_on: Sequence[bool] | None = None):
+                 coarse_levels: int = 0, coarse_on: Sequence[bool] | None = None, patch: float = 8.0):
         super().__init__()
         if levels <= FINE_LEVELS:
             raise ValueError(f"the pyramid head needs more than {FINE_LEVELS} levels, got {levels}")
         self.levels, self.coarse_levels = levels, coarse_levels
+        self.patch = patch  # pixels per token at the token path's resolution
         self.strip_pixels = STRIP_PIXELS  # not saved: how the computation is split, not what it computes
         self.token_logits = nn.Linear(dim, levels)
         nn.init.zeros_(self.token_logits.weight)
@@ -235,6 +250,16 @@ class PyramidHead(nn.Module):
             self.register_buffer("coarse_mix", on)
 
     # ----------------------------------------------------------------------------- the formula
+    def extra_levels(self, span: Sequence[int], grid: tuple[int, int]) -> int:
+        """Finest levels added when the head's image is larger than the token path's (2^k times: k levels).
+
+        They keep the base and everything the tokens decide at the same scale of the scene as a fusion
+        at the token path's resolution (the app's working image), so a full-resolution result, scaled
+        down, looks like the working one; the added levels are finer detail, chosen like level 0.
+        """
+        scale = span[0] / (grid[0] * self.patch)
+        return max(0, round(math.log2(scale))) if scale > 1 else 0
+
     def gains(self, route: Tensor) -> RouteGains:
         """The per-level gains of a route (T,) of normalised router weights."""
         route = route.float()
@@ -249,7 +274,7 @@ class PyramidHead(nn.Module):
 
     def level_weight(self, lvl: int, token_term: Tensor, band_a: Tensor, band_b: Tensor, clip_a: Tensor,
                      clip_b: Tensor, gains: RouteGains, low_pass: bool) -> Tensor:
-        """The weight of A (B, 1, h, w) at level `lvl` (>= levels: the base's own pyramid) from its terms."""
+        """The weight of A (B, 1, h, w) at learned level `lvl` (>= levels: the base's own pyramid) from its terms."""
         k = min(lvl, self.levels - 1)
         z = token_term + gains.clip[k] * (clip_b - clip_a)
         if low_pass:  # the base, or the base's own base
@@ -272,16 +297,17 @@ class PyramidHead(nn.Module):
         h, w = a.shape[-2:]
         span = (h, w) if span is None else (int(span[0]), int(span[1]))
         gains = self.gains(route)
-        sizes = level_sizes(span, self.levels + self.coarse_levels)
+        extra = self.extra_levels(span, grid)
+        plan = LevelPlan(self.levels + extra, extra, level_sizes(span, self.levels + extra + self.coarse_levels))
         with torch.autocast(device_type=tokens.device.type, enabled=False):
             maps = self.token_maps(tokens, grid, margin, gains)
             strips = plan_strips(span[0], span[1], pixels=self.strip_pixels)
             quarter = [self._quarter_levels(a.float(), b.float(), s, span) for s in strips]
             g_a, g_b, k_a, k_b = (torch.cat(parts, dim=-2) for parts in zip(*quarter))
-            coarse, base_weight = self._coarse_fusion(g_a, g_b, k_a, k_b, maps, sizes, gains)
+            coarse, base_weight = self._coarse_fusion(g_a, g_b, k_a, k_b, maps, plan, gains)
             fused = a.new_empty(*a.shape[:-2], h, w, dtype=torch.float32)
             for strip in strips:
-                rows = self._fine_strip(a.float(), b.float(), strip, span, coarse, maps, sizes, gains)
+                rows = self._fine_strip(a.float(), b.float(), strip, span, coarse, maps, plan, gains)
                 fused[..., strip.core_top:min(h, strip.core_bottom), :] = rows[..., :max(0, h - strip.core_top), :w]
         return fused, base_weight
 
@@ -301,20 +327,20 @@ class PyramidHead(nn.Module):
         g_a, k_a, g_b, k_b = (t[..., first:first + count, :] for t in out)
         return g_a, g_b, k_a, k_b
 
-    def _coarse_fusion(self, g_a: Tensor, g_b: Tensor, k_a: Tensor, k_b: Tensor, maps: TokenMaps,
-                       sizes: list[tuple[int, int]], gains: RouteGains) -> tuple[Tensor, Tensor]:
+    def _coarse_fusion(self, g_a: Tensor, g_b: Tensor, k_a: Tensor, k_b: Tensor, maps: TokenMaps, plan: "LevelPlan",
+                       gains: RouteGains) -> tuple[Tensor, Tensor]:
         """The levels from FINE_LEVELS down, fused and collapsed to level FINE_LEVELS's size, for the whole
         image; and the base's weight of A."""
-        levels = self.levels - FINE_LEVELS  # learned levels left: band-pass ones and the base
+        levels = plan.count - FINE_LEVELS  # levels left: band-pass ones and the base
         pyr_a, pyr_b = pyramid.laplacian(g_a, levels), pyramid.laplacian(g_b, levels)
         deep = self.coarse_levels
         clip_a, clip_b = pyramid.gaussian(k_a, levels + deep), pyramid.gaussian(k_b, levels + deep)
         fused, base_weight = [], g_a.new_zeros(())
         for i in range(levels):
             lvl = i + FINE_LEVELS
-            weight = self.level_weight(lvl, maps.term(lvl, sizes[lvl]), pyr_a[i], pyr_b[i], clip_a[i], clip_b[i],
-                                       gains, low_pass=i == levels - 1)
-            fused.append(weight * pyr_a[i] + (1 - weight) * pyr_b[i])
+            weight = self.level_weight(plan.learned(lvl), maps.term(plan.learned(lvl), plan.sizes[lvl]), pyr_a[i],
+                                       pyr_b[i], clip_a[i], clip_b[i], gains, low_pass=i == levels - 1)
+            fused.append(torch.lerp(pyr_b[i], pyr_a[i], weight))  # w A + (1 - w) B
             base_weight = weight
         if deep:
             # The base blended band by band on its own pyramid; the route's `coarse_mix` lerps it in.
@@ -322,25 +348,30 @@ class PyramidHead(nn.Module):
             bands = []
             for j, (band_a, band_b) in enumerate(zip(sub_a, sub_b)):
                 c = levels - 1 + j  # the base's own pyramid starts at the base's size
-                term = maps.term(self.levels + j, sizes[self.levels - 1 + j])  # from the base's size down
+                term = maps.term(self.levels + j, plan.sizes[plan.count - 1 + j])
                 weight = self.level_weight(self.levels + j, term, band_a, band_b, clip_a[c], clip_b[c], gains,
                                            low_pass=j == deep)
-                bands.append(weight * band_a + (1 - weight) * band_b)
+                bands.append(torch.lerp(band_b, band_a, weight))
             fused[-1] = torch.lerp(fused[-1], pyramid.collapse(bands), gains.mix)
         return pyramid.collapse(fused), base_weight
 
     def _fine_strip(self, a: Tensor, b: Tensor, strip: Strip, span: Sequence[int], coarse: Tensor,
-                    maps: TokenMaps, sizes: list[tuple[int, int]], gains: RouteGains) -> Tensor:
+                    maps: TokenMaps, plan: "LevelPlan", gains: RouteGains) -> Tensor:
         """A strip's core rows of the fused image: its FINE_LEVELS finest bands fused, collapsed onto `coarse`."""
-        g_a, g_b = span_rows(a, strip.top, strip.bottom, span), span_rows(b, strip.top, strip.bottom, span)
-        pyr_a, pyr_b = pyramid.laplacian(g_a, FINE_LEVELS + 1), pyramid.laplacian(g_b, FINE_LEVELS + 1)
-        clip_a, clip_b = (pyramid.gaussian(clipped(luma(g)), FINE_LEVELS) for g in (g_a, g_b))
+        (pyr_a, clip_a), (pyr_b, clip_b) = (self._strip_pyramid(x, strip, span) for x in (a, b))
         bands = []
         for lvl in range(FINE_LEVELS):
             top, rows = strip.top >> lvl, pyr_a[lvl].shape[-2]
-            weight = self.level_weight(lvl, maps.term(lvl, sizes[lvl], (top, rows)), pyr_a[lvl], pyr_b[lvl],
-                                       clip_a[lvl], clip_b[lvl], gains, low_pass=False)
-            bands.append(weight * pyr_a[lvl] + (1 - weight) * pyr_b[lvl])
+            learned = plan.learned(lvl)
+            weight = self.level_weight(learned, maps.term(learned, plan.sizes[lvl], (top, rows)), pyr_a[lvl],
+                                       pyr_b[lvl], clip_a[lvl], clip_b[lvl], gains, low_pass=False)
+            bands.append(torch.lerp(pyr_b[lvl], pyr_a[lvl], weight))
         top = strip.top >> FINE_LEVELS
         bands.append(coarse[..., top:top + pyr_a[FINE_LEVELS].shape[-2], :])
         return pyramid.collapse(bands)[..., strip.core_top - strip.top:strip.core_bottom - strip.top, :]
+
+    @staticmethod
+    def _strip_pyramid(x: Tensor, strip: Strip, span: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
+        """A strip's Laplacian pyramid down to level FINE_LEVELS and its clip maps at the finer levels."""
+        rows = span_rows(x, strip.top, strip.bottom, span)
+        return pyramid.laplacian(rows, FINE_LEVELS + 1), pyramid.gaussian(clipped(luma(rows)), FINE_LEVELS)

@@ -1,0 +1,52 @@
+"""How the token path is executed: eager PyTorch (the default and the fallback), or a faster variant.
+
+    eager    the model as it is
+    int8     dynamic int8 quantisation of the backbone blocks' linear layers (weights int8, activations
+             quantised per call); the TC-MoA modules, the output head and the norms stay float32
+    compile  torch.compile of the token path (inductor; C++ on the CPU), exact to float rounding
+
+docs/BENCHMARKS.md ("Runtimes") measures each against eager in one run, speed and quality; the
+default is the one that won there.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from ..model.network import TCMoA
+
+RUNTIMES = ("eager", "int8", "compile")
+
+
+def quantized(model: TCMoA) -> TCMoA:
+    """A copy of `model` whose backbone blocks' linear layers run in dynamic int8 (CPU only)."""
+    fast = copy.deepcopy(model).cpu().eval()
+    with warnings.catch_warnings():  # torch.ao's notice that this API is moving to torchao
+        warnings.simplefilter("ignore")
+        for name in ("blocks", "decoder_blocks"):
+            blocks = getattr(fast, name)
+            setattr(fast, name, torch.ao.quantization.quantize_dynamic(blocks, {nn.Linear}, dtype=torch.qint8))
+    return fast
+
+
+def compiled(model: TCMoA) -> TCMoA:
+    """A copy of `model` whose token path is compiled by torch.compile (shapes may vary: dynamic)."""
+    fast = copy.copy(model)  # shares the weights; only the bound token_path differs
+    fast.token_path = torch.compile(model.token_path, dynamic=True)  # type: ignore[method-assign]
+    return fast
+
+
+def prepare(model: TCMoA, runtime: str, device: torch.device) -> TCMoA:
+    """The model to run for `runtime` (one of RUNTIMES) on `device`."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "int8":
+        if device.type != "cpu":
+            raise ValueError("runtime 'int8' is for the CPU; on a GPU use precision bf16 or fp16")
+        return quantized(model)
+    if runtime == "compile":
+        return compiled(model)
+    return model
