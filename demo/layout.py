@@ -1,11 +1,8 @@
-"""The demo's page: the input column, the output column, and `build_demo`, which puts them together.
+"""The demo's page layout: which component goes where, as a components.Page (style in CSS).
 
-The events between them are wired in demo.events; the callbacks are in demo.callbacks.
+The events are wired in demo.events, the callbacks are in demo.callbacks; demo.page puts them together.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
 
 import gradio as gr
 
@@ -13,10 +10,10 @@ from tcmoa import PRESETS
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 
 from . import callbacks as cb
-from .analysis import KNOBS, SWEEP_COUNT, SWEEP_METRICS
-from .engine import MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING, WORKING_PIXELS, Engine
-from .events import wire_events
-from .example_sets import EXAMPLES_DIR, ExampleSet, find_examples
+from .analysis import KNOBS, SWEEP_COUNT, SWEEP_METRICS, TABS
+from .components import Inputs, KnobSlider, Outputs, Page, Session, SourceImage
+from .engine import MAX_SOURCES, UNTRAINED_WARNING, WORKING_PIXELS, Engine
+from .example_sets import find_examples
 from .sources import ROUTER_WEIGHT
 
 HEADER = """# TC-MoA: general image fusion
@@ -40,30 +37,6 @@ WEIGHT_NOTE = ("The weight of source A at every pixel (red: A, blue: B), from th
                "have no such weight: this tab stays empty for them.")
 
 
-class SourceImage(gr.Image):
-    """gr.Image whose upload handling never fails: an unreadable file reaches the callback, which explains it."""
-
-    is_template = True  # rendered by gr.Image's front end
-
-    def preprocess(self, payload: Any) -> Any:
-        """The uploaded file's path; a file Pillow cannot open is passed through for a clear message later."""
-        try:
-            return super().preprocess(payload)
-        except Exception:  # noqa: BLE001 (whatever Pillow refuses, the callback explains)
-            return str(payload.path) if payload is not None and getattr(payload, "path", None) else None
-
-
-class KnobSlider(gr.Slider):
-    """gr.Slider that hands a typed out-of-range value to the callback, which refuses it with one message and
-    puts the slider back to the fused value (gr.Slider's own check would put Gradio's error on every output)."""
-
-    is_template = True  # rendered by gr.Slider's front end
-
-    def preprocess(self, payload: Any) -> Any:
-        """The value as typed: the callback checks it against the library's range."""
-        return payload
-
-
 def knob_slider(knob: KnobRange, value: float, label: str, info: str, elem_id: str) -> gr.Slider:
     """A slider over the library's allowed range of one prompt knob."""
     return KnobSlider(knob.low, knob.high, value=value, step=knob.step, label=label, info=info, elem_id=elem_id,
@@ -80,53 +53,6 @@ document.addEventListener('keyup', (e) => {
   }
 });
 </script>"""
-
-
-@dataclass
-class Inputs:
-    """The input column's components."""
-
-    task: gr.Dropdown
-    info: gr.Markdown
-    slots: list[SourceImage]
-    add: gr.Button
-    remove: gr.Button
-    swap: gr.Button
-    alpha: gr.Slider
-    beta: gr.Slider
-    fuse: gr.Button
-    reset: gr.Button
-    full: gr.Button  # the full resolution, as a named PNG
-    cancel: gr.Button
-    resize: gr.Checkbox
-    show_baselines: gr.Checkbox
-    blend: gr.Checkbox
-    routers: list[gr.Slider]
-    examples: gr.Dataset  # clicking one runs events.on_example: sources, task and settings in one update
-    example_sets: list[ExampleSet]  # the Dataset's rows, by index
-
-
-@dataclass
-class Outputs:
-    """The output column's components."""
-
-    status: gr.Markdown
-    fused: gr.Image
-    comparison: gr.ImageSlider
-    compare_with: gr.Radio
-    metrics: gr.Markdown
-    baselines: gr.Gallery
-    tabs: dict[str, gr.Tab]  # MAP_TABS keys
-    figures: dict[str, gr.Image]
-    sweep_knob: gr.Radio
-    sweep_metric: gr.Dropdown
-    sweep: gr.Button
-    sweep_strip: gr.Gallery
-    sweep_curve: gr.Image
-    sweep_status: gr.Markdown
-    sweep_state: gr.State  # the last sweep, for re-plotting another metric
-    full_file: gr.File
-    full_status: gr.Markdown
 
 
 def input_column(engine: Engine) -> Inputs:
@@ -206,28 +132,20 @@ def output_column() -> Outputs:
         sweep_curve = gr.Image(label="Metric against the knob", interactive=False, height=260, show_label=False,
                                buttons=["download"], elem_id="sweep-curve")
     return Outputs(status, fused, comparison, compare_with, metrics, baselines, tabs, figures, sweep_knob,
-                   sweep_metric, sweep, sweep_strip, sweep_curve, sweep_status, gr.State(None), full_file, full_status)
+                   sweep_metric, sweep, sweep_strip, sweep_curve, sweep_status, full_file, full_status)
 
 
-def build_demo(engine: Engine) -> gr.Blocks:
-    """The whole page for one loaded model."""
-    # delete_cache: every 10 minutes, Gradio's copies of uploads and results older than an hour go.
-    with gr.Blocks(title="TC-MoA image fusion", delete_cache=(600, 3600)) as demo:
-        gr.Markdown(HEADER)
-        if not engine.trained:
-            gr.Markdown(f"⚠️ **{UNTRAINED_WARNING[0].upper() + UNTRAINED_WARNING[1:]}.** {engine.load_note}",
-                        elem_classes=["tcmoa-warning"], elem_id="untrained-banner")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5, min_width=380):
-                inputs = input_column(engine)
-            with gr.Column(scale=7, min_width=480):
-                outputs = output_column()
-        wire_events(engine, inputs, outputs)
-    demo.queue(max_size=QUEUE_SIZE)
-    return demo
-
-
-def launch_options(engine: Engine) -> dict[str, Any]:
-    """Keyword arguments for demo.launch() that belong to the page (style, upload limit)."""
-    return {"css": CSS, "head": KEY_RELEASE, "max_file_size": f"{int(engine.max_file_mb)}mb",
-            "allowed_paths": [str(EXAMPLES_DIR)]}
+def page_layout(engine: Engine) -> Page:
+    """The header, the input and output columns and the session's values (call inside the Blocks)."""
+    gr.Markdown(HEADER)
+    if not engine.trained:
+        gr.Markdown(f"⚠️ **{UNTRAINED_WARNING[0].upper() + UNTRAINED_WARNING[1:]}.** {engine.load_note}",
+                    elem_classes=["tcmoa-warning"], elem_id="untrained-banner")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=380):
+            inputs = input_column(engine)
+        with gr.Column(scale=7, min_width=480):
+            outputs = output_column()
+    session = Session(n_sources=gr.State(2), request=gr.State(0), open_tab=gr.State(TABS[0]), shown=gr.State(None),
+                      sweep=gr.State(None))
+    return Page(inputs, outputs, session)

@@ -20,9 +20,12 @@ from demo import callbacks as cb
 from demo.api import api_fuse, router_report
 from demo.engine import (FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING,
                          load_engine)
-from demo.events import PerSession, announce_refusal, cancel_full, outdated, slot_updates
+from demo.components import SourceImage
+from demo.control_events import outdated, slot_changes
 from demo.example_sets import find_examples
-from demo.layout import SourceImage, build_demo
+from demo.fusion_events import PerSession, announce_refusal, cancel_full, view_targets
+from demo.layout import page_layout
+from demo.page import build_demo
 from tcmoa import PRESETS
 from tcmoa.imaging import to_uint8
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE
@@ -56,6 +59,11 @@ def labels(blocks: Iterable[object]) -> list[object]:
         assert isinstance(block, Component), f"{block!r} is not a component"
         found.append(block.label)
     return found
+
+
+def initial_values(blocks: Iterable[object]) -> dict[object, object]:
+    """An event's inputs as the page holds them when it loads: {component: value}."""
+    return {block: getattr(block, "value") for block in blocks}
 
 
 def assert_failed(view, *words):
@@ -359,12 +367,12 @@ def test_swap_reset_labels_and_slots(engine):
     assert cb.slot_labels("mef")[2] == "Source 3: another exposure"
     assert len(cb.slot_labels("mff")) == MAX_SOURCES
     assert "only the `medical` router" in cb.task_info(engine, "mri-ct") and "trained task" in cb.task_info(engine, "vif")
-    n, *slots, choices = slot_updates(MAX_SOURCES + 1)
+    n, slots, choices = slot_changes(MAX_SOURCES + 1)
     assert n == MAX_SOURCES == 8 and all(s["visible"] and "value" not in s for s in slots)
     assert len(choices["choices"]) == MAX_SOURCES
-    n, *slots, _ = slot_updates(1)
+    n, slots, _ = slot_changes(1)
     assert n == 2 and slots[2] == {"__type__": "update", "visible": False, "value": None}
-    n, *slots, _ = slot_updates(3, "mff", ["a.jpg", "b.jpg", "c.jpg"] + [None] * (MAX_SOURCES - 3))
+    n, slots, _ = slot_changes(3, "mff", ["a.jpg", "b.jpg", "c.jpg"] + [None] * (MAX_SOURCES - 3))
     assert [s.get("value") for s in slots] == ["a.jpg", "b.jpg", "c.jpg"] + [None] * (MAX_SOURCES - 3)
     assert slots[2]["label"] == "Source 3: another focal plane" and not slots[3]["visible"]
 
@@ -379,9 +387,8 @@ def test_cancel_says_what_it_did():
 
 
 def test_changed_sources_mention_the_sweep_only_when_there_was_one():
-    assert outdated(None) == (None, None, "", None, None, "")
-    strip, curve, note, state, full_file, full_status = outdated(object())
-    assert "Sources or task changed" in note and (strip, curve, state, full_file, full_status) == (None,) * 4 + ("",)
+    assert outdated(None) == ""
+    assert "Sources or task changed" in outdated(object())
 
 
 def test_a_refused_value_is_also_a_toast(engine, pair):
@@ -459,16 +466,33 @@ def test_build_demo_wiring(engine):
     # a fusion starts by saying so and clearing the maps: no previous error, timer or map while it runs
     assert live.fn is not None and preview.fn is not None
     request = gr.Request()  # one session
-    controls = [*[None] * MAX_SOURCES, 1.0, 0.0, 0.0, 0.0]
-    first = next(live.fn(request, "vif", 1.0, 0.0, False, False, *controls, False, 1, "prompts", None))
-    assert first[2].startswith("⏳ Fusing") and first[5:9] == (None,) * 4
+    values = initial_values(live.inputs)  # the page as it loads
+    by_id = {block.elem_id: block for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+    first = next(live.fn(request, values))
+    assert first[by_id["status"]].startswith("⏳ Fusing")
+    assert [first[by_id[f"{key}-map"]] for key in analysis.TABS] == [None] * 4
     # A preview of the knobs a final fusion already started with shows nothing (Gradio sends the preview it
     # held back after the release: it would replace the final with "the full fusion follows"); others show.
-    assert preview.fn(request, "vif", 1.0, 0.0, False, False, *controls, None) == (cb.SKIP,) * 12
-    assert preview.fn(request, "vif", 1.5, 0.0, False, False, *controls, None)[2].startswith("⚠️")
+    assert preview.fn(request, initial_values(preview.inputs)) is cb.SKIP
+    other = preview.fn(request, {**initial_values(preview.inputs), by_id["alpha"]: 1.5})
+    assert other[by_id["status"]].startswith("⚠️")
+    # Callbacks read their inputs by component: an event with several inputs gets them as one dict, so no
+    # list order decides which value is which (only /fuse's documented positional arguments are a list).
+    for fn in demo.fns.values():
+        if len(fn.inputs) > 1 and fn.api_name not in ("fuse", "fuse_full"):
+            assert fn.inputs_as_dict, fn.api_name
     maps = [block for block in demo.blocks.values() if getattr(block, "elem_id", "") in
             ("prompts-map", "routing-map", "weight-map", "difference-map")]
     assert len(maps) == 4 and all(isinstance(m, gr.Image) and m.format == "png" for m in maps)  # map downloads are PNG, not WebP
+
+
+def test_every_fused_view_field_has_its_component(engine):
+    with gr.Blocks():
+        page = page_layout(engine)
+    targets = view_targets(page)
+    assert list(targets) == list(cb.FuseView._fields)  # every field shown, by name
+    assert len({id(c) for c in targets.values()}) == len(targets)  # each in a component of its own
+    assert view_targets(page)["weight"] is page.outputs.figures["weight"]
 
 
 def test_concurrent_users_get_their_own_results(engine, pair):

@@ -51,6 +51,16 @@ class CountingFuser:
             with self.lock:
                 self.running -= 1
 
+    def settle(self, quiet: float = 1.5, timeout: float = 120.0) -> None:
+        """Until no fusion has run or started for `quiet` seconds (a busy CPU stretches the gaps between them)."""
+        end, count, since = time.monotonic() + timeout, self.count, time.monotonic()
+        while time.monotonic() < end:
+            if self.running or self.count != count:
+                count, since = self.count, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
+
     def wait_idle(self, timeout: float = 120.0) -> None:
         """Until no fusion runs: the process must not exit under one (torch's threads abort it, exit code 134)."""
         end = time.monotonic() + timeout
@@ -138,12 +148,13 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
     expect = sync_api.expect
     expect.set_options(timeout=30_000)  # a fusion, not the page, sets the pace: 5 s is short on a busy CPU
 
-    def fusions_after(action, wait_for: str, where: str = "#status", settle: float = 1.5) -> int:
+    def fusions_after(action, wait_for: str, where: str = "#status") -> int:
         """Run a user action, wait for `where` to say `wait_for`, and count the fusions it ran."""
+        counter.settle()
         before = counter.count
         action()
         expect(page.locator(where)).to_contain_text(wait_for, timeout=90_000)
-        time.sleep(settle)  # a second, unwanted fusion would start within this
+        counter.settle()  # a second, unwanted fusion would start within this
         return counter.count - before
 
     with sync_api.sync_playwright() as pw:
@@ -194,7 +205,7 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
             assert page.locator("#fused img").get_attribute("src") == after
             assert page.locator(".error").count() == 0  # no red badges over the outputs
             alpha.press("Enter")  # the release of the refused value: nothing new to fuse
-            time.sleep(1.5)
+            counter.settle()
             assert counter.count - before <= 1
 
             # a mouse drag: previews follow it, the release fuses the final value
@@ -203,17 +214,14 @@ def test_browser_controls_metrics_maps_and_sweep(app, tmp_path):
             y = box["y"] + box["height"] / 2
             page.mouse.move(box["x"] + box["width"] * 0.5, y)
             page.mouse.down()
-            previews = []
             for k in range(1, 7):
                 page.mouse.move(box["x"] + box["width"] * (0.5 + 0.04 * k), y, steps=3)
-                time.sleep(0.15)
-                previews.append(page.locator("#status").inner_text())
-            assert any("Preview" in text for text in previews), previews
+            expect(page.locator("#status")).to_contain_text("Preview", timeout=60_000)  # while the mouse is held
             dragged = float(track.input_value())
             page.mouse.up()
             expect(page.locator("#status")).to_contain_text("Fused 2 sources", timeout=60_000)
             expect(page.locator("#status")).to_contain_text(f"α = {dragged:.2f}")
-            time.sleep(1.0)  # no late preview replaces the final
+            counter.settle()  # no late preview replaces the final
             assert "Fused 2 sources" in page.locator("#status").inner_text()
             slider = page.locator("#alpha input[type=range]")  # keyboard: five steps of 0.05, then the final
             assert fusions_after(lambda: [slider.press("ArrowRight") for _ in range(5)],

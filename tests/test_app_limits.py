@@ -16,7 +16,7 @@ from PIL import Image
 from demo import callbacks as cb
 from demo import downloads
 from demo.api import api_fuse
-from demo.events import shown_upload
+from demo.control_events import shown_upload
 from demo.engine import MAX_SOURCES, MIN_SIDE, PREVIEW_PIXELS, WORKING_PIXELS, load_engine
 from demo.sources import scaled_to, strict_bool
 from tcmoa.imaging import read_image
