@@ -229,7 +229,7 @@ def test_pixel_and_file_size_limits(engine, pair, tmp_path):
 
 
 @pytest.mark.parametrize("knobs", [{"alpha": float("nan")}, {"alpha": 1e9}, {"alpha": -1}, {"alpha": "abc"},
-                                   {"alpha": None}, {"beta": 0.9}, {"beta": -50}])
+                                   {"alpha": None}, {"alpha": True}, {"beta": 0.9}, {"beta": -50}])
 def test_knobs_out_of_range_get_the_library_message(engine, pair, knobs):
     (name, value), = knobs.items()
     message = range_message(ALPHA_RANGE if name == "alpha" else BETA_RANGE, value)
@@ -277,6 +277,9 @@ def test_api_fuse_two_and_three_sources(engine, pair):
 @pytest.mark.parametrize("args, message", [
     (("vif", "abc", 0.0), "alpha must be a number in [0, 3], got 'abc'"),
     (("vif", None, 0.0), "alpha must be a number in [0, 3], got None"),
+    (("vif", True, 0.0), "alpha must be a number in [0, 3], got True"),  # a bool is an int to Python: refused
+    (("vif", 1.0, False), "beta must be a number in [-0.5, 0.5], got False"),
+    (("vif", "1.5", 0.0), "alpha must be a number in [0, 3], got '1.5'"),
     (("vif", 1.0, -50), "beta must be a number in [-0.5, 0.5], got -50"),
     (("sonar", 1.0, 0.0), "unknown task 'sonar'"),
     (("vif", 1.0, 0.0, "pan=1"), "unknown router 'pan'"),

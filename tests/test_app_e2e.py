@@ -110,6 +110,7 @@ def test_fuse_endpoint_with_gradio_client(app, tmp_path):
          "(or pass resize=True)"),
         ((three, "mff", "abc", 0.0), "alpha must be a number in [0, 3], got 'abc'"),
         ((three, "mff", None, 0.0), "alpha must be a number in [0, 3], got None"),
+        ((three, "mff", True, 0.0), "alpha must be a number in [0, 3], got True"),  # JSON true is not 1.0
         ((three, "mff", 1.0, 7), "beta must be a number in [-0.5, 0.5], got 7"),
         ((three[:1], "mff", 1.0, 0.0), "/fuse needs at least 2 source images, got 1"),
     ]
