@@ -1,4 +1,8 @@
-"""The `/fuse` endpoint for programs (gradio_client): N >= 2 sources in, the fused PNG and a JSON report out."""
+"""The `/fuse` endpoint for programs (gradio_client): N >= 2 sources in, the fused PNG and a JSON report out.
+
+Files come in as uploads only: a request that names a path on the server is refused with one line
+(`DemoBlocks`), for /fuse and the page's events alike.
+"""
 from __future__ import annotations
 
 import time
@@ -8,6 +12,8 @@ from typing import Any, Sequence
 import gradio as gr
 import numpy as np
 import torch
+
+from gradio.exceptions import InvalidPathError
 
 from tcmoa import ImageError
 from tcmoa.fuse.pipeline import parse_route
@@ -19,6 +25,23 @@ from .engine import FULL_CONCURRENCY, FULL_LANE, FUSION_CONCURRENCY, FUSION_LANE
 from .sources import InputError, prepare, scaled_to, strict_bool, user_message
 
 RESIZE_HINT = "or pass resize=True"
+SERVER_PATH_REFUSED = ("a file named by a path on the server is refused: send the file itself "
+                       "(gradio_client's handle_file uploads it)")
+
+
+class DemoBlocks(gr.Blocks):
+    """gr.Blocks whose events refuse a file named by a server path with one clear message.
+
+    Gradio refuses such a path before any callback runs, with an exception it neither explains to the
+    caller (`{"error": null}`) nor keeps out of the server log (a traceback per request).
+    """
+
+    async def preprocess_data(self, *args: Any, **kwargs: Any) -> Any:
+        """The event's inputs as Gradio prepares them; a server path is one gr.Error, not a traceback."""
+        try:
+            return await super().preprocess_data(*args, **kwargs)
+        except InvalidPathError:
+            raise gr.Error(SERVER_PATH_REFUSED, print_exception=False) from None
 
 
 class ApiValue(gr.Number):

@@ -5,6 +5,7 @@ from typing import Any
 
 import gradio as gr
 
+from .api import DemoBlocks
 from .engine import QUEUE_SIZE, Engine
 from .events import wire_events
 from .example_sets import EXAMPLES_DIR
@@ -14,7 +15,7 @@ from .layout import CSS, KEY_RELEASE, page_layout
 def build_demo(engine: Engine) -> gr.Blocks:
     """The whole page for one loaded model."""
     # delete_cache: every 10 minutes, Gradio's copies of uploads and results older than an hour go.
-    with gr.Blocks(title="TC-MoA image fusion", delete_cache=(600, 3600)) as demo:
+    with DemoBlocks(title="TC-MoA image fusion", delete_cache=(600, 3600)) as demo:
         wire_events(engine, page_layout(engine))
     demo.queue(max_size=QUEUE_SIZE)
     return demo

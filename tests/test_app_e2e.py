@@ -120,6 +120,23 @@ def test_fuse_endpoint_with_gradio_client(app, tmp_path):
         assert message in str(caught.value), str(caught.value)
 
 
+def test_fuse_refuses_a_server_path_in_one_line(app, tmp_path, capfd):
+    """A call that names a file on the server (not an upload) got {"error": null} and a traceback in the log."""
+    import httpx
+
+    from demo.api import SERVER_PATH_REFUSED
+
+    on_server = tmp_path / "on_server.png"  # a readable image, but never uploaded
+    Image.new("L", (64, 64)).save(on_server)
+    named = {"path": str(on_server), "meta": {"_type": "gradio.FileData"}}
+    call = f"{app[0]}gradio_api/call/fuse"
+    event = httpx.post(call, json={"data": [[named, named], "vif", 1.0, 0.0, "", False]}).json()["event_id"]
+    answer = httpx.get(f"{call}/{event}", timeout=60).text
+    assert "event: error" in answer and SERVER_PATH_REFUSED in answer, answer
+    log = capfd.readouterr()
+    assert "Traceback" not in log.err + log.out and "InvalidPathError" not in log.err + log.out
+
+
 def status_log(page) -> list[list[str]]:
     """[status text, source 1's image URL] at every change of the page since the last call."""
     return page.evaluate("() => { const log = window.__log; window.__log = []; return log; }")
