@@ -20,9 +20,9 @@ from PIL import Image, ImageOps
 
 from tcmoa.imaging import save_image
 
-from .callbacks import BAD_INPUT, log, page_request
+from .callbacks import BAD_INPUT, log, next_step, page_request
 from .engine import Engine
-from .sources import user_message
+from .sources import TooFewSources, user_message
 
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "tcmoa-demo-outputs"
 KEEP_S = 3600  # an hour: long enough to click a download link, short enough to keep the disk bounded
@@ -96,6 +96,8 @@ def full_view(engine: Engine, slots: Sequence[object], task: str, alpha: object,
         path = named_png(result.image, result_name("fused_full", request.preset.key, result.settings.alpha, result.settings.beta))
     except Cancelled:
         return None, "Full-resolution fusion cancelled."
+    except TooFewSources:
+        return None, next_step(slots, task)
     except BAD_INPUT as exc:
         return None, f"⚠️ **Cannot fuse:** {user_message(exc)}"
     except Exception as exc:  # noqa: BLE001 (a bug, not bad input: logged, one line shown)

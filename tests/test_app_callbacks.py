@@ -194,9 +194,18 @@ def test_router_blending(engine, pair):
 
 
 # ------------------------------------------------------------------------------ bad input
-def test_fewer_than_two_sources(engine, pair):
-    assert_failed(fuse(engine, [pair[0], None, None, None]), "at least 2 source images, got 1", "visible and infrared")
-    assert_failed(fuse(engine, [None] * MAX_SOURCES), "got 0")
+def test_fewer_than_two_sources_say_what_to_do_next(engine, pair):
+    """Uploading the first source is a step on the way in, not an error ("⚠️ Cannot fuse: ... got 1")."""
+    view = fuse(engine, [pair[0], None, None, None])
+    assert view.status == "**Add a second source** to fuse: upload Source 2: infrared (B)."
+    assert view.fused is None and view.metrics is None and view.shown is None  # the last result was of other sources
+    assert fuse(engine, [None, pair[1]]).status.endswith("upload Source 1: visible (A).")
+    assert fuse(engine, [None] * MAX_SOURCES, task="mef").status == (
+        "**Upload two sources** to fuse: Source 1: over-exposed (A) and Source 2: under-exposed (B), or click an "
+        "example.")
+    assert cb.preview_view(engine, [pair[0], None], "vif", 2.0, 0.0).status == view.status
+    assert cb.sweep_view(engine, [pair[0]], "vif", 1.0, 0.0, "beta", "SSIM")[2].startswith(
+        "**Add a second source** to sweep")
 
 
 def test_corrupt_and_empty_files(engine, pair, tmp_path):

@@ -130,7 +130,7 @@ def test_full_resolution_action_names_its_file_reports_progress_and_cancels(engi
     assert downloads.full_view(engine, pair, "vif", 1.0, 0.0, progress=cancel) == (
         None, "Full-resolution fusion cancelled.")
     path, status = downloads.full_view(engine, pair[:1], "vif", 1.0, 0.0)
-    assert path is None and "at least 2 source images, got 1" in status
+    assert path is None and status == "**Add a second source** to fuse: upload Source 2: infrared (B)."
 
 
 def test_named_outputs_are_removed_after_an_hour(tmp_path):
