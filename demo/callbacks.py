@@ -104,7 +104,7 @@ def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object
         images = scaled_to(request.images, pixels)
         result = engine.fuse(images, [request.settings], maps=True)[0]
         fused = to_uint8(result.image)
-        shown = analysis.shown_fusion(fused, images, result, request)
+        shown = analysis.shown_fusion(fused, images, result, request, engine.fusion_output)
         status = status_line(engine, result, request, time.perf_counter() - start, blend)
     except KnobError as exc:
         yield refused_view(str(exc), shown, engine, task)

@@ -94,6 +94,11 @@ class Engine:
         return f"CPU ({torch.get_num_threads()} threads)"
 
     @property
+    def fusion_output(self) -> str:
+        """How the model makes its image: "pyramid" (the shipped model), "source_weights" or "decoder" (official)."""
+        return str(self.fuser.model.config.fusion_output)
+
+    @property
     def model_label(self) -> str:
         """'name (trained)' or 'name (untrained)'."""
         return f"{self.model_name} ({'trained' if self.trained else 'untrained'})"

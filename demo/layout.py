@@ -32,9 +32,15 @@ CSS = """
 """
 MAP_TABS = (("prompts", "Prompt maps"), ("routing", "Routing"), ("weight", "Source weight"),
             ("difference", "Difference"))
-WEIGHT_NOTE = ("The weight of source A at every pixel (red: A, blue: B), from the compact model's source-weight "
-               "head: fused = w·A + (1 − w)·B + a small residual. Official checkpoints decode the image instead and "
-               "have no such weight: this tab stays empty for them.")
+# The Source-weight tab's note, by the model's output head (Engine.fusion_output; tcmoa.model.fusion_head).
+WEIGHT_NOTES = {
+    "pyramid": "The weight of source A in the base band of the model's Laplacian pyramid (red: A, blue: B): which "
+               "source the large-scale tones come from, where the prompts and β act most. The model mixes every band "
+               "with its own weight; the detail bands' follow which source has more local contrast.",
+    "source_weights": "The weight of source A at every pixel (red: A, blue: B): fused = w·A + (1 − w)·B + a small "
+                      "residual.",
+    "decoder": "This model decodes the image from its tokens and has no weight of a source: this tab stays empty.",
+}
 
 
 def knob_slider(knob: KnobRange, value: float, label: str, info: str, elem_id: str) -> gr.Slider:
@@ -94,8 +100,9 @@ def input_column(engine: Engine) -> Inputs:
                   blend, routers, examples, sets)
 
 
-def output_column() -> Outputs:
-    """Status, fused image and before/after, metrics, baselines, map tabs and the sweep strip."""
+def output_column(head: str) -> Outputs:
+    """Status, fused image and before/after, metrics, baselines, map tabs (the weight tab's note for the model's
+    output `head`, Engine.fusion_output) and the sweep strip."""
     status = gr.Markdown("Upload two or more sources, or click an example.", elem_id="status")
     with gr.Row(equal_height=True):
         fused = gr.Image(label=f"Fused image (up to {WORKING_PIXELS / 2**20:.0f} MP; PNG download)", type="filepath",
@@ -115,7 +122,7 @@ def output_column() -> Outputs:
         for key, title in MAP_TABS:
             with gr.Tab(title, id=key, elem_id=f"{key}-tab") as tabs[key]:
                 if key == "weight":
-                    gr.Markdown(WEIGHT_NOTE)
+                    gr.Markdown(WEIGHT_NOTES[head], elem_id="weight-note")
                 figures[key] = gr.Image(label=title, show_label=False, interactive=False, format="png",
                                         buttons=["download", "fullscreen"], elem_id=f"{key}-map")
     with gr.Accordion("Sweep: what α and β do", open=True, elem_id="sweep-section"):
@@ -145,7 +152,7 @@ def page_layout(engine: Engine) -> Page:
         with gr.Column(scale=5, min_width=380):
             inputs = input_column(engine)
         with gr.Column(scale=7, min_width=480):
-            outputs = output_column()
+            outputs = output_column(engine.fusion_output)
     session = Session(n_sources=gr.State(2), request=gr.State(0), open_tab=gr.State(TABS[0]), shown=gr.State(None),
                       sweep=gr.State(None))
     return Page(inputs, outputs, session)

@@ -498,6 +498,14 @@ def test_build_demo_wiring(engine):
     assert len(maps) == 4 and all(isinstance(m, gr.Image) and m.format == "png" for m in maps)  # map downloads are PNG, not WebP
 
 
+def test_the_weight_tab_describes_the_models_output_head(engine, pair):
+    assert engine.fusion_output == "pyramid"  # the compact preset, as shipped
+    demo = build_demo(engine)
+    (note,) = [b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "weight-note"]
+    assert "base band" in note and "residual" not in note  # not the per-pixel head's "w·A + (1 − w)·B + r"
+    assert fuse(engine, list(pair), open_tab="weight").shown.head == "pyramid"
+
+
 def test_every_fused_view_field_has_its_component(engine):
     with gr.Blocks():
         page = page_layout(engine)
@@ -536,6 +544,11 @@ def test_figures_shapes_and_files(tmp_path):
         assert figure is not None
         assert figure.dtype == np.uint8 and figure.shape[1] == 760 and figure.shape[2] == 3
     assert weight_figure(fake_maps(weight=False)) is None
+    # The shipped pyramid head's map is the base band's weight; the per-pixel head's title says so for its own.
+    pyramid, per_pixel = (weight_figure(maps, head=head) for head in ("pyramid", "source_weights"))
+    assert pyramid is not None and per_pixel is not None and not np.array_equal(pyramid, per_pixel)
+    with pytest.raises(ValueError, match="the 'decoder' output has no weight of source A"):
+        weight_figure(maps, head="decoder")
     assert sweep_curve([0, 1, 2], [0.1, None, 0.3], "α", "SD", current=1.0).shape == (240, 420, 3)
     paths = save_map_images(maps, tmp_path, np.zeros((40, 56, 3), np.float32), ("visible", "infrared"))
     assert [p.name for p in paths] == ["prompts.png", "routing.png", "source_weight.png"]
