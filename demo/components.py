@@ -91,6 +91,7 @@ class Session:
     request: gr.State  # bumped by actions that set several inputs at once: its change runs the one fusion
     open_tab: gr.State  # the map tab in view: only its figure is drawn after a fusion
     shown: gr.State  # analysis.Shown of the last fusion (tabs, before/after, a refused value's sliders)
+    from_example: gr.State  # the slots hold an example's sources: an upload into one starts a new set
     sweep: gr.State  # the last analysis.SweepResult, for re-plotting another metric
 
 

@@ -22,6 +22,11 @@ from .engine import FUSION_CONCURRENCY, MAX_SOURCES, Engine
 from .fusion_events import FUSION_EVENT, QUICK, control_inputs, fusing_status, read_controls
 
 
+# In the browser, on an example's click: the fused image scrolled into view if it is not (on a phone it sits
+# below the sources and the knobs; on a wide screen it is in view already, sticky).
+SHOW_RESULT = "() => { document.getElementById('fused')?.scrollIntoView({block: 'nearest'}); }"
+
+
 class SlotChanges(NamedTuple):
     """How many source slots are open, an update per slot, and the before/after choices."""
 
@@ -68,6 +73,20 @@ def shown_upload(source: Any) -> Any:
     return SKIP if copy is None else copy
 
 
+def on_upload(page: Page, index: int, values: dict[Component, Any]) -> dict[Component, Any]:
+    """An upload into slot `index`: shown as the browser can show it; into an example's slots it starts a new
+    set (an example's sources belong together: the others go); then the one fusion."""
+    i, s = page.inputs, page.session
+    slot = i.slots[index]
+    changes: dict[Component, Any] = {s.from_example: False, s.request: values[s.request] + 1}
+    if values[s.from_example]:
+        changes.update({other: None for other in i.slots if other is not slot})
+    shown = shown_upload(values[slot])
+    if shown is not SKIP:  # a PNG of the same pixels: the fusion reads it as it would the upload
+        changes[slot] = shown
+    return changes
+
+
 def wire_task(engine: Engine, page: Page) -> None:
     """The user picked a task (.select: .input fires twice for one pick): its labels and defaults, one fusion."""
     i, s = page.inputs, page.session
@@ -100,13 +119,14 @@ def wire_examples(engine: Engine, page: Page) -> None:
         slots = slot_changes(len(example.files), example.task, example.row()[1:])
         return {i.task: example.task, **slot_updates(page, slots), **knob_defaults(engine, i, example.task),
                 i.blend: False, i.info: cb.task_info(engine, example.task), o.status: fusing_status(example.task),
-                s.request: values[s.request] + 1}
+                s.from_example: True, s.request: values[s.request] + 1}
 
+    i.examples.click(None, js=SHOW_RESULT)
     i.examples.click(clear_result, None, [o.status, o.fused, o.comparison, o.metrics, *o.figures.values(), s.shown],
                      queue=False, api_visibility="private").then(
         on_example, {i.examples, s.request},
         [i.task, s.n_sources, *i.slots, o.compare_with, i.alpha, i.beta, i.blend, *i.routers, i.info, o.status,
-         s.request], **QUICK)
+         s.from_example, s.request], **QUICK)
 
 
 def wire_controls(engine: Engine, page: Page) -> None:
@@ -142,16 +162,17 @@ def wire_controls(engine: Engine, page: Page) -> None:
 
 
 def wire_sources(page: Page) -> None:
-    """Uploads shown as the browser can, and what was computed for other sources or another task removed."""
+    """Uploads (on_upload), and what was computed for other sources or another task removed."""
     i, o, s = page.inputs, page.outputs, page.session
-    # An upload the browser cannot show (TIFF) is replaced in its slot by a PNG of the same pixels; its
-    # fusion already runs on the upload itself.
-    for slot in i.slots:
-        slot.upload(shown_upload, slot, slot, **QUICK)
+    for k, slot in enumerate(i.slots):
+        slot.upload(partial(on_upload, page, k), {slot, s.from_example, s.request}, [*i.slots, s.from_example,
+                                                                                   s.request],
+                    api_name=f"upload_{k + 1}", **QUICK)
 
     def on_change(values: dict[Component, Any]) -> dict[Component, Any]:
-        return {o.sweep_strip: None, o.sweep_curve: None, o.sweep_status: outdated(values[s.sweep]), s.sweep: None,
-                o.full_file: None, o.full_status: ""}
+        gone = gr.update(value=None, visible=False)
+        return {o.sweep_strip: gone, o.sweep_curve: gone, o.sweep_status: outdated(values[s.sweep]), s.sweep: None,
+                o.full_file: gone, o.full_status: ""}
 
     changes = [*(slot.upload for slot in i.slots), *(slot.clear for slot in i.slots), i.task.select,
                i.examples.click, i.swap.click, i.remove.click]
@@ -177,15 +198,18 @@ def wire_sweep(engine: Engine, page: Page) -> None:
     """The sweep strip: one click fuses at five values of the knob; picking a metric re-plots."""
     i, o, s = page.inputs, page.outputs, page.session
 
+    def shown(strip: Any, curve: Any, status: str) -> dict[Component, Any]:  # no sweep: no empty boxes
+        return {o.sweep_strip: gr.update(value=strip, visible=strip is not None),
+                o.sweep_curve: gr.update(value=curve, visible=curve is not None), o.sweep_status: status}
+
     def sweep(values: dict[Component, Any]) -> dict[Component, Any]:
         c = read_controls(i, values)
         strip, curve, status, result = cb.sweep_view(engine, c.slots, c.task, c.alpha, c.beta, values[o.sweep_knob],
                                                      values[o.sweep_metric], **c.options())
-        return {o.sweep_strip: strip, o.sweep_curve: curve, o.sweep_status: status, s.sweep: result}
+        return {**shown(strip, curve, status), s.sweep: result}
 
     def replot(values: dict[Component, Any]) -> dict[Component, Any]:
-        strip, curve, status = cb.sweep_plot(values[s.sweep], values[o.sweep_metric])
-        return {o.sweep_strip: strip, o.sweep_curve: curve, o.sweep_status: status}
+        return shown(*cb.sweep_plot(values[s.sweep], values[o.sweep_metric]))
 
     o.sweep.click(sweep, control_inputs(i) | {o.sweep_knob, o.sweep_metric},
                   [o.sweep_strip, o.sweep_curve, o.sweep_status, s.sweep], api_name="sweep", api_visibility="private",

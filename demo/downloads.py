@@ -20,7 +20,8 @@ from PIL import Image, ImageOps
 
 from tcmoa.imaging import save_image
 
-from .callbacks import BAD_INPUT, log, next_step, page_request
+from .analysis import Shown
+from .callbacks import BAD_INPUT, FuseView, log, next_step, page_request
 from .engine import Engine
 from .sources import TooFewSources, user_message
 
@@ -65,6 +66,14 @@ def named_png(image: np.ndarray, name: str, folder: Path = OUTPUT_DIR) -> str:
     path = fresh_path(name, folder)
     save_image(path, image)
     return str(path)
+
+
+def named_view(view: FuseView) -> FuseView:
+    """The view with its fused image as a PNG named for what it is (its download name)."""
+    if isinstance(view.fused, np.ndarray) and isinstance(view.shown, Shown):
+        name = result_name("fused", view.shown.task, view.shown.alpha, view.shown.beta)
+        view = view._replace(fused=named_png(view.fused, name))
+    return view
 
 
 def browser_copy(source: object, folder: Path = OUTPUT_DIR) -> str | None:

@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 import gradio as gr
-import numpy as np
 from gradio.blocks import Block
 from gradio.components import Component
 
 from . import callbacks as cb
-from .analysis import Shown
 from .callbacks import SKIP
 from .components import Inputs, Page
-from .downloads import Cancelled, full_view, named_png, result_name
+from .downloads import Cancelled, full_view, named_view
 from .engine import FULL_CONCURRENCY, FULL_LANE, FUSION_CONCURRENCY, FUSION_LANE, Engine
 
 T = TypeVar("T")
@@ -76,14 +74,6 @@ def view_updates(page: Page, view: cb.FuseView) -> dict[Component, Any]:
     return {targets[name]: value for name, value in view._asdict().items() if value is not SKIP} or SKIP
 
 
-def shown_files(view: cb.FuseView) -> cb.FuseView:
-    """The view with the fused image as a PNG named for what it is (its download name)."""
-    if isinstance(view.fused, np.ndarray) and isinstance(view.shown, Shown):
-        name = result_name("fused", view.shown.task, view.shown.alpha, view.shown.beta)
-        view = view._replace(fused=named_png(view.fused, name))
-    return view
-
-
 def announce_refusal(view: cb.FuseView) -> None:
     """A refused α or β also goes to a toast: putting the sliders back re-fuses, whose status replaces the line."""
     if view.alpha is not SKIP:  # only a refusal sets the sliders (cb.refused_view)
@@ -113,9 +103,10 @@ class PerSession(Generic[T]):
 
 
 def final_actions(page: Page) -> list[Any]:
-    """The user actions that run the final fusion directly (the others set inputs, then bump `request`)."""
+    """The user actions that run the final fusion directly (the others, uploads included, set inputs, then bump
+    `request`)."""
     i = page.inputs
-    return [*(s.upload for s in i.slots), *(s.clear for s in i.slots), i.alpha.release, i.beta.release,
+    return [*(s.clear for s in i.slots), i.alpha.release, i.beta.release,
             i.blend.input, i.resize.input, i.show_baselines.input, *(r.release for r in i.routers),
             i.fuse.click, page.session.request.change]
 
@@ -143,7 +134,7 @@ def wire_fusion(engine: Engine, page: Page) -> None:
                                   compare=values[o.compare_with], open_tab=values[s.open_tab], shown=values[s.shown],
                                   **c.options()):
             announce_refusal(view)
-            yield view_updates(page, shown_files(view))
+            yield view_updates(page, named_view(view))
 
     def preview(req: gr.Request, values: dict[Component, Any]) -> dict[Component, Any]:
         c = read_controls(i, values)
@@ -154,7 +145,7 @@ def wire_fusion(engine: Engine, page: Page) -> None:
         if c.knobs() in final:  # the final started meanwhile
             return SKIP
         announce_refusal(view)
-        return view_updates(page, shown_files(view))
+        return view_updates(page, named_view(view))
 
     previews = gr.on([i.alpha.input, i.beta.input], preview, control_inputs(i) | {s.shown}, outputs,
                      trigger_mode="always_last", show_progress="hidden", api_visibility="private", **FUSION_EVENT)
@@ -195,11 +186,12 @@ def wire_full_resolution(engine: Engine, page: Page) -> None:
             path, status = full_view(engine, c.slots, c.task, c.alpha, c.beta, progress=step, **c.options())
         finally:
             busy.clear()
-        return {o.full_file: path, o.full_status: status}
+        return {o.full_file: gr.update(value=path, visible=path is not None), o.full_status: status}
 
     def cancel(req: gr.Request) -> str:
         return cancel_full(cancel_flags, running, req.session_hash or "")
 
+    # The progress bar is drawn on the status line under the image (the file appears when there is one).
     full_event = i.full.click(full, control_inputs(i), [o.full_file, o.full_status], api_name="full",
-                              api_visibility="private", **FULL_EVENT)
+                              show_progress_on=[o.full_status], api_visibility="private", **FULL_EVENT)
     i.cancel.click(cancel, None, o.full_status, queue=False, cancels=[full_event], api_visibility="private")

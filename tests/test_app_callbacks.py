@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from pathlib import Path
 import threading
 import warnings
 from collections.abc import Iterable
@@ -21,10 +22,11 @@ from demo.api import api_fuse, router_report
 from demo.engine import (FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING,
                          load_engine)
 from demo.components import SourceImage
-from demo.control_events import outdated, slot_changes
+from demo.control_events import on_upload, outdated, slot_changes
 from demo.example_sets import find_examples
 from demo.fusion_events import PerSession, announce_refusal, cancel_full, view_targets
 from demo.layout import page_layout
+from demo.opening import OPENING_EXAMPLE, OPENING_NOTE, opening_view
 from demo.page import build_demo
 from tcmoa import PRESETS
 from tcmoa.imaging import to_uint8
@@ -457,7 +459,7 @@ def test_build_demo_wiring(engine):
     assert live.trigger_mode == "always_last"  # while one runs, only the latest request waits
     events = [event for _, event in live.targets]
     # Only user events fuse (".change" also fires on values a callback sets): one action, one fusion.
-    assert events.count("change") == 1 and set(events) == {"upload", "clear", "input", "release", "click", "change"}
+    assert events.count("change") == 1 and set(events) == {"clear", "input", "release", "click", "change"}
     preview_id, preview = next((k, fn) for k, fn in demo.fns.items() if fn.api_name == "preview")
     assert {event for _, event in preview.targets} == {"input"} and preview.trigger_mode == "always_last"
     # every action that runs the final fusion also cancels a preview still queued or running: no late preview
@@ -467,7 +469,8 @@ def test_build_demo_wiring(engine):
     assert request_id is not None
     assert isinstance(demo.blocks[request_id], gr.State)
     setters = [fn for fn in demo.fns.values() if any(o._id == request_id for o in fn.outputs)]
-    assert {fn.api_name for fn in setters} == {"on_task", "on_example", "on_reset", "on_swap", "on_remove"}
+    assert {fn.api_name for fn in setters} == {"on_task", "on_example", "on_reset", "on_swap", "on_remove",
+                                               *(f"upload_{k}" for k in range(1, MAX_SOURCES + 1))}
     assert all(fn.queue for fn in setters)  # only queued events report State changes to the page
     for name in ("live_fuse", "fuse", "sweep", "preview"):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("fusion", FUSION_CONCURRENCY)
@@ -501,14 +504,56 @@ def test_build_demo_wiring(engine):
 def test_the_weight_tab_describes_the_models_output_head(engine, pair):
     assert engine.fusion_output == "pyramid"  # the compact preset, as shipped
     demo = build_demo(engine)
-    (note,) = [b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "weight-note"]
+    (note,) = [getattr(b, "value") for b in demo.blocks.values() if getattr(b, "elem_id", None) == "weight-note"]
     assert "base band" in note and "residual" not in note  # not the per-pixel head's "w·A + (1 − w)·B + r"
     assert fuse(engine, list(pair), open_tab="weight").shown.head == "pyramid"
 
 
-def test_every_fused_view_field_has_its_component(engine):
+def empty_page(engine):
+    """The page's components, opened empty (no start-up fusion), outside any event."""
     with gr.Blocks():
-        page = page_layout(engine)
+        return page_layout(engine, opening_view(engine, sets=[]))
+
+
+def test_the_page_opens_on_a_fused_example(engine):
+    """A first visit showed empty boxes: the opening example is fused at start-up and shown with its sources."""
+    opening = opening_view(engine)
+    assert opening.example is not None and (opening.task, opening.example.name) == OPENING_EXAMPLE
+    view = opening.view
+    assert isinstance(view.fused, str) and Path(view.fused).name == "fused_vif_a1.00_b+0.00.png"
+    assert view.status.startswith("**Fused** 2 sources") and OPENING_NOTE in view.status
+    assert view.metrics is not None and "Qabf" in view.metrics and view.prompts is not None
+    assert view.comparison is not None and view.shown is not None and view.shown.task == "vif" and opening.seconds > 0
+    with gr.Blocks():
+        page = page_layout(engine, opening)
+    i, o, s = page.inputs, page.outputs, page.session
+    assert [slot.value is not None for slot in i.slots] == [True, True] + [False] * (MAX_SOURCES - 2)
+    assert i.task.value == "vif" and o.fused.value is not None and o.status.value == view.status
+    assert np.array_equal(s.shown.value.fused, view.shown.fused)  # the state holds a copy: each session its own
+    assert s.from_example.value is True and s.n_sources.value == 2
+    # what has nothing to show yet is not an empty box: the full-resolution file, the sweep's strip and curve
+    assert not (o.full_file.visible or o.sweep_strip.visible or o.sweep_curve.visible or o.baselines.visible)
+    empty = empty_page(engine)  # without examples the page opens empty, and says what to do
+    assert empty.outputs.status.value.startswith("**Upload two sources**") and empty.session.from_example.value is False
+
+
+def test_an_upload_into_an_examples_slots_starts_a_new_set(engine, tmp_path):
+    """Uploading over an example replaced one of its sources and fused it with the example's other one (another
+    scene, usually another size: an error). An example's sources go together; later uploads keep the others."""
+    page = empty_page(engine)
+    i, s = page.inputs, page.session
+    own = tmp_path / "mine.png"
+    Image.new("RGB", (80, 60)).save(own)
+    values = {i.slots[0]: str(own), s.from_example: True, s.request: 3}
+    changes = on_upload(page, 0, values)
+    assert changes[s.request] == 4 and changes[s.from_example] is False  # one fusion follows
+    assert [changes.get(slot, "kept") for slot in i.slots] == ["kept"] + [None] * (MAX_SOURCES - 1)
+    changes = on_upload(page, 1, {i.slots[1]: str(own), s.from_example: False, s.request: 4})
+    assert changes[s.request] == 5 and not any(slot in changes for slot in i.slots)  # the other sources stay
+
+
+def test_every_fused_view_field_has_its_component(engine):
+    page = empty_page(engine)
     targets = view_targets(page)
     assert list(targets) == list(cb.FuseView._fields)  # every field shown, by name
     assert len({id(c) for c in targets.values()}) == len(targets)  # each in a component of its own
