@@ -25,6 +25,8 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks.app_process import free_port  # noqa: E402
+from tests.browser_page import (IMAGE, KNOBS, SOURCES, assert_in_view, hold_on_knob, open_page,  # noqa: E402
+                                outside_window, page_y, scroll_to, status_log)
 from demo import build_demo, launch_options, load_engine  # noqa: E402
 from tcmoa import Fuser  # noqa: E402
 
@@ -145,11 +147,6 @@ def test_fuse_refuses_a_server_path_in_one_line(app, tmp_path, capfd):
     assert "Traceback" not in log.err + log.out and "InvalidPathError" not in log.err + log.out
 
 
-def status_log(page) -> list[list[str]]:
-    """[status text, source 1's image URL] at every change of the page since the last call."""
-    return page.evaluate("() => { const log = window.__log; window.__log = []; return log; }")
-
-
 def need_chromium(chromium: Path = CHROMIUM) -> None:
     """Skip without chromium, except under CI=true, where the browser test must run: fail instead."""
     if not chromium.exists():
@@ -180,69 +177,6 @@ def browser():
             yield chromium
         finally:
             chromium.close()
-
-
-def open_page(browser, url: str, viewport: dict[str, int]):
-    """A fresh session at `viewport`, opened and logging the status line's changes (status_log)."""
-    from playwright.sync_api import expect
-
-    page = browser.new_page(viewport=viewport)
-    page.goto(url)
-    expect(page.locator("#status")).to_contain_text("Fused 2 sources")  # the opening example, fused at start-up
-    page.evaluate("""() => { window.__log = [];
-        new MutationObserver(() => {
-            const s = document.querySelector('#status'), img = document.querySelector('#source-1 img');
-            window.__log.push([s ? s.innerText : '', img ? img.src : '']);
-        }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
-    }""")
-    return page
-
-
-def outside_window(page, *selectors: str) -> list[str]:
-    """The selectors whose element is not wholly inside the window, or is under another one (the sticky result)."""
-    return page.evaluate("""(selectors) => selectors.filter((selector) => {
-        const element = document.querySelector(selector);
-        if (!element) return true;
-        const r = element.getBoundingClientRect();
-        if (r.top < -1 || r.left < -1 || r.bottom > innerHeight + 1 || r.right > innerWidth + 1) return true;
-        const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-        return !(hit && (element.contains(hit) || hit.contains(element)));
-    })""", list(selectors))
-
-
-def assert_in_view(page, *selectors: str) -> None:
-    """Every element wholly in the window and on top (nothing covers its centre)."""
-    missing = outside_window(page, *selectors)
-    boxes = {s: page.locator(s).first.bounding_box() for s in missing}
-    assert not missing, f"not in view at {page.viewport_size}, scrolled {page.evaluate('scrollY')}: {boxes}"
-
-
-def scroll_to(page, y: float) -> None:
-    """Scroll the window to `y` px from the page's top, as a visitor's wheel would."""
-    page.evaluate("(y) => window.scrollTo(0, y)", y)
-
-
-def page_y(page, selector: str) -> float:
-    """An element's top, in px from the page's top."""
-    return page.evaluate("(s) => document.querySelector(s).getBoundingClientRect().top + scrollY", selector)
-
-
-SOURCES = ("#source-1", "#source-2")
-KNOBS = ("#alpha input[type=range]", "#beta input[type=range]")
-IMAGE = "#fused img"
-
-
-def hold_on_knob(page, knob: str, start: float, stop: float) -> float:
-    """Press the mouse on a knob's track at `start` (a fraction of it), drag to `stop` and keep it pressed:
-    returns the value under the mouse."""
-    track = page.locator(f"#{knob} input[type=range]")
-    box = track.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * start, y)
-    page.mouse.down()
-    for k in range(1, 7):
-        page.mouse.move(box["x"] + box["width"] * (start + (stop - start) * k / 6), y, steps=3)
-    return float(track.input_value())
 
 
 def test_browser_wide_screen_controls_metrics_maps_and_sweep(app, browser, tmp_path):
