@@ -1,7 +1,8 @@
 """The page as it opens: a bundled example fused once at start-up, so a first visit shows a result, not empty boxes.
 
 Computed when the page is built (one fusion, its metrics and the open map tab: about a second on two
-cores), so page loads cost nothing; every visitor starts from the same, immutable opening.
+cores), so page loads cost nothing; every visitor starts from the same, immutable opening. On ZeroGPU
+the page opens empty: there the GPU exists only inside a request (demo.gpu), and start-up is not one.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from . import callbacks as cb
+from . import gpu
 from .analysis import TABS, Shown
 from .downloads import named_view
 from .engine import Engine
@@ -38,7 +40,10 @@ class Opening:
 
 def opening_view(engine: Engine, sets: list[ExampleSet] | None = None) -> Opening:
     """Fuse the opening example (OPENING_EXAMPLE, else the first one) as the page's first view."""
-    sets = find_examples() if sets is None else sets
+    if gpu.ZERO_GPU:  # no GPU outside a request: open empty
+        sets = []
+    elif sets is None:
+        sets = find_examples()
     task, name = OPENING_EXAMPLE
     example = next((s for s in sets if (s.task, s.name) == (task, name)), sets[0] if sets else None)
     if example is None:

@@ -2,6 +2,7 @@
 (untrained compact model, tiny images). The browser tests are in test_app_e2e.py."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import warnings
 from collections.abc import Iterable
@@ -13,7 +14,7 @@ import pytest
 from gradio.components import Component
 from PIL import Image
 
-from demo import analysis
+from demo import analysis, gpu
 from demo import callbacks as cb
 from demo.control_events import on_upload, outdated, slot_changes
 from demo.engine import FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, QUEUE_SIZE, load_engine
@@ -25,6 +26,7 @@ from demo.page import build_demo
 from tcmoa import PRESETS
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE
 from tcmoa.tasks import get_preset
+from tests.test_app_callbacks import SpyFuser
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +212,13 @@ def test_the_page_opens_on_a_fused_example(engine):
     assert not (o.full_file.visible or o.sweep_strip.visible or o.sweep_curve.visible or o.baselines.visible)
     empty = empty_page(engine)  # without examples the page opens empty, and says what to do
     assert empty.outputs.status.value.startswith("**Upload two sources**") and empty.session.from_example.value is False
+
+
+def test_on_zerogpu_the_page_opens_empty(engine, monkeypatch):
+    monkeypatch.setattr(gpu, "ZERO_GPU", True)  # the GPU exists only inside a request there; start-up is not one
+    spy = SpyFuser(engine.fuser)
+    opening = opening_view(dataclasses.replace(engine, fuser=spy))
+    assert opening.example is None and opening.view.status.startswith("**Upload two sources**") and not spy.calls
 
 
 def test_an_upload_into_an_examples_slots_starts_a_new_set(engine, tmp_path):
