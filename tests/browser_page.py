@@ -28,23 +28,36 @@ def open_page(browser, url: str, viewport: dict[str, int]):
     return page
 
 
+# In the page: for each selector not wholly inside the window or not on top at its centre, why.
+NOT_IN_VIEW = """(selectors) => selectors.map((selector) => {
+    const element = document.querySelector(selector);
+    if (!element) return `${selector}: absent`;
+    const r = element.getBoundingClientRect();
+    if (r.top < -1 || r.left < -1 || r.bottom > innerHeight + 1 || r.right > innerWidth + 1)
+        return `${selector}: at x ${Math.round(r.left)}..${Math.round(r.right)}, y ${Math.round(r.top)}..${Math.round(r.bottom)}`;
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    if (hit && (element.contains(hit) || hit.contains(element))) return '';
+    return `${selector}: under ${hit ? hit.tagName + '.' + hit.className + '#' + hit.id : 'nothing'}`;
+}).filter(Boolean)"""
+
+
 def outside_window(page, *selectors: str) -> list[str]:
-    """The selectors whose element is not wholly inside the window, or is under another one (the sticky result)."""
-    return page.evaluate("""(selectors) => selectors.filter((selector) => {
-        const element = document.querySelector(selector);
-        if (!element) return true;
-        const r = element.getBoundingClientRect();
-        if (r.top < -1 || r.left < -1 || r.bottom > innerHeight + 1 || r.right > innerWidth + 1) return true;
-        const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-        return !(hit && (element.contains(hit) || hit.contains(element)));
-    })""", list(selectors))
+    """Why each element that is not wholly inside the window, or is under another one (the sticky result), is not."""
+    return page.evaluate(NOT_IN_VIEW, list(selectors))
 
 
-def assert_in_view(page, *selectors: str) -> None:
-    """Every element wholly in the window and on top (nothing covers its centre)."""
-    missing = outside_window(page, *selectors)
-    boxes = {s: page.locator(s).first.bounding_box() for s in missing}
-    assert not missing, f"not in view at {page.viewport_size}, scrolled {page.evaluate('scrollY')}: {boxes}"
+def assert_in_view(page, *selectors: str, timeout_ms: float = 10_000) -> None:
+    """Every element wholly in the window and on top (nothing covers its centre), within `timeout_ms`: the page's
+    own loading veil covers everything for a moment after it opens."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(f"(selectors) => ({NOT_IN_VIEW})(selectors).length === 0", arg=list(selectors),
+                               timeout=timeout_ms)
+    except PlaywrightTimeout:
+        reasons = outside_window(page, *selectors)
+        raise AssertionError(f"not in view at {page.viewport_size}, scrolled {page.evaluate('scrollY')}: {reasons}") \
+            from None
 
 
 def scroll_to(page, y: float) -> None:
