@@ -33,8 +33,8 @@ MAP_TABS = (("prompts", "Prompt maps"), ("routing", "Routing"), ("weight", "Sour
 # The Source-weight tab's note, by the model's output head (Engine.fusion_output; tcmoa.model.fusion_head).
 WEIGHT_NOTES = {
     "pyramid": "The weight of source A in the base band of the model's Laplacian pyramid (red: A, blue: B): which "
-               "source the large-scale tones come from, where the prompts and β act most. The model mixes every band "
-               "with its own weight; the detail bands' follow which source has more local contrast.",
+               "source the large-scale tones come from. The model mixes every band with its own weight; those of the "
+               "detail bands (not shown) also weigh each source's local contrast.",
     "source_weights": "The weight of source A at every pixel (red: A, blue: B): fused = w·A + (1 − w)·B + a small "
                       "residual.",
     "decoder": "This model decodes the image from its tokens and has no weight of a source: this tab stays empty.",
