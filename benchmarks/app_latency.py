@@ -146,6 +146,8 @@ def measure_drag(engine, sources: list[np.ndarray], runs: int) -> None:
                 page.locator(f"#source-{k} input[type=file]").set_input_files(str(f))
                 time.sleep(1.0)
             status = page.locator("#status")
+            # the page opens on a fused example: wait until its status has gone, then for the uploads' fusion
+            expect(status).not_to_contain_text("bundled example", timeout=120_000)
             expect(status).to_contain_text("Fused", timeout=120_000)
             time.sleep(5.0)  # the uploads' fusions are done: nothing queued
             image = page.locator("#fused img")

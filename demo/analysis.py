@@ -97,10 +97,13 @@ class Shown:
     alpha: float  # the knobs it was fused with: the sliders return to them when a typed value is refused
     beta: float
     task: str
+    head: str  # the model's output head (Engine.fusion_output): what its weight map means
 
 
-def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], result: FusionResult, request: Request) -> Shown:
-    """Keep display copies of one fusion (`images` as fused) for the tabs and the slider."""
+def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], result: FusionResult, request: Request,
+                 head: str) -> Shown:
+    """Keep display copies of one fusion (`images` as fused, by a model with output `head`) for the tabs and
+    the slider."""
     maps, order, preset = result.maps, result.order, request.preset
     if len(images) == 2:
         background, roles = images[order[0]], preset.roles
@@ -111,7 +114,7 @@ def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], result: Fusion
     labels = list(preset.roles) + [f"source {i}" for i in range(3, len(images) + 1)]
     return Shown(maps, roles, display_copy(to_uint8(background)), display_copy(fused),
                  tuple(display_copy(to_uint8(im)) for im in images), tuple(labels), result.settings.alpha,
-                 result.settings.beta, preset.key)
+                 result.settings.beta, preset.key, head)
 
 
 def render_tab(tab: str, shown: Shown | None) -> np.ndarray | None:
@@ -127,7 +130,7 @@ def render_tab(tab: str, shown: Shown | None) -> np.ndarray | None:
     if tab == "routing":
         return routing_figure(shown.maps)
     if tab == "weight":
-        return weight_figure(shown.maps, shown.background, shown.roles)
+        return weight_figure(shown.maps, shown.background, shown.roles, head=shown.head)
     raise ValueError(f"unknown tab {tab!r}; one of {TABS}")
 
 

@@ -1,12 +1,19 @@
-"""The `/fuse` endpoint for programs (gradio_client): N >= 2 sources in, the fused PNG and a JSON report out."""
+"""The `/fuse` endpoint for programs (gradio_client): N >= 2 sources in, the fused PNG and a JSON report out.
+
+Files come in as uploads only: a request that names a path on the server is refused with one line
+(`DemoBlocks`), for /fuse and the page's events alike.
+"""
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any, Sequence
 
 import gradio as gr
 import numpy as np
 import torch
+
+from gradio.exceptions import InvalidPathError
 
 from tcmoa import ImageError
 from tcmoa.fuse.pipeline import parse_route
@@ -14,10 +21,27 @@ from tcmoa.imaging import to_uint8
 from tcmoa.tasks import Route
 
 from .analysis import fusion_scores, metrics_note
-from .engine import WORKING_PIXELS, Engine
+from .engine import FULL_CONCURRENCY, FULL_LANE, FUSION_CONCURRENCY, FUSION_LANE, WORKING_PIXELS, Engine
 from .sources import InputError, prepare, scaled_to, strict_bool, user_message
 
 RESIZE_HINT = "or pass resize=True"
+SERVER_PATH_REFUSED = ("a file named by a path on the server is refused: send the file itself "
+                       "(gradio_client's handle_file uploads it)")
+
+
+class DemoBlocks(gr.Blocks):
+    """gr.Blocks whose events refuse a file named by a server path with one clear message.
+
+    Gradio refuses such a path before any callback runs, with an exception it neither explains to the
+    caller (`{"error": null}`) nor keeps out of the server log (a traceback per request).
+    """
+
+    async def preprocess_data(self, *args: Any, **kwargs: Any) -> Any:
+        """The event's inputs as Gradio prepares them; a server path is one gr.Error, not a traceback."""
+        try:
+            return await super().preprocess_data(*args, **kwargs)
+        except InvalidPathError:
+            raise gr.Error(SERVER_PATH_REFUSED, print_exception=False) from None
 
 
 class ApiValue(gr.Number):
@@ -94,3 +118,23 @@ def api_fuse(engine: Engine, sources: Sequence[object] | None, task: object, alp
         "notes": notes,
     }
     return fused, report
+
+
+def wire_api(engine: Engine) -> None:
+    """The documented endpoints on hidden components: `/fuse` at the working resolution, `/fuse_full` at the
+    sources' own, each in its lane (call inside the Blocks)."""
+    with gr.Column(visible=False):
+        sources = gr.File(file_count="multiple", label="sources")
+        task = gr.Textbox("vif", label="task")
+        alpha, beta = ApiValue(1.0, label="alpha"), ApiValue(0.0, label="beta")
+        router = gr.Textbox("", label="router")
+        resize = ApiFlag(False, label="resize")
+        fused = gr.Image(format="png", label="fused")
+        report = gr.JSON(label="report")
+        trigger, trigger_full = gr.Button(), gr.Button()
+    # gradio_client calls these by position, in the order the README documents
+    inputs = [sources, task, alpha, beta, router, resize]
+    trigger.click(partial(api_fuse, engine), inputs, [fused, report], api_name="fuse",
+                  concurrency_id=FUSION_LANE, concurrency_limit=FUSION_CONCURRENCY)
+    trigger_full.click(partial(api_fuse, engine, full_resolution=True), inputs, [fused, report],
+                       api_name="fuse_full", concurrency_id=FULL_LANE, concurrency_limit=FULL_CONCURRENCY)

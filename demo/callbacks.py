@@ -25,7 +25,8 @@ from tcmoa.tasks import Preset
 from . import analysis
 from .analysis import Shown, SweepResult
 from .engine import MAX_SOURCES, PREVIEW_PIXELS, UNTRAINED_WARNING, WORKING_PIXELS, Engine
-from .sources import InputError, KnobError, Request, blend_route, prepare, scaled_to, user_message
+from .sources import (InputError, KnobError, Request, TooFewSources, blend_route, present, prepare, scaled_to,
+                      user_message)
 
 log = logging.getLogger("tcmoa.demo")
 BASELINE_NAMES = {"average": "Average", "laplacian": "Laplacian pyramid", "mertens": "Mertens"}
@@ -75,6 +76,15 @@ def slot_labels(task: str, n: int = MAX_SOURCES) -> list[str]:
     return (labels + [f"Source {i}: {more}" for i in range(3, MAX_SOURCES + 1)])[:n]
 
 
+def next_step(slots: Sequence[object], task: str, verb: str = "fuse") -> str:
+    """With fewer than two sources in: which slot to fill next (Markdown; a step on the way in, not an error)."""
+    labels = slot_labels(task)
+    filled = [i for i, slot in enumerate(slots) if present([slot])]
+    if not filled:
+        return f"**Upload two sources** to {verb}: {labels[0]} and {labels[1]}, or click an example."
+    return f"**Add a second source** to {verb}: upload {labels[1 if 0 in filled else 0]}."
+
+
 # ------------------------------------------------------------------------------ fusion
 def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, *,
                blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False,
@@ -94,10 +104,13 @@ def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object
         images = scaled_to(request.images, pixels)
         result = engine.fuse(images, [request.settings], maps=True)[0]
         fused = to_uint8(result.image)
-        shown = analysis.shown_fusion(fused, images, result, request)
+        shown = analysis.shown_fusion(fused, images, result, request, engine.fusion_output)
         status = status_line(engine, result, request, time.perf_counter() - start, blend)
     except KnobError as exc:
         yield refused_view(str(exc), shown, engine, task)
+        return
+    except TooFewSources:
+        yield waiting_view(next_step(slots, task))
         return
     except BAD_INPUT as exc:
         yield failed_view(user_message(exc))
@@ -130,6 +143,8 @@ def preview_view(engine: Engine, slots: Sequence[object], task: str, alpha: obje
         result = engine.fuse(scaled_to(request.images, PREVIEW_PIXELS), [request.settings])[0]
     except KnobError as exc:
         return refused_view(str(exc), shown, engine, task)
+    except TooFewSources:
+        return waiting_view(next_step(slots, task))
     except BAD_INPUT as exc:
         return failed_view(user_message(exc))
     except Exception as exc:
@@ -143,7 +158,12 @@ def preview_view(engine: Engine, slots: Sequence[object], task: str, alpha: obje
 
 def failed_view(message: str) -> FuseView:
     """Every output cleared and the reason in the status line."""
-    return FuseView(None, None, f"⚠️ **Cannot fuse:** {message}", None, None, None, None, None, None, None)
+    return waiting_view(f"⚠️ **Cannot fuse:** {message}")
+
+
+def waiting_view(status: str) -> FuseView:
+    """Every output cleared (they belonged to other sources) and `status` in the status line."""
+    return FuseView(None, None, status, None, None, None, None, None, None, None)
 
 
 def refused_view(message: str, shown: Shown | None, engine: Engine, task: object) -> FuseView:
@@ -210,6 +230,8 @@ def sweep_view(engine: Engine, slots: Sequence[object], task: str, alpha: object
         request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
                                resize=resize, what="the sweep")
         sweep = analysis.run_sweep(engine, request, knob)
+    except TooFewSources:
+        return None, None, next_step(slots, task, "sweep"), None
     except BAD_INPUT as exc:
         return None, None, f"⚠️ **Cannot sweep:** {user_message(exc)}", None
     except Exception as exc:

@@ -20,9 +20,10 @@ from PIL import Image, ImageOps
 
 from tcmoa.imaging import save_image
 
-from .callbacks import BAD_INPUT, log, page_request
+from .analysis import Shown
+from .callbacks import BAD_INPUT, FuseView, log, next_step, page_request
 from .engine import Engine
-from .sources import user_message
+from .sources import TooFewSources, user_message
 
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "tcmoa-demo-outputs"
 KEEP_S = 3600  # an hour: long enough to click a download link, short enough to keep the disk bounded
@@ -67,6 +68,14 @@ def named_png(image: np.ndarray, name: str, folder: Path = OUTPUT_DIR) -> str:
     return str(path)
 
 
+def named_view(view: FuseView) -> FuseView:
+    """The view with its fused image as a PNG named for what it is (its download name)."""
+    if isinstance(view.fused, np.ndarray) and isinstance(view.shown, Shown):
+        name = result_name("fused", view.shown.task, view.shown.alpha, view.shown.beta)
+        view = view._replace(fused=named_png(view.fused, name))
+    return view
+
+
 def browser_copy(source: object, folder: Path = OUTPUT_DIR) -> str | None:
     """A PNG copy of an upload the browser cannot show (e.g. TIFF) holding the same pixels, or None
     (shown as it is, not exactly storable as PNG, or unreadable: the fusion explains that one)."""
@@ -96,6 +105,8 @@ def full_view(engine: Engine, slots: Sequence[object], task: str, alpha: object,
         path = named_png(result.image, result_name("fused_full", request.preset.key, result.settings.alpha, result.settings.beta))
     except Cancelled:
         return None, "Full-resolution fusion cancelled."
+    except TooFewSources:
+        return None, next_step(slots, task)
     except BAD_INPUT as exc:
         return None, f"⚠️ **Cannot fuse:** {user_message(exc)}"
     except Exception as exc:  # noqa: BLE001 (a bug, not bad input: logged, one line shown)

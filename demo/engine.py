@@ -27,6 +27,7 @@ WORKING_PIXELS = 1_048_576
 PREVIEW_PIXELS = 98_304  # while a slider is dragged: 384x256, a quarter of a 640x480 pair's work
 FUSION_CONCURRENCY = 2  # working-resolution fusions running at once; more wait in the queue
 FULL_CONCURRENCY = 1  # full-resolution fusions running at once, in their own lane
+FUSION_LANE, FULL_LANE = "fusion", "full"  # the two lanes' Gradio concurrency ids (the page's and the API's)
 QUEUE_SIZE = 64  # requests waiting in all lanes together; beyond it a user is told the queue is full
 APP_TILE_SIZE = 1024  # tiles of at most 1 MP: one full-resolution fusion stays near 1 GB above the model
 UNTRAINED_WARNING = "untrained model: outputs are not meaningful fusion yet"
@@ -91,6 +92,11 @@ class Engine:
             name = "ZeroGPU" if gpu.ZERO_GPU else torch.cuda.get_device_name(device)
             return f"GPU ({name}, {self.fuser.precision})"
         return f"CPU ({torch.get_num_threads()} threads)"
+
+    @property
+    def fusion_output(self) -> str:
+        """How the model makes its image: "pyramid" (the shipped model), "source_weights" or "decoder" (official)."""
+        return str(self.fuser.model.config.fusion_output)
 
     @property
     def model_label(self) -> str:

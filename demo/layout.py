@@ -1,10 +1,10 @@
-"""The demo's page: the input column, the output column, and `build_demo`, which puts them together.
+"""The demo's page layout: which component goes where, as a components.Page (style in CSS).
 
-The events between them are wired in demo.events; the callbacks are in demo.callbacks.
+The events are wired in demo.events, the callbacks are in demo.callbacks; demo.page puts them together.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -13,61 +13,32 @@ from tcmoa import PRESETS
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 
 from . import callbacks as cb
-from .analysis import KNOBS, SWEEP_COUNT, SWEEP_METRICS
-from .engine import MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING, WORKING_PIXELS, Engine
-from .events import wire_events
-from .example_sets import EXAMPLES_DIR, ExampleSet, find_examples
+from .analysis import KNOBS, SWEEP_COUNT, SWEEP_METRICS, TABS
+from .components import Inputs, KnobSlider, Outputs, Page, Session, SourceImage
+from .engine import MAX_SOURCES, UNTRAINED_WARNING, WORKING_PIXELS, Engine
+from .example_sets import find_examples
+from .opening import Opening
 from .sources import ROUTER_WEIGHT
 
 HEADER = """# TC-MoA: general image fusion
-Task-Customized Mixture of Adapters ([CVPR 2024](https://arxiv.org/abs/2403.12494)) fuses registered images of one
-scene (infrared + visible, exposure brackets, focal stacks, medical scans) with one model. Pick a task, upload the
-sources or click an example, then drag **α** and **β**: the image re-fuses as you move them, and the metrics,
-maps and the sweep strip show what the knobs do."""
+One model fuses registered images of a scene (infrared + visible, exposure brackets, focal stacks, medical scans):
+Task-Customized Mixture of Adapters ([CVPR 2024](https://arxiv.org/abs/2403.12494)). Click an example or upload
+your sources, then drag **α** and **β**: the image re-fuses as you move them; the metrics, maps and the sweep below
+show what the knobs do."""
 ALPHA_INFO = "p_A' = 0.5 + α(p_A − 0.5) + β: α scales how decisively each region picks a source (0 = even mix)"
 BETA_INFO = "β shifts dominance: > 0 towards source A, < 0 towards source B"
-CSS = """
-.tcmoa-warning {background: #fff4e5; border: 2px solid #f0a030; border-radius: 8px; padding: 6px 12px;}
-.tcmoa-warning p {margin: 0; color: #7a4100;}
-#status p {margin: 2px 0;}
-#metrics table {font-size: 0.9em;}
-.tcmoa-slot-row:not(:has(*)) {display: none !important;}  /* a row of closed slots: no gap left behind */
-"""
+CSS = (Path(__file__).resolve().parent / "style.css").read_text(encoding="utf-8")
 MAP_TABS = (("prompts", "Prompt maps"), ("routing", "Routing"), ("weight", "Source weight"),
             ("difference", "Difference"))
-WEIGHT_NOTE = ("The weight of source A at every pixel (red: A, blue: B), from the compact model's source-weight "
-               "head: fused = w·A + (1 − w)·B + a small residual. Official checkpoints decode the image instead and "
-               "have no such weight: this tab stays empty for them.")
-
-
-class SourceImage(gr.Image):
-    """gr.Image whose upload handling never fails: an unreadable file reaches the callback, which explains it."""
-
-    is_template = True  # rendered by gr.Image's front end
-
-    def preprocess(self, payload: Any) -> Any:
-        """The uploaded file's path; a file Pillow cannot open is passed through for a clear message later."""
-        try:
-            return super().preprocess(payload)
-        except Exception:  # noqa: BLE001 (whatever Pillow refuses, the callback explains)
-            return str(payload.path) if payload is not None and getattr(payload, "path", None) else None
-
-
-class KnobSlider(gr.Slider):
-    """gr.Slider that hands a typed out-of-range value to the callback, which refuses it with one message and
-    puts the slider back to the fused value (gr.Slider's own check would put Gradio's error on every output)."""
-
-    is_template = True  # rendered by gr.Slider's front end
-
-    def preprocess(self, payload: Any) -> Any:
-        """The value as typed: the callback checks it against the library's range."""
-        return payload
-
-
-def knob_slider(knob: KnobRange, value: float, label: str, info: str, elem_id: str) -> gr.Slider:
-    """A slider over the library's allowed range of one prompt knob."""
-    return KnobSlider(knob.low, knob.high, value=value, step=knob.step, label=label, info=info, elem_id=elem_id,
-                      elem_classes=["tcmoa-knob"])
+# The Source-weight tab's note, by the model's output head (Engine.fusion_output; tcmoa.model.fusion_head).
+WEIGHT_NOTES = {
+    "pyramid": "The weight of source A in the base band of the model's Laplacian pyramid (red: A, blue: B): which "
+               "source the large-scale tones come from. The model mixes every band with its own weight; those of the "
+               "detail bands (not shown) also weigh each source's local contrast.",
+    "source_weights": "The weight of source A at every pixel (red: A, blue: B): fused = w·A + (1 − w)·B + a small "
+                      "residual.",
+    "decoder": "This model decodes the image from its tokens and has no weight of a source: this tab stays empty.",
+}
 
 
 # Gradio's slider sends `release` on pointer-up only; a key that moves it (arrows, Page Up/Down, Home/End,
@@ -82,106 +53,84 @@ document.addEventListener('keyup', (e) => {
 </script>"""
 
 
-@dataclass
-class Inputs:
-    """The input column's components."""
-
-    task: gr.Dropdown
-    info: gr.Markdown
-    slots: list[SourceImage]
-    add: gr.Button
-    remove: gr.Button
-    swap: gr.Button
-    alpha: gr.Slider
-    beta: gr.Slider
-    fuse: gr.Button
-    reset: gr.Button
-    full: gr.Button  # the full resolution, as a named PNG
-    cancel: gr.Button
-    resize: gr.Checkbox
-    show_baselines: gr.Checkbox
-    blend: gr.Checkbox
-    routers: list[gr.Slider]
-    examples: gr.Dataset  # clicking one runs events.on_example: sources, task and settings in one update
-    example_sets: list[ExampleSet]  # the Dataset's rows, by index
+def knob_slider(knob: KnobRange, value: float, label: str, info: str, elem_id: str) -> gr.Slider:
+    """A slider over the library's allowed range of one prompt knob."""
+    return KnobSlider(knob.low, knob.high, value=value, step=knob.step, label=label, info=info, elem_id=elem_id,
+                      elem_classes=["tcmoa-knob"])
 
 
-@dataclass
-class Outputs:
-    """The output column's components."""
-
-    status: gr.Markdown
-    fused: gr.Image
-    comparison: gr.ImageSlider
-    compare_with: gr.Radio
-    metrics: gr.Markdown
-    baselines: gr.Gallery
-    tabs: dict[str, gr.Tab]  # MAP_TABS keys
-    figures: dict[str, gr.Image]
-    sweep_knob: gr.Radio
-    sweep_metric: gr.Dropdown
-    sweep: gr.Button
-    sweep_strip: gr.Gallery
-    sweep_curve: gr.Image
-    sweep_status: gr.Markdown
-    sweep_state: gr.State  # the last sweep, for re-plotting another metric
-    full_file: gr.File
-    full_status: gr.Markdown
-
-
-def input_column(engine: Engine) -> Inputs:
-    """Task, source slots, α/β, options, router blend and examples."""
-    labels = cb.slot_labels("vif")
-    alpha0, beta0, weights0 = cb.task_defaults(engine, "vif")
-    task = gr.Dropdown([(p.label, k) for k, p in PRESETS.items()], value="vif", label="Task", elem_id="task")
-    info = gr.Markdown(cb.task_info(engine, "vif"))
-    slots = []
+def source_panel(engine: Engine, opening: Opening) -> dict[str, Any]:
+    """The task, the examples (one compact strip) and the source slots, filled with the opening example."""
+    task = gr.Dropdown([(p.label, k) for k, p in PRESETS.items()], value=opening.task, label="Task", elem_id="task")
+    info = gr.Markdown(cb.task_info(engine, opening.task), elem_id="task-info")
+    labels, files = cb.slot_labels(opening.task), opening.files
+    n = cb.clamp_sources(len(files))
+    slots = [SourceImage(type="filepath", image_mode=None, label=labels[k], value=files[k] if k < len(files) else None,
+                         visible=k < n, sources=["upload", "clipboard"], min_width=120, elem_id=f"source-{k + 1}",
+                         elem_classes=["tcmoa-slot"], render=False) for k in range(MAX_SOURCES)]
+    sets = find_examples()
+    examples = gr.Dataset(components=[task, *slots], samples=[s.row() for s in sets], type="index",
+                          sample_labels=[s.label for s in sets], samples_per_page=len(sets) or 1,
+                          label="Examples: one click loads and fuses", elem_id="examples")
     for row in range(-(-MAX_SOURCES // 2)):
         with gr.Row(elem_classes=["tcmoa-slot-row"]):
-            for i in (2 * row, 2 * row + 1):
-                slots.append(SourceImage(type="filepath", image_mode=None, label=labels[i], height=210,
-                                         visible=i < 2, sources=["upload", "clipboard"], elem_id=f"source-{i + 1}"))
-    with gr.Row():
-        add = gr.Button("+ Add source", size="sm")
-        remove = gr.Button("− Remove source", size="sm")
-        swap = gr.Button("⇄ Swap 1 ↔ 2", size="sm")
+            for slot in slots[2 * row:2 * row + 2]:
+                slot.render()
+    with gr.Row(elem_id="slot-buttons"):
+        add = gr.Button("+ Add source", size="sm", min_width=80)
+        remove = gr.Button("− Remove", size="sm", min_width=80)
+        swap = gr.Button("⇄ Swap 1 ↔ 2", size="sm", min_width=80)
+    return dict(task=task, info=info, slots=slots, add=add, remove=remove, swap=swap, examples=examples,
+                example_sets=sets)
+
+
+def knob_panel(engine: Engine, task: str) -> dict[str, Any]:
+    """α and β (the task's defaults), Fuse and Reset."""
+    alpha0, beta0, _ = cb.task_defaults(engine, task)
     alpha = knob_slider(ALPHA_RANGE, alpha0, "α (alpha)", ALPHA_INFO, "alpha")
     beta = knob_slider(BETA_RANGE, beta0, "β (beta)", BETA_INFO, "beta")
     with gr.Row():
-        fuse = gr.Button("Fuse", variant="primary", elem_id="fuse")
-        reset = gr.Button("Reset α, β and routers", elem_id="reset")
-    with gr.Row():
-        full = gr.Button("Full resolution (PNG)", elem_id="full")
-        cancel = gr.Button("Cancel", size="sm", elem_id="cancel")
+        fuse = gr.Button("Fuse", variant="primary", size="sm", elem_id="fuse")
+        reset = gr.Button("Reset α, β and routers", size="sm", elem_id="reset")
+    return dict(alpha=alpha, beta=beta, fuse=fuse, reset=reset)
+
+
+def result_panel(opening: Opening) -> dict[str, Any]:
+    """The fused image, the status under it, and the full resolution with its progress and file."""
+    view = opening.view
+    fused = gr.Image(view.fused, label=f"Fused image (up to {WORKING_PIXELS / 2**20:.0f} MP; PNG download)",
+                     type="filepath", interactive=False, buttons=["download", "fullscreen"], elem_id="fused")
+    status = gr.Markdown(view.status, elem_id="status")
+    with gr.Row(elem_id="full-row"):
+        full = gr.Button("Full resolution (PNG)", size="sm", elem_id="full")
+        cancel = gr.Button("Cancel", size="sm", elem_id="cancel", min_width=80)
+    full_status = gr.Markdown("", elem_id="full-status")
+    full_file = gr.File(label="Full-resolution result", interactive=False, visible=False, elem_id="full-file")
+    return dict(fused=fused, status=status, full=full, cancel=cancel, full_status=full_status, full_file=full_file)
+
+
+def option_panel(engine: Engine, task: str) -> dict[str, Any]:
+    """Resize, the classical baselines, and the router blend (its weights start at the task's own router)."""
+    _, _, weights = cb.task_defaults(engine, task)
     with gr.Row():
         resize = gr.Checkbox(False, label="Resize sources to source 1's size")
         show_baselines = gr.Checkbox(False, label="Show classical baselines", elem_id="show-baselines")
     with gr.Accordion("Advanced: blend the task routers", open=False):
         blend = gr.Checkbox(False, label="Blend routers (instead of the task's own router)")
         routers = [knob_slider(ROUTER_WEIGHT, w, f"{name} router", "", f"router-{name}")
-                   for name, w in zip(engine.router_names, weights0)]
-    sets = find_examples()
-    examples = gr.Dataset(components=[task, *slots], samples=[s.row() for s in sets], type="index",
-                          sample_labels=[s.label for s in sets], samples_per_page=12,
-                          label="Examples (one click loads and fuses)", elem_id="examples")
-    return Inputs(task, info, slots, add, remove, swap, alpha, beta, fuse, reset, full, cancel, resize, show_baselines,
-                  blend, routers, examples, sets)
+                   for name, w in zip(engine.router_names, weights, strict=True)]
+    return dict(resize=resize, show_baselines=show_baselines, blend=blend, routers=routers)
 
 
-def output_column() -> Outputs:
-    """Status, fused image and before/after, metrics, baselines, map tabs and the sweep strip."""
-    status = gr.Markdown("Upload two or more sources, or click an example.", elem_id="status")
-    with gr.Row(equal_height=True):
-        fused = gr.Image(label=f"Fused image (up to {WORKING_PIXELS / 2**20:.0f} MP; PNG download)", type="filepath",
-                         interactive=False, buttons=["download", "fullscreen"], height=340, elem_id="fused")
-        with gr.Column():
-            comparison = gr.ImageSlider(label="Before / after (drag the handle)", interactive=False, max_height=300,
-                                        elem_id="comparison")
-            compare_with = gr.Radio([("Source 1", 1), ("Source 2", 2)], value=1,
-                                    label="Compare the fused image with", elem_id="compare-with")
-    full_status = gr.Markdown("", elem_id="full-status")
-    full_file = gr.File(label="Full-resolution result", interactive=False, elem_id="full-file")
-    metrics = gr.Markdown("", label="Metrics", elem_id="metrics")
+def analysis_panel(head: str, opening: Opening) -> dict[str, Any]:
+    """Before/after and the metrics, the baselines, and the map tabs (the weight tab's note for the model's
+    output `head`, Engine.fusion_output); the open tab shows the opening's figure."""
+    view, n = opening.view, cb.clamp_sources(len(opening.files))
+    comparison = gr.ImageSlider(view.comparison, label="Before / after (drag the handle)", interactive=False,
+                                max_height=320, elem_id="comparison")
+    compare_with = gr.Radio([(f"Source {k}", k) for k in range(1, n + 1)], value=1,
+                            label="Compare the fused image with", elem_id="compare-with")
+    metrics = gr.Markdown(view.metrics or "", label="Metrics", elem_id="metrics")
     baselines = gr.Gallery(label="TC-MoA and the classical baselines", columns=4, rows=1, height=230,
                            object_fit="contain", visible=False, elem_id="baselines")
     tabs, figures = {}, {}
@@ -189,9 +138,15 @@ def output_column() -> Outputs:
         for key, title in MAP_TABS:
             with gr.Tab(title, id=key, elem_id=f"{key}-tab") as tabs[key]:
                 if key == "weight":
-                    gr.Markdown(WEIGHT_NOTE)
-                figures[key] = gr.Image(label=title, show_label=False, interactive=False, format="png",
-                                        buttons=["download", "fullscreen"], elem_id=f"{key}-map")
+                    gr.Markdown(WEIGHT_NOTES[head], elem_id="weight-note")
+                figures[key] = gr.Image(getattr(view, key), label=title, show_label=False, interactive=False,
+                                        format="png", buttons=["download", "fullscreen"], elem_id=f"{key}-map")
+    return dict(comparison=comparison, compare_with=compare_with, metrics=metrics, baselines=baselines, tabs=tabs,
+                figures=figures)
+
+
+def sweep_panel() -> dict[str, Any]:
+    """The sweep: knob, metric and button; the strip and its curve appear once there is a sweep."""
     with gr.Accordion("Sweep: what α and β do", open=True, elem_id="sweep-section"):
         gr.Markdown(f"One click fuses at {SWEEP_COUNT} values of the chosen knob across its whole range (the other "
                     f"settings as set above; sources reduced to about 512×512 px) and plots a metric against it.")
@@ -201,33 +156,40 @@ def output_column() -> Outputs:
             sweep_metric = gr.Dropdown(list(SWEEP_METRICS), value="SSIM", label="Metric", elem_id="sweep-metric")
             sweep = gr.Button("Sweep", variant="secondary", elem_id="sweep")
         sweep_status = gr.Markdown("", elem_id="sweep-status")
-        sweep_strip = gr.Gallery(label="Fused at each value (caption: the knob, then the metric)",
+        sweep_strip = gr.Gallery(label="Fused at each value (caption: the knob, then the metric)", visible=False,
                                  columns=SWEEP_COUNT, rows=1, height=180, object_fit="contain", elem_id="sweep-strip")
         sweep_curve = gr.Image(label="Metric against the knob", interactive=False, height=260, show_label=False,
-                               buttons=["download"], elem_id="sweep-curve")
-    return Outputs(status, fused, comparison, compare_with, metrics, baselines, tabs, figures, sweep_knob,
-                   sweep_metric, sweep, sweep_strip, sweep_curve, sweep_status, gr.State(None), full_file, full_status)
+                               visible=False, buttons=["download"], elem_id="sweep-curve")
+    return dict(sweep_knob=sweep_knob, sweep_metric=sweep_metric, sweep=sweep, sweep_status=sweep_status,
+                sweep_strip=sweep_strip, sweep_curve=sweep_curve)
 
 
-def build_demo(engine: Engine) -> gr.Blocks:
-    """The whole page for one loaded model."""
-    # delete_cache: every 10 minutes, Gradio's copies of uploads and results older than an hour go.
-    with gr.Blocks(title="TC-MoA image fusion", delete_cache=(600, 3600)) as demo:
-        gr.Markdown(HEADER)
-        if not engine.trained:
-            gr.Markdown(f"⚠️ **{UNTRAINED_WARNING[0].upper() + UNTRAINED_WARNING[1:]}.** {engine.load_note}",
-                        elem_classes=["tcmoa-warning"], elem_id="untrained-banner")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5, min_width=380):
-                inputs = input_column(engine)
-            with gr.Column(scale=7, min_width=480):
-                outputs = output_column()
-        wire_events(engine, inputs, outputs)
-    demo.queue(max_size=QUEUE_SIZE)
-    return demo
+def page_layout(engine: Engine, opening: Opening) -> Page:
+    """The page (call inside the Blocks), as `opening` shows it.
 
-
-def launch_options(engine: Engine) -> dict[str, Any]:
-    """Keyword arguments for demo.launch() that belong to the page (style, upload limit)."""
-    return {"css": CSS, "head": KEY_RELEASE, "max_file_size": f"{int(engine.max_file_mb)}mb",
-            "allowed_paths": [str(EXAMPLES_DIR)]}
+    A grid (style.css): on a wide screen the sources, the knobs and the analysis on the left, the result
+    on the right, sticky; on a phone the sources, then the result (sticky while the knobs below it are
+    in view), the knobs, and the analysis.
+    """
+    gr.Markdown(HEADER, elem_id="header")
+    if not engine.trained:
+        gr.Markdown(f"⚠️ **{UNTRAINED_WARNING[0].upper() + UNTRAINED_WARNING[1:]}.** {engine.load_note}",
+                    elem_classes=["tcmoa-warning"], elem_id="untrained-banner")
+    with gr.Row(elem_id="workspace", equal_height=False):
+        with gr.Column(elem_id="sources-panel"):
+            sources = source_panel(engine, opening)
+        with gr.Column(elem_id="stage"):
+            with gr.Column(elem_id="result"):
+                result = result_panel(opening)
+            with gr.Column(elem_id="knobs"):
+                knobs = knob_panel(engine, opening.task)
+        with gr.Column(elem_id="analysis"):
+            options = option_panel(engine, opening.task)
+            analysis = analysis_panel(engine.fusion_output, opening)
+            sweep = sweep_panel()
+    inputs = Inputs(**sources, **knobs, **options, full=result.pop("full"), cancel=result.pop("cancel"))
+    outputs = Outputs(**result, **analysis, **sweep)
+    session = Session(n_sources=gr.State(cb.clamp_sources(len(opening.files))), request=gr.State(0),
+                      open_tab=gr.State(TABS[0]), shown=gr.State(opening.view.shown),
+                      from_example=gr.State(opening.example is not None), sweep=gr.State(None))
+    return Page(inputs, outputs, session)

@@ -32,6 +32,10 @@ class InputError(ValueError):
     """A problem with what the user gave; its message is shown as is."""
 
 
+class TooFewSources(InputError):
+    """Fewer than two sources: on the page a step on the way in (it says which slot to fill), not an error."""
+
+
 class KnobError(InputError):
     """α or β outside the library's range (a typed value): refused, and the page keeps what it shows."""
 
@@ -142,7 +146,7 @@ def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object
         raise InputError(str(exc)) from None
     sources = present(slots)
     if len(sources) < 2:
-        raise InputError(f"{what} needs at least 2 source images, got {len(sources)} "
+        raise TooFewSources(f"{what} needs at least 2 source images, got {len(sources)} "
                          f"({' and '.join(preset.roles)}: upload them or click an example)")
     alpha_value, beta_value = check_knobs(alpha, beta)
     notes: list[str] = []

@@ -1,33 +1,26 @@
-"""The demo's callbacks, API, sweep, figures and wiring, without a browser (untrained compact model, tiny images)."""
+"""The demo's callbacks, API, sweep and figures, without a browser (untrained compact model, tiny images); the
+page's build and wiring are in test_app_page.py."""
 from __future__ import annotations
 
 import dataclasses
 import pickle
-import threading
-import warnings
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 import numpy as np
 import torch
 import pytest
-from gradio.components import Component
 from PIL import Image
 
 from demo import analysis, gpu
 from demo import callbacks as cb
 from demo.api import api_fuse, router_report
-from demo.engine import (FULL_CONCURRENCY, FUSION_CONCURRENCY, MAX_SOURCES, QUEUE_SIZE, UNTRAINED_WARNING,
+from demo.engine import (MAX_SOURCES, UNTRAINED_WARNING,
                          load_engine)
-from demo.events import PerSession, announce_refusal, cancel_full, outdated, slot_updates
-from demo.example_sets import find_examples
-from demo.layout import SourceImage, build_demo
-from tcmoa import PRESETS
+from demo.components import SourceImage
 from tcmoa.imaging import to_uint8
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE
 from tcmoa.fuse.pipeline import FusionMaps
-from tcmoa.tasks import get_preset
 from tcmoa.fuse.figures import (difference_figure, map_cells, prompt_figure, routing_figure, save_map_images,
                              sweep_curve, weight_figure)
 
@@ -47,15 +40,6 @@ def pair():
 
 def fuse(engine, slots, task="vif", alpha=1.0, beta=0.0, **kw):
     return cb.final_view(cb.fuse_steps(engine, slots, task, alpha, beta, **kw))
-
-
-def labels(blocks: Iterable[object]) -> list[object]:
-    """The labels of an event's inputs or outputs (each one a component, not a layout block)."""
-    found: list[object] = []
-    for block in blocks:
-        assert isinstance(block, Component), f"{block!r} is not a component"
-        found.append(block.label)
-    return found
 
 
 def assert_failed(view, *words):
@@ -186,9 +170,18 @@ def test_router_blending(engine, pair):
 
 
 # ------------------------------------------------------------------------------ bad input
-def test_fewer_than_two_sources(engine, pair):
-    assert_failed(fuse(engine, [pair[0], None, None, None]), "at least 2 source images, got 1", "visible and infrared")
-    assert_failed(fuse(engine, [None] * MAX_SOURCES), "got 0")
+def test_fewer_than_two_sources_say_what_to_do_next(engine, pair):
+    """Uploading the first source is a step on the way in, not an error ("⚠️ Cannot fuse: ... got 1")."""
+    view = fuse(engine, [pair[0], None, None, None])
+    assert view.status == "**Add a second source** to fuse: upload Source 2: infrared (B)."
+    assert view.fused is None and view.metrics is None and view.shown is None  # the last result was of other sources
+    assert fuse(engine, [None, pair[1]]).status.endswith("upload Source 1: visible (A).")
+    assert fuse(engine, [None] * MAX_SOURCES, task="mef").status == (
+        "**Upload two sources** to fuse: Source 1: over-exposed (A) and Source 2: under-exposed (B), or click an "
+        "example.")
+    assert cb.preview_view(engine, [pair[0], None], "vif", 2.0, 0.0).status == view.status
+    assert cb.sweep_view(engine, [pair[0]], "vif", 1.0, 0.0, "beta", "SSIM")[2].startswith(
+        "**Add a second source** to sweep")
 
 
 def test_corrupt_and_empty_files(engine, pair, tmp_path):
@@ -221,7 +214,7 @@ def test_pixel_and_file_size_limits(engine, pair, tmp_path):
 
 
 @pytest.mark.parametrize("knobs", [{"alpha": float("nan")}, {"alpha": 1e9}, {"alpha": -1}, {"alpha": "abc"},
-                                   {"alpha": None}, {"beta": 0.9}, {"beta": -50}])
+                                   {"alpha": None}, {"alpha": True}, {"beta": 0.9}, {"beta": -50}])
 def test_knobs_out_of_range_get_the_library_message(engine, pair, knobs):
     (name, value), = knobs.items()
     message = range_message(ALPHA_RANGE if name == "alpha" else BETA_RANGE, value)
@@ -269,6 +262,9 @@ def test_api_fuse_two_and_three_sources(engine, pair):
 @pytest.mark.parametrize("args, message", [
     (("vif", "abc", 0.0), "alpha must be a number in [0, 3], got 'abc'"),
     (("vif", None, 0.0), "alpha must be a number in [0, 3], got None"),
+    (("vif", True, 0.0), "alpha must be a number in [0, 3], got True"),  # a bool is an int to Python: refused
+    (("vif", 1.0, False), "beta must be a number in [-0.5, 0.5], got False"),
+    (("vif", "1.5", 0.0), "alpha must be a number in [0, 3], got '1.5'"),
     (("vif", 1.0, -50), "beta must be a number in [-0.5, 0.5], got -50"),
     (("sonar", 1.0, 0.0), "unknown task 'sonar'"),
     (("vif", 1.0, 0.0, "pan=1"), "unknown router 'pan'"),
@@ -349,51 +345,7 @@ def test_fusion_runs_inside_spaces_gpu_when_present(engine, pair, monkeypatch):
     assert fake.calls == 3
 
 
-# ------------------------------------------------------------------------------ controls and wiring
-def test_swap_reset_labels_and_slots(engine):
-    assert cb.swap_sources("a", "b") == ("b", "a")
-    alpha, beta, weights = cb.task_defaults(engine, "mri-pet")
-    preset = get_preset("mri-pet")  # the tuned medical defaults reach the sliders
-    assert (alpha, beta) == (preset.alpha, preset.beta) and weights == [0.0, 0.0, 0.0, 1.0]  # the medical router
-    assert cb.slot_labels("vif")[:2] == ["Source 1: visible (A)", "Source 2: infrared (B)"]
-    assert cb.slot_labels("mef")[2] == "Source 3: another exposure"
-    assert len(cb.slot_labels("mff")) == MAX_SOURCES
-    assert "only the `medical` router" in cb.task_info(engine, "mri-ct") and "trained task" in cb.task_info(engine, "vif")
-    n, *slots, choices = slot_updates(MAX_SOURCES + 1)
-    assert n == MAX_SOURCES == 8 and all(s["visible"] and "value" not in s for s in slots)
-    assert len(choices["choices"]) == MAX_SOURCES
-    n, *slots, _ = slot_updates(1)
-    assert n == 2 and slots[2] == {"__type__": "update", "visible": False, "value": None}
-    n, *slots, _ = slot_updates(3, "mff", ["a.jpg", "b.jpg", "c.jpg"] + [None] * (MAX_SOURCES - 3))
-    assert [s.get("value") for s in slots] == ["a.jpg", "b.jpg", "c.jpg"] + [None] * (MAX_SOURCES - 3)
-    assert slots[2]["label"] == "Source 3: another focal plane" and not slots[3]["visible"]
-
-
-def test_cancel_says_what_it_did():
-    cancel_flags, running = PerSession(threading.Event), PerSession(threading.Event)
-    assert cancel_full(cancel_flags, running, "s") == "Nothing to cancel: no full-resolution fusion is running."
-    assert not cancel_flags.get("s").is_set()
-    running.get("s").set()  # as the full-resolution event does while it runs
-    assert cancel_full(cancel_flags, running, "s") == "Full-resolution fusion cancelled."
-    assert cancel_flags.get("s").is_set() and not cancel_flags.get("other").is_set()
-
-
-def test_changed_sources_mention_the_sweep_only_when_there_was_one():
-    assert outdated(None) == (None, None, "", None, None, "")
-    strip, curve, note, state, full_file, full_status = outdated(object())
-    assert "Sources or task changed" in note and (strip, curve, state, full_file, full_status) == (None,) * 4 + ("",)
-
-
-def test_a_refused_value_is_also_a_toast(engine, pair):
-    # Putting the sliders back re-fuses, and that fusion's status replaces the refusal's line: the toast stays.
-    refused = cb.preview_view(engine, list(pair), "vif", 9, 0.0)
-    with pytest.warns(UserWarning, match=r"Value refused: alpha must be a number in \[0, 3\], got 9"):
-        announce_refusal(refused)  # gr.Warning outside an event is a Python warning
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        announce_refusal(cb.preview_view(engine, list(pair), "vif", 2.0, 0.0))  # a fusion: no toast
-
-
+# ------------------------------------------------------------------------------ controls
 def test_compare_pair(engine, pair):
     shown = fuse(engine, list(pair)).shown
     compared = cb.compare_pair(shown, 2)
@@ -402,73 +354,6 @@ def test_compare_pair(engine, pair):
     assert source.shape == (64, 96) and fused.shape == (64, 96, 3)
     last = cb.compare_pair(shown, 9)  # past the last source: the last one
     assert last is not None and last[0].shape == (64, 96) and cb.compare_pair(None, 1) is None
-
-
-def test_examples_cover_every_task_and_are_small():
-    sets = find_examples()
-    assert {s.task for s in sets} == set(PRESETS)
-    # Lossless PNG (a JPEG re-encode laid its own 8-px grid on the sources; demo/examples/README.md):
-    # about 130-360 KB per 512-px image, so ~1.1 MB for the three-source set.
-    assert sum(f.stat().st_size for s in sets for f in s.files) < 4_000_000
-    for s in sets:
-        assert sum(f.stat().st_size for f in s.files) < 400_000 * len(s.files), s.name
-        for f in s.files:
-            with Image.open(f) as im:
-                assert max(im.size) <= 512, f
-        row = s.row()
-        assert row[0] == s.task and len(row) == 1 + MAX_SOURCES
-    assert any(len(s.files) == 3 for s in sets)
-
-
-def test_sliders_use_the_library_ranges(engine):
-    demo = build_demo(engine)
-    sliders = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Slider)}
-    for elem_id, knob in (("alpha", ALPHA_RANGE), ("beta", BETA_RANGE)):
-        assert (sliders[elem_id].minimum, sliders[elem_id].maximum, sliders[elem_id].step) == (knob.low, knob.high,
-                                                                                              knob.step)
-
-
-def test_build_demo_wiring(engine):
-    demo = build_demo(engine)
-    fns = {fn.api_name: fn for fn in demo.fns.values()}
-    assert fns["fuse"].api_visibility == "public"  # the /fuse endpoint for gradio_client
-    assert labels(fns["fuse"].inputs) == ["sources", "task", "alpha", "beta", "router", "resize"]
-    assert labels(fns["fuse"].outputs) == ["fused", "report"]
-    live = fns["live_fuse"]
-    assert live.trigger_mode == "always_last"  # while one runs, only the latest request waits
-    events = [event for _, event in live.targets]
-    # Only user events fuse (".change" also fires on values a callback sets): one action, one fusion.
-    assert events.count("change") == 1 and set(events) == {"upload", "clear", "input", "release", "click", "change"}
-    preview_id, preview = next((k, fn) for k, fn in demo.fns.items() if fn.api_name == "preview")
-    assert {event for _, event in preview.targets} == {"input"} and preview.trigger_mode == "always_last"
-    # every action that runs the final fusion also cancels a preview still queued or running: no late preview
-    # hides the final
-    assert any(fn.cancels == [preview_id] and fn.targets == live.targets for fn in demo.fns.values())
-    (request_id,) = [block_id for block_id, event in live.targets if event == "change"]
-    assert request_id is not None
-    assert isinstance(demo.blocks[request_id], gr.State)
-    setters = [fn for fn in demo.fns.values() if any(o._id == request_id for o in fn.outputs)]
-    assert {fn.api_name for fn in setters} == {"on_task", "on_example", "on_reset", "on_swap", "on_remove"}
-    assert all(fn.queue for fn in setters)  # only queued events report State changes to the page
-    for name in ("live_fuse", "fuse", "sweep", "preview"):
-        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("fusion", FUSION_CONCURRENCY)
-    # the full resolution runs in a lane of its own: a large request never holds up a small one
-    for name in ("fuse_full", "full"):
-        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("full", FULL_CONCURRENCY)
-    assert demo.delete_cache and demo._queue.max_size == QUEUE_SIZE  # the upload cache is cleaned; the queue bounded
-    # a fusion starts by saying so and clearing the maps: no previous error, timer or map while it runs
-    assert live.fn is not None and preview.fn is not None
-    request = gr.Request()  # one session
-    controls = [*[None] * MAX_SOURCES, 1.0, 0.0, 0.0, 0.0]
-    first = next(live.fn(request, "vif", 1.0, 0.0, False, False, *controls, False, 1, "prompts", None))
-    assert first[2].startswith("⏳ Fusing") and first[5:9] == (None,) * 4
-    # A preview of the knobs a final fusion already started with shows nothing (Gradio sends the preview it
-    # held back after the release: it would replace the final with "the full fusion follows"); others show.
-    assert preview.fn(request, "vif", 1.0, 0.0, False, False, *controls, None) == (cb.SKIP,) * 12
-    assert preview.fn(request, "vif", 1.5, 0.0, False, False, *controls, None)[2].startswith("⚠️")
-    maps = [block for block in demo.blocks.values() if getattr(block, "elem_id", "") in
-            ("prompts-map", "routing-map", "weight-map", "difference-map")]
-    assert len(maps) == 4 and all(isinstance(m, gr.Image) and m.format == "png" for m in maps)  # map downloads are PNG, not WebP
 
 
 def test_concurrent_users_get_their_own_results(engine, pair):
@@ -500,6 +385,11 @@ def test_figures_shapes_and_files(tmp_path):
         assert figure is not None
         assert figure.dtype == np.uint8 and figure.shape[1] == 760 and figure.shape[2] == 3
     assert weight_figure(fake_maps(weight=False)) is None
+    # The shipped pyramid head's map is the base band's weight; the per-pixel head's title says so for its own.
+    pyramid, per_pixel = (weight_figure(maps, head=head) for head in ("pyramid", "source_weights"))
+    assert pyramid is not None and per_pixel is not None and not np.array_equal(pyramid, per_pixel)
+    with pytest.raises(ValueError, match="the 'decoder' output has no weight of source A"):
+        weight_figure(maps, head="decoder")
     assert sweep_curve([0, 1, 2], [0.1, None, 0.3], "α", "SD", current=1.0).shape == (240, 420, 3)
     paths = save_map_images(maps, tmp_path, np.zeros((40, 56, 3), np.float32), ("visible", "infrared"))
     assert [p.name for p in paths] == ["prompts.png", "routing.png", "source_weight.png"]

@@ -16,7 +16,7 @@ from PIL import Image
 from demo import callbacks as cb
 from demo import downloads
 from demo.api import api_fuse
-from demo.events import shown_upload
+from demo.control_events import shown_upload
 from demo.engine import MAX_SOURCES, MIN_SIDE, PREVIEW_PIXELS, WORKING_PIXELS, load_engine
 from demo.sources import scaled_to, strict_bool
 from tcmoa.imaging import read_image
@@ -130,7 +130,7 @@ def test_full_resolution_action_names_its_file_reports_progress_and_cancels(engi
     assert downloads.full_view(engine, pair, "vif", 1.0, 0.0, progress=cancel) == (
         None, "Full-resolution fusion cancelled.")
     path, status = downloads.full_view(engine, pair[:1], "vif", 1.0, 0.0)
-    assert path is None and "at least 2 source images, got 1" in status
+    assert path is None and status == "**Add a second source** to fuse: upload Source 2: infrared (B)."
 
 
 def test_named_outputs_are_removed_after_an_hour(tmp_path):

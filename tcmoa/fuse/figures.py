@@ -9,7 +9,8 @@ CLI (`save_map_images`) and notebooks can all call these functions.
   red where source A dominates the fused token, blue where source B does.
 * `routing_figure`: each expert's gate map per module (a module x expert mosaic) and each
   expert's share of the routing mass per module (`FusionMaps.expert_share`) as a bar chart.
-* `weight_figure`: the per-pixel weight of source A of models with a source-weight head.
+* `weight_figure`: the weight of source A of models whose output head has one: the pyramid's base band
+  (the shipped `compact` model: the large-scale tones), or per pixel (the `source_weights` head).
 * `difference_figure`: the fused image's luminance minus each source's, on one symmetric scale.
 * `sweep_curve`: a metric against the values of alpha or beta (the app's sweep strip).
 """
@@ -38,6 +39,13 @@ GATE_CMAP = "viridis"
 DPI = 100
 MAX_BACKGROUND_SIDE = 512  # the source under the prompt maps is shown at most this large
 MAX_MAP_CELLS = 96  # gate maps are block-averaged to at most this many cells per side
+# (panel name, title) of the weight map of each output head that has one (tcmoa.model.fusion_head). The
+# pyramid head mixes every Laplacian band with its own weight; the map is the base band's, upsampled.
+WEIGHT_MEANING = {
+    "pyramid": ("weight of source A in the base band (large-scale tones)",
+                "Base band: fused tone = w · A + (1 − w) · B  (each detail band has its own weight)"),
+    "source_weights": ("weight of source A per pixel", "Fused image = w · A + (1 − w) · B + a small residual"),
+}
 # Text layout in matplotlib shares font caches between figures; concurrent requests draw in turn.
 _DRAW_LOCK = threading.Lock()
 
@@ -138,16 +146,20 @@ def prompt_figure(maps: FusionMaps, background: ImageSource | None = None,
 
 
 def weight_figure(maps: FusionMaps, background: ImageSource | None = None,
-                  roles: tuple[str, str] = ("source A", "source B"), width_px: int = 760) -> np.ndarray | None:
-    """The per-pixel weight of source A (`FusionMaps.source_weight`) over `background`; None without one."""
+                  roles: tuple[str, str] = ("source A", "source B"), width_px: int = 760,
+                  head: str = "pyramid") -> np.ndarray | None:
+    """The weight of source A (`FusionMaps.source_weight`) over `background`, titled for the model's output
+    `head` (its `fusion_output`, WEIGHT_MEANING); None without one."""
     if maps.source_weight is None:
         return None
+    if head not in WEIGHT_MEANING:
+        raise ValueError(f"the {head!r} output has no weight of source A; one of {', '.join(WEIGHT_MEANING)}")
+    name, title = WEIGHT_MEANING[head]
     weight = maps.source_weight  # image size, or a display-size copy of it (cells then span several pixels)
-    return panel_figure([("weight of source A per pixel", weight)], maps.image_size, cmap=SHARE_CMAP,
+    return panel_figure([(name, weight)], maps.image_size, cmap=SHARE_CMAP,
                         limits=(0.0, 1.0), background=background, width_px=width_px,
                         cell=maps.image_size[1] / weight.shape[1],
-                        bar_label=f"w:  0 = all {roles[1]},  0.5 = even mix,  1 = all {roles[0]}",
-                        title="Fused image = w · A + (1 − w) · B + a small residual")
+                        bar_label=f"w:  0 = all {roles[1]},  0.5 = even mix,  1 = all {roles[0]}", title=title)
 
 
 def difference_figure(fused: np.ndarray, sources: Sequence[np.ndarray], labels: Sequence[str],
@@ -241,16 +253,17 @@ def routing_figure(maps: FusionMaps, width_px: int = 760) -> np.ndarray:
 
 
 def save_map_images(maps: FusionMaps, out_dir: str | Path, background: ImageSource | None = None,
-                    roles: tuple[str, str] = ("source A", "source B")) -> list[Path]:
+                    roles: tuple[str, str] = ("source A", "source B"), head: str = "pyramid") -> list[Path]:
     """Write prompts.png, routing.png (and source_weight.png when the model has one) into out_dir.
 
     `background` is drawn under the maps: source A of the fusion they describe
-    (`FusionResult.mapped_pair[0]`). Returns the paths written.
+    (`FusionResult.mapped_pair[0]`); `head` is the model's `fusion_output` (weight_figure). Returns the
+    paths written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = {"prompts.png": prompt_figure(maps, background, roles), "routing.png": routing_figure(maps),
-               "source_weight.png": weight_figure(maps, background, roles)}
+               "source_weight.png": weight_figure(maps, background, roles, head=head)}
     paths = []
     for name, rgb in figures.items():
         if rgb is not None:

@@ -7,6 +7,7 @@ the fused branch.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import cast
 
@@ -51,12 +52,13 @@ class KnobRange:
     symbol: str = ""  # how pages and figures show it: "α", "β"
 
     def check(self, value: object) -> float:
-        """`value` as a float within [low, high], else ValueError with the one message every entry point shows."""
-        try:
-            x = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            x = float("nan")
-        if not self.low <= x <= self.high:  # also rejects NaN and non-numbers
+        """`value` as a float within [low, high], else ValueError with the one message every entry point shows.
+
+        Only a real number counts: True (an int to Python) or the string "1.5" is refused, not read as a number.
+        """
+        is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        x = float(value) if is_number else float("nan")  # type: ignore[arg-type]
+        if not self.low <= x <= self.high:  # also rejects NaN
             raise ValueError(f"{self.name} must be a number in [{self.low:g}, {self.high:g}], got {value!r}")
         return x
 
