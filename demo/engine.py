@@ -1,7 +1,6 @@
 """The one model the demo serves: loaded once at start-up and shared by every request."""
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -9,6 +8,7 @@ import numpy as np
 import torch
 
 from tcmoa import Fuser, load_model
+from tcmoa.device import release_freed_memory
 from tcmoa.fuse.pipeline import FuseSettings, FusionResult
 from tcmoa.imaging import MIN_SIDE as MIN_SIDE  # the library's one minimum side (demo/sources.py takes it from here)
 
@@ -31,23 +31,6 @@ FUSION_LANE, FULL_LANE = "fusion", "full"  # the two lanes' Gradio concurrency i
 QUEUE_SIZE = 64  # requests waiting in all lanes together; beyond it a user is told the queue is full
 APP_TILE_SIZE = 1024  # tiles of at most 1 MP: one full-resolution fusion stays near 1 GB above the model
 UNTRAINED_WARNING = "untrained model: outputs are not meaningful fusion yet"
-
-
-def _glibc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (macOS, musl): nothing to trim
-        return None
-
-
-_GLIBC = _glibc()
-
-
-def release_freed_memory() -> None:
-    """Hand the heap a fusion freed back to the system (glibc keeps it otherwise, so RSS only grows)."""
-    if _GLIBC is not None:
-        _GLIBC.malloc_trim(0)
 
 
 @dataclass(frozen=True)

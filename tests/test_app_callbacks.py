@@ -196,12 +196,12 @@ def test_corrupt_and_empty_files(engine, pair, tmp_path):
 
 
 def test_mismatched_sizes_and_resize_policy(engine, pair):
-    small = pair[1][:32, :48]
+    small = pair[1][:48, :72]
     view = fuse(engine, [pair[0], small])
-    assert_failed(view, "source 2 is 48x32", "tick “Resize sources to source 1's size”")
+    assert_failed(view, "source 2 is 72x48", "tick “Resize sources to source 1's size”")
     assert "--resize" not in view.status and "resize='first'" not in view.status
     view = fuse(engine, [pair[0], small], resize=True)
-    assert view.fused.shape[:2] == (64, 96) and "resized from 48x32" in view.status
+    assert view.fused.shape[:2] == (64, 96) and "resized from 72x48" in view.status
     assert "Qabf" in view.metrics and view.comparison[0].shape[:2] == (64, 96)
 
 
@@ -279,10 +279,10 @@ def test_api_fuse_sources_and_sizes(engine, pair):
     with pytest.raises(gr.Error, match="needs at least 2 source images, got 1"):
         api_fuse(engine, [pair[0], None], "vif", 1.0, 0.0)
     with pytest.raises(gr.Error) as caught:
-        api_fuse(engine, [pair[0], pair[1][:32, :48]], "vif", 1.0, 0.0)
+        api_fuse(engine, [pair[0], pair[1][:48, :72]], "vif", 1.0, 0.0)
     assert "(or pass resize=True)" in str(caught.value) and "--resize" not in str(caught.value)
-    image, report = api_fuse(engine, [pair[0], pair[1][:32, :48]], "vif", 1.0, 0.0, resize=True)
-    assert image.shape[:2] == (64, 96) and "resized from 48x32" in report["notes"][0]
+    image, report = api_fuse(engine, [pair[0], pair[1][:48, :72]], "vif", 1.0, 0.0, resize=True)
+    assert image.shape[:2] == (64, 96) and "resized from 72x48" in report["notes"][0]
 
 
 # ------------------------------------------------------------------------------ sweep strip
@@ -305,7 +305,7 @@ def test_sweep_fuses_at_five_knob_values(engine, pair):
 
 
 def test_sweep_bad_input_and_large_sources(engine, pair):
-    gallery, curve, status, sweep = cb.sweep_view(engine, [pair[0], pair[1][:32, :48]], "vif", 1.0, 0.0, "beta", "SSIM")
+    gallery, curve, status, sweep = cb.sweep_view(engine, [pair[0], pair[1][:48, :72]], "vif", 1.0, 0.0, "beta", "SSIM")
     assert gallery is None and sweep is None and "Cannot sweep" in status and "Resize sources" in status
     big = [np.zeros((700, 1400, 3), np.float32), np.ones((700, 1400), np.float32) * 0.5]
     _, _, status, sweep = cb.sweep_view(engine, big, "vif", 1.0, 0.0, "beta", "SSIM")

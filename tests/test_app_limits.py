@@ -145,13 +145,13 @@ def test_named_outputs_are_removed_after_an_hour(tmp_path):
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow on the broken file below
 def test_a_tiff_upload_is_shown_as_a_png_of_the_same_pixels(tmp_path):
     rng = np.random.default_rng(0)
-    rgb = Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8))
+    rgb = Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8))
     rotated = tmp_path / "rotated.tif"  # EXIF orientation 6: read_image turns it, so must the copy
     exif = Image.Exif()
     exif[0x0112] = 6
     rgb.save(rotated, exif=exif)
     twelve_bit = tmp_path / "ir12.tif"  # 16-bit container, 12-bit data: the same note either way
-    Image.frombytes("I;16", (40, 30), (rng.random((30, 40)) * 4095).astype("<u2").tobytes()).save(twelve_bit)
+    Image.frombytes("I;16", (64, 48), (rng.random((48, 64)) * 4095).astype("<u2").tobytes()).save(twelve_bit)
     for upload in (rotated, twelve_bit):
         copy = downloads.browser_copy(str(upload), folder=tmp_path / "out")
         assert copy is not None and Image.open(copy).format == "PNG"
@@ -161,11 +161,11 @@ def test_a_tiff_upload_is_shown_as_a_png_of_the_same_pixels(tmp_path):
         assert [n.split(": ", 1)[1] for n in notes_copy] == [n.split(": ", 1)[1] for n in notes_upload]
         assert shown_upload(str(upload)) not in (None, cb.SKIP)
     turned = downloads.browser_copy(str(rotated), folder=tmp_path / "out")
-    assert turned is not None and read_image(turned).shape[:2] == (40, 30)
+    assert turned is not None and read_image(turned).shape[:2] == (64, 48)
     # shown as they are: what browsers show, what PNG cannot hold exactly, and what Pillow cannot read
     png, floats, corrupt = tmp_path / "a.png", tmp_path / "f.tif", tmp_path / "bad.tif"
     rgb.save(png)
-    Image.fromarray(rng.random((30, 40)).astype(np.float32)).save(floats)
+    Image.fromarray(rng.random((48, 64)).astype(np.float32)).save(floats)
     corrupt.write_bytes(b"II*\x00 not really a tiff")
     for path in (png, floats, corrupt):
         assert downloads.browser_copy(str(path), folder=tmp_path / "out") is None

@@ -74,7 +74,7 @@ def _background(image: ImageSource | None, size: tuple[int, int]) -> np.ndarray 
     """Source A as a grey float image of the maps' image size, downscaled for display."""
     if image is None:
         return None
-    grey = read_image(image, max_pixels=None)
+    grey = read_image(image, max_pixels=None, min_side=1)  # a backdrop, not a source: any size
     grey = bt601_luma(grey) if grey.ndim == 3 else grey
     h, w = size
     scale = min(1.0, MAX_BACKGROUND_SIDE / max(h, w))
