@@ -124,8 +124,9 @@ def test_tiled_fusion_has_no_seams():
     blended_diff = blended.fuse(pair, "mef").image - whole
     # Hard-pasted tiles jump at their edges: the measure sees that seam...
     assert seam_jump(hard_diff, tile_edges(plan_tiles(224, 672, 224 * 224, 0, 8, 112), 672)) > 2.0
-    # ...while blended tiles' edges look like any other column.
-    assert seam_jump(blended_diff, tile_edges(plan_tiles(224, 672, 224 * 224, 112, 8, 112), 672)) < 1.4
+    # ...while blended tiles' edges look like any other column. Measured 1.08 (deterministic, official-tiny
+    # on CPU); with the fade ramps reversed 1.87, hard-pasted 2.78: 1.2 leaves ~10% for other CPUs and BLAS.
+    assert seam_jump(blended_diff, tile_edges(plan_tiles(224, 672, 224 * 224, 112, 8, 112), 672)) < 1.2
 
 
 def test_focal_stack_result_does_not_depend_on_upload_order(fuser):
