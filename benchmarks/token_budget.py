@@ -39,7 +39,7 @@ def affected(fuser: Fuser, sources: list[Path]) -> bool:
     from PIL import Image
     with Image.open(sources[0]) as im:
         w, h = im.size
-    return fuser.runner.token_size(h, w) != (h, w)
+    return fuser.runner.token_size(h, w, fuser.token_pixels) != (h, w)
 
 
 def run_variant(label: str, fuser: Fuser, eval_set, unbounded: dict[str, Row] | None, limit: int | None

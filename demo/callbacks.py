@@ -8,6 +8,7 @@ results; each is testable without a browser.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Iterator, NamedTuple, Sequence
@@ -24,7 +25,7 @@ from tcmoa.tasks import Preset
 
 from . import analysis
 from .analysis import Shown, SweepResult
-from .engine import MAX_SOURCES, PREVIEW_PIXELS, UNTRAINED_WARNING, WORKING_PIXELS, Engine
+from .engine import MAX_SOURCES, PREVIEW_PIXELS, PREVIEW_TOKEN_PIXELS, UNTRAINED_WARNING, WORKING_PIXELS, Engine
 from .sources import (InputError, KnobError, Request, TooFewSources, blend_route, present, prepare, scaled_to,
                       user_message)
 
@@ -135,12 +136,14 @@ def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object
 def preview_view(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, *,
                  blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False,
                  shown: Shown | None = None) -> FuseView:
-    """While a slider moves: the image fused at PREVIEW_PIXELS, nothing else (the final fusion follows)."""
+    """While a slider moves: the image fused at PREVIEW_PIXELS, its token path at PREVIEW_TOKEN_PIXELS, nothing
+    else (the final fusion follows)."""
     try:
         start = time.perf_counter()
         request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
                                resize=resize)
-        result = engine.fuse(scaled_to(request.images, PREVIEW_PIXELS), [request.settings])[0]
+        settings = dataclasses.replace(request.settings, token_pixels=PREVIEW_TOKEN_PIXELS)
+        result = engine.fuse(scaled_to(request.images, PREVIEW_PIXELS), [settings])[0]
     except KnobError as exc:
         return refused_view(str(exc), shown, engine, task)
     except TooFewSources:

@@ -24,12 +24,16 @@ MAX_SOURCES = 8  # the page's slots and /fuse alike
 # is computed on request (the page's "Full resolution" button, /fuse full_resolution=True) in a lane
 # of its own, so a large image never holds up anyone else's small one.
 WORKING_PIXELS = 1_048_576
-PREVIEW_PIXELS = 98_304  # while a slider is dragged: 384x256, a quarter of a 640x480 pair's work
+# While a slider is dragged: the same fusion as the final one (the token path bounded, the output head
+# on the sources), with the token path at 384x256 and the image at most 640x480, so it looks like
+# what follows at a quarter of the token path's work.
+PREVIEW_PIXELS = 307_200
+PREVIEW_TOKEN_PIXELS = 98_304
 FUSION_CONCURRENCY = 2  # working-resolution fusions running at once; more wait in the queue
 FULL_CONCURRENCY = 1  # full-resolution fusions running at once, in their own lane
 FUSION_LANE, FULL_LANE = "fusion", "full"  # the two lanes' Gradio concurrency ids (the page's and the API's)
 QUEUE_SIZE = 64  # requests waiting in all lanes together; beyond it a user is told the queue is full
-APP_TILE_SIZE = 1024  # tiles of at most 1 MP: one full-resolution fusion stays near 1 GB above the model
+APP_TILE_SIZE = 1024  # tiles of at most 1 MP where a model still tiles (the official ones, without an output head)
 UNTRAINED_WARNING = "untrained model: outputs are not meaningful fusion yet"
 
 

@@ -78,6 +78,9 @@ class FuseSettings:
     route: Route  # the router used: the preset's own on this model, or the one (or blend) asked for
     colour: str = "auto"  # one of COLOURS
     resize: str | None = None  # one of RESIZE_POLICIES
+    # The token path's budget in pixels (tcmoa.fuse.runner; None: unbounded): the Fuser's unless asked
+    # for (the app's slider previews ask for a smaller one).
+    token_pixels: int | None = None
 
 
 @dataclass
@@ -162,17 +165,19 @@ class Fuser:
         self.tile_overlap = min(int(tile_overlap) // patch, self.tile_size // 2 // patch) * patch
         if max_pixels < 1 or tile_batch < 1:
             raise ValueError(f"max_pixels and tile_batch must be at least 1, got {max_pixels} and {tile_batch}")
-        if token_pixels is not None and token_pixels < m * m:
-            raise ValueError(f"token_pixels must hold one {m}x{m} window ({m * m:,} px) or be None, got {token_pixels}")
-        self.tile_batch, self.max_pixels, self.token_pixels = tile_batch, max_pixels, token_pixels
+        self.tile_batch, self.max_pixels = tile_batch, max_pixels
+        self.token_pixels: int | None = None
+        self.token_pixels = self._token_budget(token_pixels)
         self.runtime = runtime
         self.runner = PairRunner(prepare(self.model, runtime, self.device), self.device, RunSettings(
-            precision, fit, self.tile_size, self.tile_overlap, tile_batch, token_pixels))
+            precision, fit, self.tile_size, self.tile_overlap, tile_batch))
 
     # ----------------------------------------------------------------------------- public
     def settings(self, task: str | Preset = "vif", *, alpha: float | None = None, beta: float | None = None,
-                 route: Route | None = None, colour: str = "auto", resize: str | None = None) -> FuseSettings:
-        """Validate a request and resolve it for this model: None takes the preset's α, β and router."""
+                 route: Route | None = None, colour: str = "auto", resize: str | None = None,
+                 token_pixels: int | None = None) -> FuseSettings:
+        """Validate a request and resolve it for this model: None takes the preset's α, β and router, and this
+        Fuser's token budget."""
         preset = task if isinstance(task, Preset) else get_preset(task)
         if colour not in COLOURS:
             raise ValueError(f"colour must be one of {COLOURS}, got {colour!r}")
@@ -181,7 +186,8 @@ class Fuser:
         route = preset.route_for(self.model.config.routers) if route is None else route
         self.model.route_weights(route)  # validate before any work
         return FuseSettings(preset, ALPHA_RANGE.check(preset.alpha if alpha is None else alpha),
-                            BETA_RANGE.check(preset.beta if beta is None else beta), route, colour, resize)
+                            BETA_RANGE.check(preset.beta if beta is None else beta), route, colour, resize,
+                            self._token_budget(token_pixels))
 
     def fuse(self, sources: Sequence[ImageSource], task: str | Preset | FuseSettings = "vif", *,
              alpha: float | None = None, beta: float | None = None, route: Route | None = None,
@@ -210,7 +216,7 @@ class Fuser:
             for k, nxt in enumerate(planes[1:]):
                 step = None if progress is None else (lambda done, k=k: progress((k + done) / (len(planes) - 1)))
                 pair = (result, nxt)
-                result, step_maps = self._fuse_pair(result, nxt, settings.route, control, maps, step)
+                result, step_maps = self._fuse_pair(result, nxt, settings, control, maps, step)
                 captured[:] = [(step_maps, pair)] if step_maps is not None else []
             return result
 
@@ -230,6 +236,16 @@ class Fuser:
                             mapped_pair=captured[0][1] if captured else None, notes=notes)
 
     # ----------------------------------------------------------------------------- steps
+    def _token_budget(self, token_pixels: int | None) -> int | None:
+        """A token budget checked for this model (None: this Fuser's own)."""
+        if token_pixels is None:
+            return self.token_pixels
+        m = self.model.config.size_multiple
+        if isinstance(token_pixels, bool) or not isinstance(token_pixels, int) or token_pixels < m * m:
+            raise ValueError(f"token_pixels must be a whole number of pixels holding one {m}x{m} window "
+                             f"({m * m:,} px), got {token_pixels!r}")
+        return token_pixels
+
     def _read_all(self, sources: Sequence[ImageSource], resize: str | None) -> tuple[list[np.ndarray], list[str]]:
         check_source_count(sources)
         images: list[np.ndarray] = []
@@ -242,7 +258,7 @@ class Fuser:
         matched, notes = match_sizes(images, resize)
         return matched, read_notes + notes
 
-    def _fuse_pair(self, a: np.ndarray, b: np.ndarray, route: Route, control: PromptControl,
+    def _fuse_pair(self, a: np.ndarray, b: np.ndarray, settings: FuseSettings, control: PromptControl,
                    want_maps: bool, progress: Callable[[float], None] | None = None
                    ) -> tuple[np.ndarray, FusionMaps | None]:
         """Two same-size float images, both grey or both RGB -> fused image of that kind, maps."""
@@ -250,7 +266,7 @@ class Fuser:
         ta, tb = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (a, b))
         ta, tb = (x[None] if grey else x.permute(2, 0, 1) for x in (ta, tb))  # (C, H, W)
         with torch.inference_mode():
-            fused, maps = self.runner.fuse(ta, tb, route, control, want_maps, progress)
+            fused, maps = self.runner.fuse(ta, tb, settings.route, control, want_maps, progress, settings.token_pixels)
         out = fused.permute(1, 2, 0).cpu().numpy()
         if grey:  # a head keeps one channel; the official decoder gives RGB
             out = out[..., 0] if out.shape[-1] == 1 else bt601_luma(out)

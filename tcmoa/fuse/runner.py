@@ -93,14 +93,13 @@ def token_path_size(height: int, width: int, budget: int, multiple: int) -> tupl
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How the runner fits a pair to the model: precision, padding, tiles and the token budget."""
+    """How the runner fits a pair to the model: precision, padding and tiles (the token budget comes per call)."""
 
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast dtype of the token path)
     fit: str = "pad"  # "pad" (mirror-pad, crop back) or "resize" (the official path)
     tile_size: int = 2176  # tiles hold at most tile_size² px (the memory budget of the whole/tiled way)
     tile_overlap: int = 128  # px between neighbouring tiles, blended by a raised-cosine ramp
     tile_batch: int = 4  # tiles per model call, within the same pixel budget
-    token_pixels: int | None = DEFAULT_TOKEN_PIXELS  # the token path's budget; None: always whole/tiled
 
 
 class PairRunner:
@@ -113,25 +112,27 @@ class PairRunner:
     def __init__(self, model: TCMoA, device: torch.device, settings: RunSettings):
         self.model, self.device, self.settings = model, device, settings
 
-    def token_size(self, height: int, width: int) -> tuple[int, int] | None:
-        """The size the token path sees the whole image at (the image's own when it fits the budget);
-        None when the image runs whole or tiled at its own resolution instead."""
+    def token_size(self, height: int, width: int, token_pixels: int | None) -> tuple[int, int] | None:
+        """The size the token path sees the whole image at under the budget `token_pixels` (the image's own
+        when it fits); None when the image runs whole or tiled at its own resolution instead."""
         s, m = self.settings, self.model.config.size_multiple
         if self.model.fusion_head is None:
             return None
-        if s.token_pixels is None:  # unbounded: whole while it fits one tile
+        if token_pixels is None:  # unbounded: whole while it fits one tile
             fits = round_up(height, m) * round_up(width, m) <= s.tile_size ** 2
             return (height, width) if fits else None
-        return token_path_size(height, width, s.token_pixels, m)
+        return token_path_size(height, width, token_pixels, m)
 
     def fuse(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl, want_maps: bool = False,
-             progress: Progress | None = None) -> tuple[torch.Tensor, FusionMaps | None]:
+             progress: Progress | None = None, token_pixels: int | None = DEFAULT_TOKEN_PIXELS
+             ) -> tuple[torch.Tensor, FusionMaps | None]:
         """A pair (C, H, W) -> fused (C', H, W) in [0, 1] (C' = C with an output head, else 3), and the maps.
 
-        `progress(fraction)` is called as the work proceeds (it may raise to stop).
+        `progress(fraction)` is called as the work proceeds (it may raise to stop); `token_pixels` is the
+        token path's budget (None: unbounded).
         """
         release_freed_memory()  # what reading and ordering the sources freed, before this pair's peak
-        small = self.token_size(a.shape[1], a.shape[2])
+        small = self.token_size(a.shape[1], a.shape[2], token_pixels)
         if small is not None:
             fused, maps = self._fuse_whole(a, b, small, route, control, want_maps)
         else:
