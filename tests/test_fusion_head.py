@@ -355,3 +355,27 @@ def test_the_span_is_the_padded_image(pyr):
         padded, _ = head(tokens, (10, 12), pad_to(a, 10, 6), pad_to(b, 10, 6), margin, route)
     assert spanned.shape == (1, 3, 70, 90)
     torch.testing.assert_close(spanned, padded[..., :70, :90], atol=1e-6, rtol=0)
+
+
+def test_an_untrusted_region_takes_the_other_sources_detail(pyr):
+    # trust 0 (outside a warped source, or moving content) makes the bands give way. Inside the untrusted
+    # half, B is A with 1.5x its contrast: its detail would win on energy; given way, the detail is A's.
+    # (The pipeline also fills such regions from the reference, which settles the coarsest bands.)
+    g = torch.Generator().manual_seed(11)
+    a = 0.3 + 0.4 * torch.rand(1, 3, 128, 192, generator=g)
+    b = torch.rand(1, 3, 128, 192, generator=g)
+    b[..., :96] = (1.5 * a[..., :96] - 0.25).clamp(0, 1)
+    trust_b = torch.ones(1, 1, 128, 192)
+    trust_b[..., :96] = 0.0
+    with torch.no_grad():
+        plain = pyr(normalize(a), normalize(b), "vif").fused
+        trusted = pyr(normalize(a), normalize(b), "vif", trust=(torch.ones_like(trust_b), torch.ones_like(trust_b))).fused
+        given_way = pyr(normalize(a), normalize(b), "vif", trust=(None, trust_b)).fused
+    torch.testing.assert_close(trusted, plain, atol=1e-5, rtol=0)
+    inside = (..., slice(16, 112), slice(8, 56))  # 40 px from the region's edge
+
+    def detail(x: torch.Tensor) -> float:
+        return float(pyramid.laplacian(x, 2)[0][inside].abs().mean())
+
+    assert detail(plain) / detail(a) > 1.3  # B's stronger detail wins on energy
+    assert 0.9 < detail(given_way) / detail(a) < 1.1  # given way: A's detail

@@ -29,6 +29,20 @@ from .backbone import unpatchify
 from .normalization import IMAGENET_STD
 
 PROMPT_GAIN = 4.0  # logit per unit of p_A - p_B: prompts of 0.75 / 0.25 give w = sigmoid(2) = 0.88
+TRUST_FLOOR = 1e-6  # where neither source is trusted, the head's own weight stands (`honour`)
+Trust = tuple["Tensor | None", "Tensor | None"]  # per source: None, or (B, 1, H, W) in [0, 1]
+
+
+def honour(weight: Tensor, trust_a: Tensor | None, trust_b: Tensor | None) -> Tensor:
+    """A's weight made to give way where A is untrusted (and B's where B is): w t_A / (w t_A + (1 - w) t_B).
+
+    Fully trusted sources leave the weight as it is; where neither is trusted it stands too.
+    """
+    if trust_a is None and trust_b is None:
+        return weight
+    a = weight if trust_a is None else weight * trust_a
+    b = (1 - weight) if trust_b is None else (1 - weight) * trust_b
+    return (a + TRUST_FLOOR * weight) / (a + b + TRUST_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -64,11 +78,13 @@ class OutputHead(Protocol):
     """What every output head takes and gives (see the module docstring)."""
 
     def __call__(self, tokens: Tensor, grid: tuple[int, int], a: Tensor, b: Tensor, margin: PromptMargin,
-                 route: Tensor, span: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+                 route: Tensor, span: Sequence[int] | None = None, trust: Trust = (None, None)) -> tuple[Tensor, Tensor]:
         """tokens (B, N, C), sources (B, C, H, W) in [0, 1], route (T,) -> fused (B, C, H, W), weight of A (B, 1, h, w).
 
         The token grid spans `span` (H', W') >= (H, W) pixels from the top-left (default (H, W)): the
         sources are mirrored past their bottom and right edges up to it, as tcmoa.fuse pads them.
+        `trust`: where each source may be used (`honour`): 0 outside a warped source's pixels, or on
+        moving content of an exposure that is not the reference.
         """
         ...
 
@@ -84,17 +100,18 @@ class SourceWeightHead(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, tokens: Tensor, grid: tuple[int, int], a: Tensor, b: Tensor, margin: PromptMargin,
-                route: Tensor, span: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+                route: Tensor, span: Sequence[int] | None = None, trust: Trust = (None, None)) -> tuple[Tensor, Tensor]:
         """The `OutputHead` interface; the weight is per pixel. The route is already in the tokens."""
         h, w = a.shape[-2:]
         if span is not None:
             a, b = (pad_to(x, int(span[0]) - h, int(span[1]) - w) for x in (a, b))
+            trust = tuple(None if t is None else pad_to(t, int(span[0]) - h, int(span[1]) - w) for t in trust)  # type: ignore[assignment]
         with torch.autocast(device_type=tokens.device.type, enabled=False):
             out = unpatchify(self.proj(tokens.float()), grid, self.patch, 1 + self.chans)  # (B, 1+C, H, W)
             if out.shape[-2:] != a.shape[-2:]:
                 out = F.interpolate(out, size=a.shape[-2:], mode="bilinear", align_corners=False)
             up = F.interpolate(margin.raw, size=out.shape[-2:], mode="bilinear", align_corners=False)
-            weight = torch.sigmoid(out[:, :1] + PROMPT_GAIN * up)
+            weight = honour(torch.sigmoid(out[:, :1] + PROMPT_GAIN * up), *trust)
             # The residual was trained in ImageNet-normalised units: scaled by the std back to [0, 1].
             std = out.new_tensor(IMAGENET_STD).view(1, -1, 1, 1)
             fused = weight * a.float() + (1 - weight) * b.float() + out[:, 1:] * std

@@ -18,7 +18,7 @@ from torch import nn
 from .backbone import (Block, RelativePositionBias, interpolate_pos_embed, shifted_window_mask,
                        sincos_pos_embed, unpatchify)
 from .config import ModelConfig
-from .fusion_head import PromptMargin, SourceWeightHead
+from .fusion_head import PromptMargin, SourceWeightHead, Trust
 from .moa import ModuleTrace, PromptControl, TCMoAModule
 from .normalization import denormalize, normalize, unnormalize
 from .pyramid_head import PyramidHead
@@ -183,14 +183,15 @@ class TCMoA(nn.Module):
         return int(height / p), int(width / p)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, route: Route = 0, control: PromptControl = PromptControl(),
-                pixels: tuple[torch.Tensor, torch.Tensor] | None = None, span: Sequence[int] | None = None
-                ) -> FusionOutput:
+                pixels: tuple[torch.Tensor, torch.Tensor] | None = None, span: Sequence[int] | None = None,
+                trust: Trust = (None, None)) -> FusionOutput:
         """Fuse normalised sources a, b (B, 3, H, W) (A is the stream that is decoded).
 
         `pixels`: for a model with an output head, the sources in [0, 1] (B, C, H', W') at the output's
         resolution, C = 3, or 1 for grey sources; by default a and b (tcmoa.fuse.runner passes a finer
         copy when its token path runs on a smaller one). `span`: the size the token grid spans in those
-        pixels, when they are not padded to it (the head mirrors them as tcmoa.fuse pads).
+        pixels, when they are not padded to it (the head mirrors them as tcmoa.fuse pads). `trust`: where each
+        source may be used, at the pixels' size (tcmoa.model.fusion_head.honour).
         """
         if a.shape != b.shape or a.dim() != 4:
             raise ValueError(f"sources must both be (B, 3, H, W) of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -202,15 +203,15 @@ class TCMoA(nn.Module):
             pred = self._to_pixels(tokens, grid)
             return FusionOutput(denormalize(pred), pred, grid, enc, dec)
         src_a, src_b = pixels if pixels is not None else (unnormalize(a), unnormalize(b))
-        return self.apply_head(tokens, grid, enc, dec, weights, control, (src_a, src_b), span)
+        return self.apply_head(tokens, grid, enc, dec, weights, control, (src_a, src_b), span, trust)
 
     def apply_head(self, tokens: torch.Tensor, grid: tuple[int, int], enc: list[ModuleTrace], dec: list[ModuleTrace],
                    route: torch.Tensor, control: PromptControl, pixels: tuple[torch.Tensor, torch.Tensor],
-                   span: Sequence[int] | None = None) -> FusionOutput:
+                   span: Sequence[int] | None = None, trust: Trust = (None, None)) -> FusionOutput:
         """The output head on what `token_path` gave, over the sources `pixels` in [0, 1] (see `forward`)."""
         assert self.fusion_head is not None, "apply_head needs a model with an output head"
         margin = PromptMargin.from_prompts([(t.prompt_a, t.prompt_b) for t in enc + dec], grid, control.beta)
-        fused, weight = self.fusion_head(tokens, grid, pixels[0], pixels[1], margin, route, span)
+        fused, weight = self.fusion_head(tokens, grid, pixels[0], pixels[1], margin, route, span, trust)
         return FusionOutput(fused.clamp(0, 1), None, grid, enc, dec, weight)
 
     def token_path(self, a: torch.Tensor, b: torch.Tensor, route: torch.Tensor, control: PromptControl

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..ycbcr import BT601_WEIGHTS
 from . import pyramid
-from .fusion_head import PROMPT_GAIN, PromptMargin
+from .fusion_head import PROMPT_GAIN, PromptMargin, Trust, honour
 
 BETA_GAIN = 8.0  # logit per unit of the 2-beta shift, at every level
 # Initial gains of the energy and clip terms. A band twice as strong in A (log ratio 0.69) gives
@@ -108,6 +108,17 @@ def span_rows(x: Tensor, top: int, bottom: int, span: Sequence[int]) -> Tensor:
     if span[1] > w:
         part = F.pad(part, (0, span[1] - w, 0, 0), mode="reflect" if mirror else "replicate")
     return part
+
+
+Sources = tuple[tuple[Tensor, "Tensor | None"], tuple[Tensor, "Tensor | None"]]  # (pixels, trust) of A and of B
+
+
+def side_maps(rows: Tensor, trust: Tensor | None, strip: "Strip", span: Sequence[int]) -> Tensor:
+    """A strip's per-pixel side information (B, 2, h, w): channel 0 the `clipped` share of its luma, channel
+    1 its trust (1 where none is given), pyramided together."""
+    clip = clipped(luma(rows))
+    kept = torch.ones_like(clip) if trust is None else span_rows(trust.float(), strip.top, strip.bottom, span)
+    return torch.cat([clip, kept], dim=1)
 
 
 @dataclass(frozen=True)
@@ -291,9 +302,15 @@ class PyramidHead(nn.Module):
 
     # ----------------------------------------------------------------------------- whole image
     def forward(self, tokens: Tensor, grid: tuple[int, int], a: Tensor, b: Tensor, margin: PromptMargin,
-                route: Tensor, span: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+                route: Tensor, span: Sequence[int] | None = None, trust: Trust = (None, None)) -> tuple[Tensor, Tensor]:
         """The `OutputHead` interface; the weight returned is the base band's weight of A at the base's
-        resolution (1/16): the coarse dominance the prompts steer."""
+        resolution (1/16): the coarse dominance the prompts steer.
+
+        `trust`: per source, None or a (B, 1, H, W) map in [0, 1] of where it may be used: 0 where it
+        holds no pixels of its own (outside a warped source) or disagrees with the reference (moving
+        content in an exposure stack). At every band the weights give way to the trusted source
+        (`honour`), so nothing there comes from an untrusted one.
+        """
         h, w = a.shape[-2:]
         span = (h, w) if span is None else (int(span[0]), int(span[1]))
         gains = self.gains(route)
@@ -302,25 +319,26 @@ class PyramidHead(nn.Module):
         with torch.autocast(device_type=tokens.device.type, enabled=False):
             maps = self.token_maps(tokens, grid, margin, gains)
             strips = plan_strips(span[0], span[1], pixels=self.strip_pixels)
-            quarter = [self._quarter_levels(a.float(), b.float(), s, span) for s in strips]
+            sources = ((a.float(), trust[0]), (b.float(), trust[1]))
+            quarter = [self._quarter_levels(sources, s, span) for s in strips]
             g_a, g_b, k_a, k_b = (torch.cat(parts, dim=-2) for parts in zip(*quarter))
             coarse, base_weight = self._coarse_fusion(g_a, g_b, k_a, k_b, maps, plan, gains)
             fused = a.new_empty(*a.shape[:-2], h, w, dtype=torch.float32)
             for strip in strips:
-                rows = self._fine_strip(a.float(), b.float(), strip, span, coarse, maps, plan, gains)
+                rows = self._fine_strip(sources, strip, span, coarse, maps, plan, gains)
                 fused[..., strip.core_top:min(h, strip.core_bottom), :] = rows[..., :max(0, h - strip.core_top), :w]
         return fused, base_weight
 
     # ----------------------------------------------------------------------------- the three steps
-    def _quarter_levels(self, a: Tensor, b: Tensor, strip: Strip, span: Sequence[int]) -> tuple[Tensor, ...]:
-        """A strip's core rows of both sources' Gaussian level FINE_LEVELS and of their clip maps' (4 tensors)."""
+    def _quarter_levels(self, sources: Sources, strip: Strip, span: Sequence[int]) -> tuple[Tensor, ...]:
+        """A strip's core rows of both sources' Gaussian level FINE_LEVELS and of their side maps' (4 tensors)."""
         out = []
-        for x in (a, b):
+        for x, trust in sources:
             g = span_rows(x, strip.top, strip.bottom, span)
-            clip = clipped(luma(g))
+            side = side_maps(g, trust, strip, span)
             for _ in range(FINE_LEVELS):
-                g, clip = pyramid.down(g), pyramid.down(clip)
-            out += [g, clip]
+                g, side = pyramid.down(g), pyramid.down(side)
+            out += [g, side]
         shift = FINE_LEVELS
         first = (strip.core_top - strip.top) >> shift
         count = -(-strip.core_bottom // (1 << shift)) - (strip.core_top >> shift)
@@ -334,12 +352,13 @@ class PyramidHead(nn.Module):
         levels = plan.count - FINE_LEVELS  # levels left: band-pass ones and the base
         pyr_a, pyr_b = pyramid.laplacian(g_a, levels), pyramid.laplacian(g_b, levels)
         deep = self.coarse_levels
-        clip_a, clip_b = pyramid.gaussian(k_a, levels + deep), pyramid.gaussian(k_b, levels + deep)
+        side_a, side_b = pyramid.gaussian(k_a, levels + deep), pyramid.gaussian(k_b, levels + deep)
         fused, base_weight = [], g_a.new_zeros(())
         for i in range(levels):
             lvl = i + FINE_LEVELS
             weight = self.level_weight(plan.learned(lvl), maps.term(plan.learned(lvl), plan.sizes[lvl]), pyr_a[i],
-                                       pyr_b[i], clip_a[i], clip_b[i], gains, low_pass=i == levels - 1)
+                                       pyr_b[i], side_a[i][:, :1], side_b[i][:, :1], gains, low_pass=i == levels - 1)
+            weight = honour(weight, side_a[i][:, 1:], side_b[i][:, 1:])
             fused.append(torch.lerp(pyr_b[i], pyr_a[i], weight))  # w A + (1 - w) B
             base_weight = weight
         if deep:
@@ -349,29 +368,32 @@ class PyramidHead(nn.Module):
             for j, (band_a, band_b) in enumerate(zip(sub_a, sub_b)):
                 c = levels - 1 + j  # the base's own pyramid starts at the base's size
                 term = maps.term(self.levels + j, plan.sizes[plan.count - 1 + j])
-                weight = self.level_weight(self.levels + j, term, band_a, band_b, clip_a[c], clip_b[c], gains,
-                                           low_pass=j == deep)
+                weight = self.level_weight(self.levels + j, term, band_a, band_b, side_a[c][:, :1], side_b[c][:, :1],
+                                           gains, low_pass=j == deep)
+                weight = honour(weight, side_a[c][:, 1:], side_b[c][:, 1:])
                 bands.append(torch.lerp(band_b, band_a, weight))
             fused[-1] = torch.lerp(fused[-1], pyramid.collapse(bands), gains.mix)
         return pyramid.collapse(fused), base_weight
 
-    def _fine_strip(self, a: Tensor, b: Tensor, strip: Strip, span: Sequence[int], coarse: Tensor,
+    def _fine_strip(self, sources: Sources, strip: Strip, span: Sequence[int], coarse: Tensor,
                     maps: TokenMaps, plan: "LevelPlan", gains: RouteGains) -> Tensor:
         """A strip's core rows of the fused image: its FINE_LEVELS finest bands fused, collapsed onto `coarse`."""
-        (pyr_a, clip_a), (pyr_b, clip_b) = (self._strip_pyramid(x, strip, span) for x in (a, b))
+        (pyr_a, side_a), (pyr_b, side_b) = (self._strip_pyramid(x, trust, strip, span) for x, trust in sources)
         bands = []
         for lvl in range(FINE_LEVELS):
             top, rows = strip.top >> lvl, pyr_a[lvl].shape[-2]
             learned = plan.learned(lvl)
             weight = self.level_weight(learned, maps.term(learned, plan.sizes[lvl], (top, rows)), pyr_a[lvl],
-                                       pyr_b[lvl], clip_a[lvl], clip_b[lvl], gains, low_pass=False)
+                                       pyr_b[lvl], side_a[lvl][:, :1], side_b[lvl][:, :1], gains, low_pass=False)
+            weight = honour(weight, side_a[lvl][:, 1:], side_b[lvl][:, 1:])
             bands.append(torch.lerp(pyr_b[lvl], pyr_a[lvl], weight))
         top = strip.top >> FINE_LEVELS
         bands.append(coarse[..., top:top + pyr_a[FINE_LEVELS].shape[-2], :])
         return pyramid.collapse(bands)[..., strip.core_top - strip.top:strip.core_bottom - strip.top, :]
 
     @staticmethod
-    def _strip_pyramid(x: Tensor, strip: Strip, span: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
-        """A strip's Laplacian pyramid down to level FINE_LEVELS and its clip maps at the finer levels."""
+    def _strip_pyramid(x: Tensor, trust: Tensor | None, strip: Strip, span: Sequence[int]
+                       ) -> tuple[list[Tensor], list[Tensor]]:
+        """A strip's Laplacian pyramid down to level FINE_LEVELS and its side maps at the finer levels."""
         rows = span_rows(x, strip.top, strip.bottom, span)
-        return pyramid.laplacian(rows, FINE_LEVELS + 1), pyramid.gaussian(clipped(luma(rows)), FINE_LEVELS)
+        return pyramid.laplacian(rows, FINE_LEVELS + 1), pyramid.gaussian(side_maps(rows, trust, strip, span), FINE_LEVELS)
