@@ -24,6 +24,8 @@ from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, 
 from .model.moa import ALPHA_RANGE, BETA_RANGE
 from .colour import SizeMismatchError, check_source_count
 from .fuse.pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, parse_route
+from .fuse.runner import DEFAULT_TOKEN_PIXELS
+from .fuse.runtime import RUNTIMES
 from .fuse.tiling import DEFAULT_TILE_SIZE
 from .tasks import PRESETS, Route, UnknownPresetError, preset_key
 
@@ -76,6 +78,8 @@ class FuseOptions(ModelOptions):
     maps: Path | None  # folder for prompt/routing heatmaps
     precision: str
     tile_size: int
+    token_pixels: int
+    runtime: str
     fit: str
     max_pixels: int
     quiet: bool
@@ -109,8 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(fuse)
     fuse.add_argument("--precision", choices=PRECISIONS, default="auto",
                       help="auto: bf16 on a GPU, fp32 on the CPU (reduced precision is for GPUs only)")
+    fuse.add_argument("--token-pixels", type=int, default=DEFAULT_TOKEN_PIXELS,
+                      help="the token path runs on the sources scaled to at most this many pixels; the output keeps "
+                           "full resolution (default %(default)s)")
+    fuse.add_argument("--runtime", choices=RUNTIMES, default="eager",
+                      help="how the token path runs: eager PyTorch, int8 linear layers (CPU), or torch.compile")
     fuse.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
-                      help="memory budget: tiles of at most TILE_SIZE² px (default %(default)s)")
+                      help="memory budget where a model still tiles (official checkpoints): tiles of at most "
+                           "TILE_SIZE² px (default %(default)s)")
     fuse.add_argument("--fit", choices=FITS, default="pad",
                       help="reach whole attention windows by mirror padding, or by the official resize path "
                            "(use 'resize' with official checkpoints to reproduce official numbers)")
@@ -205,7 +215,8 @@ def _write(result: FusionResult, out: Path, maps_dir: Path | None) -> None:
 
 # The library's messages name its keyword arguments; on the command line they are options.
 FLAG_WORDS = (("device='cpu'", "--device cpu"), ("precision='fp32'", "--precision fp32"),
-              ("raise max_pixels", "raise --max-pixels"), ("tile_size", "--tile-size"))
+              ("raise max_pixels", "raise --max-pixels"), ("tile_size", "--tile-size"),
+              ("token_pixels", "--token-pixels"), ("runtime 'int8'", "--runtime int8"))
 
 
 def in_flags(message: str) -> str:
@@ -284,7 +295,7 @@ def run_fuse(args: FuseOptions) -> int:
     model = _load(args)
     try:
         fuser = Fuser(model, device=rank_device(args.device), precision=args.precision, tile_size=args.tile_size,
-                      max_pixels=args.max_pixels, fit=args.fit)
+                      max_pixels=args.max_pixels, fit=args.fit, token_pixels=args.token_pixels, runtime=args.runtime)
     except ValueError as exc:
         raise CliError(in_flags(str(exc)), EXIT_INPUT) from None
     route = parse_router(args.router, model.config.routers)
