@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tcmoa"
 SHARED = {"tasks", "imaging", "ycbcr", "bit_depth", "colour", "device", "distributed", "data_root"}
-LAYER = {"shared": 0, "model": 1, "metrics": 1, "fuse": 2, "train": 2, "entry": 3}
+LAYER = {"shared": 0, "model": 1, "metrics": 1, "align": 1, "fuse": 2, "train": 2, "entry": 3}
 MAX_LINES = 430  # "about 400": imaging (427) and train/data (419) are next to split
 
 
