@@ -3,7 +3,7 @@
 A global score can be won by a few long edges (a horizon, a row of stripes) at a wrong placement.
 So the frame is cut into TILES × TILES tiles, and in every tile where both sources have structure
 the local correlation of their orientation fields is measured for every small shift (±REACH px of
-the finest level): the tile agrees when its best shift is within one pixel of none and that best
+a level about CONSENSUS_SIDE px long): the tile agrees when its best shift is within one pixel of none and that best
 stands out of the tile's plateau. A true placement makes most tiles agree wherever the sources
 share anything; a wrong one leaves the tiles pointing every way. The share of agreeing tiles is
 the confidence every decision uses (like the inlier share of a feature match). Repeated
@@ -17,7 +17,8 @@ from .refine import warp_source
 from .structure import Level
 
 TILES = 6  # per side
-REACH = 3  # px of the finest level searched around the placement
+REACH = 2  # px of the level searched around the placement
+CONSENSUS_SIDE = 200  # the consensus is counted on the finest level at most this long
 MIN_ENERGY = 0.04  # mean squared field length (in [0, 1]) of a tile with structure
 MIN_TILES = 3  # fewer structured tiles than this: nothing to count
 PROMINENCE = 0.1  # a tile's best correlation must stand this far above its worst: a peak, not a plateau

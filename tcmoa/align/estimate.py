@@ -20,20 +20,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from .refine import refine
-from .consensus import consensus
+from .consensus import CONSENSUS_SIDE, consensus
 from .features import feature_seed
 from .search import Candidate, distinct, overlap_weighted, search
 from .structure import Level, Pyramid
 from .transforms import decompose, overlap_share, similarity
 
 COARSE_AREA = 6000  # px: the search runs on the coarsest level at least this large (96×64)
-SCALE_STEP = 2 ** 0.125  # 9 % between searched scales: a basin the refinement still converges from
-SAME_SIZE_EXPONENTS = range(-3, 4)  # 0.77× .. 1.30×
-OTHER_SIZE_EXPONENTS = range(-12, 5)  # the source's frame covering 0.35 .. 1.4 of the fitted size
+SCALE_STEP = 2 ** (1 / 6)  # 12 % between searched scales: a basin the refinement still converges from
+SAME_SIZE_EXPONENTS = range(-2, 3)  # 0.79× .. 1.26×
+OTHER_SIZE_EXPONENTS = range(-9, 4)  # the source's frame covering 0.35 .. 1.4 of the fitted size
 ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
 ALL_ANGLES = tuple(float(a) for a in range(0, 360, 10))
 SEARCH_KEEP = 4
-COARSE_ITERATIONS, FINE_ITERATIONS = 20, 8
+COARSE_ITERATIONS, FINE_ITERATIONS = 20, 6
 
 
 @dataclass
@@ -94,6 +94,8 @@ def candidates(ref: Pyramid, src: Pyramid, k: int, wide: bool, features: bool,
     base = decompose(fit_level)[0]
     exponents = SAME_SIZE_EXPONENTS if src.full_shape == ref.full_shape else OTHER_SIZE_EXPONENTS
     scales = np.array([base * SCALE_STEP ** e for e in ([0] if shift_only else exponents)])
+    if wide:  # every rotation, at fewer zooms: the fallback for a camera turned on its side or upside down
+        scales = scales[len(scales) // 2 - 1: len(scales) // 2 + 2] if len(exponents) == len(SAME_SIZE_EXPONENTS) else scales
     angles = np.array([0.0] if shift_only else ALL_ANGLES if wide else ANGLES)
     found = search(rl, sl, scales, angles, keep=SEARCH_KEEP)
     starts = [fit, *(_to_full(rl, sl, c.matrix) for c in found)]
@@ -150,6 +152,12 @@ def estimate(ref: Pyramid, src: Pyramid, models: tuple[str, ...], wide: bool = F
 
 
 def agreement(ref: Pyramid, src: Pyramid, matrix: np.ndarray) -> tuple[float, int]:
-    """Tile consensus (tcmoa.align.consensus) of a full-resolution matrix on the finest level."""
-    rl, sl, m = _at_levels(ref, src, 0, matrix)
+    """Tile consensus (tcmoa.align.consensus) of a full-resolution matrix, on the finest reference level at
+    most CONSENSUS_SIDE long where the source is not magnified more than 1.5× (its own pixels, not blur)."""
+    zoom = decompose(matrix)[0] / src.levels[0].to_level[0, 0]  # reference px per finest source px
+    k = 0
+    while k + 1 < len(ref.levels) and min(ref.levels[k + 1].shape) >= 48 and (
+            max(ref.levels[k].shape) > CONSENSUS_SIDE or zoom * ref.levels[k].to_level[0, 0] > 1.5):
+        k += 1
+    rl, sl, m = _at_levels(ref, src, k, matrix)
     return consensus(rl, sl, m)

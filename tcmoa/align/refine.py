@@ -18,6 +18,7 @@ from .transforms import MODELS, apply, corners
 
 MIN_VALID = 64  # overlap pixels below which a level has nothing to say
 STEP_TOLERANCE = 0.01  # px of corner motion per iteration at which a level has converged
+SAMPLE_ABOVE = 40_000  # px: larger levels take their Gauss-Newton step from every other pixel
 
 
 @dataclass
@@ -120,6 +121,9 @@ def _step(reference: np.ndarray, warped: Warped, bx: np.ndarray, by: np.ndarray)
     f, wgt = warped.field, warped.valid
     gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=1, scale=0.5)
     gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=1, scale=0.5)
+    if wgt.size > SAMPLE_ABOVE:  # every other row and column: a quarter of the work, the same optimum
+        f, wgt, gx, gy, reference = f[::2, ::2], wgt[::2, ::2], gx[::2, ::2], gy[::2, ::2], reference[::2, ::2]
+        bx, by = bx[:, ::2, ::2], by[:, ::2, ::2]
     # The normalised correlation's gradient: the residual against the source scaled by its best
     # gain rho (ECC's photometric normalisation). A gain of 1 (plain squared differences) would push
     # the source's unmatched structure out of the overlap; the plain correlation would zoom in.

@@ -90,13 +90,15 @@ def _as_given(index: int, image: np.ndarray, ref: np.ndarray, status: str, confi
 
 
 @dataclass
-class _Found:
-    """An estimate with its tile consensus (the confidence), and why it cannot be used (None when it can)."""
+class Decision:
+    """What happens to one source, and the numbers it was decided on."""
 
-    estimate: Estimate
-    consensus: float
-    why: str | None
-    simplest: Estimate  # the first model's estimate: what "registered" is judged on
+    status: str  # "unchanged", "aligned" or "failed"
+    estimate: Estimate  # the chosen model's estimate
+    consensus: float  # tile consensus of the estimate (the confidence)
+    shift: float  # px the simplest model's estimate moves the corners from the frame fit
+    gain: float  # relative rise of the edge agreement from the frame fit to that estimate
+    why: str | None = None  # for "failed"
 
 
 def _choose(ref_pyr: Pyramid, src_pyr: Pyramid, found: list[Estimate]) -> tuple[Estimate, float]:
@@ -110,19 +112,32 @@ def _choose(ref_pyr: Pyramid, src_pyr: Pyramid, found: list[Estimate]) -> tuple[
     return best, best_agree
 
 
-def _estimate_source(ref_pyr: Pyramid, src_pyr: Pyramid, models: tuple[str, ...], policy: Policy) -> _Found:
-    """The chosen estimate; when no placement is believed, every rotation is searched too."""
+def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Decision:
+    """Estimate one source and decide (see the module docstring); searches every rotation before failing."""
+    auto = mode == "auto"
     ref_shape, src_shape = ref_pyr.full_shape, src_pyr.full_shape
     base = decompose(frame_fit(src_shape, ref_shape))[0]
-    best: _Found | None = None
+    best: Decision | None = None
     for wide in (False, True):
-        estimates = estimate(ref_pyr, src_pyr, models, wide=wide, features=policy.features)
+        estimates = estimate(ref_pyr, src_pyr, policy.models if auto else (mode,), wide=wide, features=policy.features)
+        simplest = estimates[0]
+        shift = _shift(simplest.matrix, src_shape, ref_shape)
+        gain = simplest.score / max(simplest.start_score, 1e-6) - 1
+        registered = shift <= MIN_SHIFT_PX or (shift <= policy.tolerance * max(ref_shape) and gain <= policy.min_gain)
+        if auto and src_shape == ref_shape and registered and not wide:
+            return Decision("unchanged", simplest, agreement(ref_pyr, src_pyr, np.eye(3))[0], shift, gain)
         found, agree = _choose(ref_pyr, src_pyr, estimates)
         why = implausibility(found.matrix, src_shape, ref_shape, base)
         if why is None and agree < MIN_CONFIDENCE:
             why = f"too little of the image agrees with any placement (confidence {agree:.2f})"
-        if best is None or (why is None and agree > best.consensus):
-            best = _Found(found, agree, why, estimates[0])
+        if why is None and auto and not policy.automatic:
+            why = (f"automatic alignment is not reliable for this pair of modalities (they share too little structure); "
+                   f"the best estimate ({describe(found.matrix, src_shape, ref_shape)}) was not applied; "
+                   "choose align=similarity to apply it and check the overlay")
+            return Decision("failed", found, agree, shift, gain, why)
+        decision = Decision("failed" if why else "aligned", found, agree, shift, gain, why)
+        if best is None or (why is None and (best.why is not None or agree > best.consensus)):
+            best = decision
         if why is None:
             break
     assert best is not None
@@ -141,28 +156,17 @@ def _align_one(index: int, src: np.ndarray, ref: np.ndarray, ref_pyr: Pyramid | 
     if is_flat(to_grey(src)):
         return (*_as_given(index, src, ref, "failed", 0.0, fail + "it is blank (one flat tone): nothing to align by"),
                 None)
-    auto = mode == "auto"
-    src_pyr = Pyramid.of(src)
-    result = _estimate_source(ref_pyr, src_pyr, policy.models if auto else (mode,), policy)
-    found, why, simplest = result.estimate, result.why, result.simplest
-    shift = _shift(simplest.matrix, src.shape[:2], ref.shape[:2])
-    same_frame = src.shape[:2] == ref.shape[:2]
-    gain = simplest.score / max(simplest.start_score, 1e-6) - 1
-    registered = shift <= MIN_SHIFT_PX or (shift <= policy.tolerance * max(ref.shape[:2]) and gain <= policy.min_gain)
-    if auto and same_frame and registered:
-        return (*_as_given(index, src, ref, "unchanged", agreement(ref_pyr, src_pyr, np.eye(3))[0],
+    d = decide(ref_pyr, Pyramid.of(src), mode, policy)
+    if d.status == "unchanged":
+        return (*_as_given(index, src, ref, "unchanged", d.consensus,
                            f"{label}: already aligned with the reference (left as given)"), None)
-    if why is not None:
-        return (*_as_given(index, src, ref, "failed", result.consensus, f"{fail}{why}; {SUGGESTION}"), None)
-    if auto and not policy.automatic:
-        what = describe(found.matrix, src.shape[:2], ref.shape[:2])
-        why = (f"automatic alignment is not reliable for this pair of modalities (they share too little structure); "
-               f"the best estimate ({what}) was not applied; choose align=similarity to apply it and check the overlay")
-        return (*_as_given(index, src, ref, "failed", result.consensus, fail + why), None)
+    if d.status == "failed":
+        suggestion = "" if "align=similarity" in str(d.why) else f"; {SUGGESTION}"
+        return (*_as_given(index, src, ref, "failed", d.consensus, f"{fail}{d.why}{suggestion}"), None)
+    found = d.estimate
     image, cover = warp_into(src, found.matrix, ref)
-    note = f"{label}: {describe(found.matrix, src.shape[:2], ref.shape[:2])} ({found.model}, confidence {result.consensus:.2f})"
-    record = SourceAlignment(index, "aligned", found.model, found.matrix, result.consensus, note)
-    return record, image, cover
+    note = f"{label}: {describe(found.matrix, src.shape[:2], ref.shape[:2])} ({found.model}, confidence {d.consensus:.2f})"
+    return SourceAlignment(index, "aligned", found.model, found.matrix, d.consensus, note), image, cover
 
 
 def align_sources(images: Sequence[np.ndarray], mode: str = "auto", reference: int | None = None,
