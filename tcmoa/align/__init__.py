@@ -29,10 +29,12 @@ of the two sources where they overlap, tcmoa.align.result); and a note in words.
 How it works: tcmoa.align.structure (gradient-orientation fields, which agree across modalities),
 search (a global search over scale, rotation and translation), refine (Gauss-Newton, coarse to
 fine), features (SIFT + RANSAC for exposures and focal planes), transforms (models, checks and
-words), warp (the full-resolution warp, coverage and the common area), register (the decisions).
+words), warp (the full-resolution warp, coverage and the common area), consensus (the confidence),
+register (the decisions), hint (the look for alignment off).
 Estimation runs on copies at most 384 px long; only the final warp touches full resolution.
 """
-from .reference import default_reference, misalignment_hint
+from .hint import misalignment_hint
+from .reference import default_reference
 from .register import POLICIES, Policy, align_sources
 from .result import ALIGN_MODES, Alignment, SourceAlignment
 

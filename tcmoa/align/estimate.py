@@ -24,7 +24,7 @@ from .consensus import CONSENSUS_SIDE, consensus
 from .features import feature_seed
 from .search import Candidate, distinct, overlap_weighted, search
 from .structure import Level, Pyramid
-from .transforms import decompose, overlap_share, similarity
+from .transforms import decompose, overlap_share, project, similarity
 
 COARSE_AREA = 6000  # px: the search runs on the coarsest level at least this large (96×64)
 SCALE_STEP = 2 ** (1 / 6)  # 12 % between searched scales: a basin the refinement still converges from
@@ -34,6 +34,7 @@ ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
 ALL_ANGLES = tuple(float(a) for a in range(0, 360, 10))
 SEARCH_KEEP = 4
 COARSE_ITERATIONS, FINE_ITERATIONS = 20, 6
+FIT_PRIOR = 1.1
 
 
 @dataclass
@@ -111,6 +112,36 @@ def _weighted(ref: Pyramid, src: Pyramid, matrix: np.ndarray, score: float) -> f
     return float(overlap_weighted(score, overlap_share(matrix, src.full_shape, ref.full_shape)))
 
 
+def search_level(ref: Pyramid) -> int:
+    """The coarsest reference level of at least COARSE_AREA px: where the global search runs."""
+    return max(k for k, lv in enumerate(ref.levels) if k == 0 or lv.shape[0] * lv.shape[1] >= COARSE_AREA)
+
+
+def _rank(ref: Pyramid, src: Pyramid, refined: list[tuple[np.ndarray, float]], is_fit: list[bool],
+          k: int) -> list[Candidate]:
+    """The best two distinct refined candidates, by overlap-weighted score; the frame fit's raised by FIT_PRIOR
+    (the sources as given are the likeliest answer: another placement must beat them clearly)."""
+    spacing = 2.0 * max(ref.full_shape) / max(ref.levels[k].shape)  # two pixels of the level
+    scored = [Candidate(m, _weighted(ref, src, m, s) * (FIT_PRIOR if fit else 1.0)) for (m, s), fit in zip(refined, is_fit)]
+    return distinct(sorted(scored, key=lambda c: -c.score), src.full_shape, spacing, keep=2)
+
+
+def _coarse(ref: Pyramid, src: Pyramid, k0: int, model: str, wide: bool,
+            features: bool) -> tuple[list[Candidate], np.ndarray]:
+    """The search's candidates refined on level k0 and ranked; and the frame fit's refined matrix."""
+    starts = candidates(ref, src, k0, wide, features, shift_only=model == "translation")
+    refined = [_refine_at(ref, src, k0, m, model, COARSE_ITERATIONS) for m in starts]
+    return _rank(ref, src, refined, [i == 0 for i in range(len(refined))], k0), refined[0][0]
+
+
+def coarse_estimate(ref: Pyramid, src: Pyramid) -> tuple[np.ndarray, float, float]:
+    """The search level's best similarity only (the cheap look of misalignment_hint): (matrix, score, fit's score)."""
+    k0 = search_level(ref)
+    ranked, _ = _coarse(ref, src, k0, "similarity", False, False)
+    return ranked[0].matrix, score_at(ref, src, k0, ranked[0].matrix), \
+        score_at(ref, src, k0, frame_fit(src.full_shape, ref.full_shape))
+
+
 def estimate(ref: Pyramid, src: Pyramid, models: tuple[str, ...], wide: bool = False,
              features: bool = False) -> list[Estimate]:
     """The source's transform under each of `models` (in that order), refined coarse to fine.
@@ -118,17 +149,12 @@ def estimate(ref: Pyramid, src: Pyramid, models: tuple[str, ...], wide: bool = F
     Every model after the first starts from the first model's result on the two finest levels.
     `wide` searches every rotation (a source upside down), not just ±10°; `features` adds a SIFT match.
     """
-    k0 = max(k for k, lv in enumerate(ref.levels) if k == 0 or lv.shape[0] * lv.shape[1] >= COARSE_AREA)
+    k0 = search_level(ref)
     coarse_model = "translation" if models[0] == "translation" else "similarity"
-    starts = candidates(ref, src, k0, wide, features, shift_only=coarse_model == "translation")
-    refined = [_refine_at(ref, src, k0, m, coarse_model, COARSE_ITERATIONS) for m in starts]
-    spacing = 2.0 * max(ref.full_shape) / max(ref.levels[k0].shape)  # two pixels of the search level
-    ranked = distinct(sorted((Candidate(m, _weighted(ref, src, m, s)) for m, s in refined), key=lambda c: -c.score),
-                      src.full_shape, spacing, keep=2)
+    ranked, fit = _coarse(ref, src, k0, coarse_model, wide, features)
     if len(ranked) > 1 and k0 > 0:  # the runner-up gets one more level to show which is right
         finer = [_refine_at(ref, src, k0 - 1, c.matrix, coarse_model, FINE_ITERATIONS) for c in ranked]
-        ranked = distinct(sorted((Candidate(m, _weighted(ref, src, m, s)) for m, s in finer), key=lambda c: -c.score),
-                          src.full_shape, spacing, keep=2)
+        ranked = _rank(ref, src, finer, [c.matrix is fit for c in ranked], k0)
         k0 -= 1
     # How close the best distinct other pose comes: near 1, the scene offers two answers.
     rival = ranked[1].score / ranked[0].score if len(ranked) > 1 and ranked[0].score > 0 else 0.0
@@ -139,6 +165,8 @@ def estimate(ref: Pyramid, src: Pyramid, models: tuple[str, ...], wide: bool = F
     if k0 <= 0:
         best = score_at(ref, src, 0, m)
     start = score_at(ref, src, 0, frame_fit(src.full_shape, ref.full_shape))
+    if coarse_model == "similarity":  # levels round each side on its own: undo their hair of shear
+        m = project(m, "similarity", *src.full_shape)
     out = []
     for model in models:
         if model == coarse_model:

@@ -33,7 +33,7 @@ MIN_SIDE = 24  # px: below it a pyramid has no coarse level to search on
 MIN_SHIFT_PX = 2.0  # corners moved less than this: registered (RoadScene/TNO carry ~1 px of their own)
 MIN_CONFIDENCE = 0.3  # tile consensus below which no placement is believed
 HOMOGRAPHY_GAIN = 0.02  # auto takes the homography when it raises the edge agreement by this share ...
-HOMOGRAPHY_CONSENSUS = 0.1  # ... and the share of agreeing tiles by this much
+HOMOGRAPHY_CONSENSUS = -0.05  # ... and the share of agreeing tiles falls no more than this
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Policy:
 POLICIES = {
     "vif": Policy(),
     "mef": Policy(features=True),
-    "mff": Policy(models=("similarity",), features=True),  # focus breathing is a zoom about the centre
+    "mff": Policy(features=True),
     "mri-ct": Policy(models=("similarity",), tolerance=0.08, min_gain=0.75),
     "mri-pet": Policy(models=("similarity",), automatic=False),
     "mri-spect": Policy(models=("similarity",), automatic=False),

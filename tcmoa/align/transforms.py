@@ -197,9 +197,9 @@ def describe(matrix: np.ndarray, source_shape: tuple[int, int], reference_shape:
         parts.append(f"rotated {abs(angle):.1f}° {'clockwise' if angle > 0 else 'anticlockwise'}")
     if abs(scale - 1) >= 0.005:
         parts.append(f"scaled {scale:.2f}×")
-    if aniso > 1.005:
+    if aniso > 1.01:  # more than the rounding of two frames' pixel grids
         parts.append("sheared")
-    if abs(matrix[2, 0]) + abs(matrix[2, 1]) > 1e-9 and _perspective_effect(matrix, h, w) >= 0.1:
+    if abs(matrix[2, 0]) + abs(matrix[2, 1]) > 1e-9 and _perspective_effect(matrix, h, w) >= 0.5:
         parts.append("with perspective")
     return ", ".join(parts)
 
