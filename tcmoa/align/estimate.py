@@ -146,7 +146,7 @@ def estimate(ref: Pyramid, src: Pyramid, models: tuple[str, ...], wide: bool = F
              features: bool = False) -> list[Estimate]:
     """The source's transform under each of `models` (in that order), refined coarse to fine.
 
-    Every model after the first starts from the first model's result on the two finest levels.
+    Every model after the first starts from the first model's result on the three finest levels.
     `wide` searches every rotation (a source upside down), not just ±10°; `features` adds a SIFT match.
     """
     k0 = search_level(ref)
@@ -173,7 +173,7 @@ def estimate(ref: Pyramid, src: Pyramid, models: tuple[str, ...], wide: bool = F
             out.append(Estimate(m, model, best, start, rival))
             continue
         mm, s = m, best
-        for k in sorted({min(1, len(ref.levels) - 1), 0}, reverse=True):
+        for k in range(min(2, len(ref.levels) - 1), -1, -1):
             mm, s = _refine_at(ref, src, k, mm, model, FINE_ITERATIONS)
         out.append(Estimate(mm, model, s, start, rival))
     return out

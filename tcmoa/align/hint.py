@@ -18,7 +18,7 @@ from ..tasks import Preset, get_preset
 from .estimate import coarse_estimate
 from .reference import default_reference
 from .register import MIN_SIDE, POLICIES
-from .structure import Pyramid, is_flat, to_grey
+from .structure import Pyramid, is_flat
 from .transforms import apply, corners
 
 HINT_MIN_SHIFT = 0.025  # mean corner motion, of the longest side
@@ -34,13 +34,13 @@ def misalignment_hint(images: Sequence[np.ndarray], task: str | Preset = "vif") 
     ref_index = default_reference(images, preset)
     ref = images[ref_index]
     h, w = ref.shape[:2]
-    if min(h, w) < MIN_SIDE or is_flat(to_grey(ref)):
+    if min(h, w) < MIN_SIDE or is_flat(ref):
         return None
     policy = POLICIES.get(preset.key, POLICIES["vif"])
     need = HINT_MIN_GAIN if policy.automatic else 0.7
     ref_pyr, worst = Pyramid.of(ref), 0.0
     for i, im in enumerate(images):
-        if i == ref_index or is_flat(to_grey(im)):
+        if i == ref_index or is_flat(im):
             continue
         matrix, score, start = coarse_estimate(ref_pyr, Pyramid.of(im))
         moved = float(np.linalg.norm(apply(matrix, corners(h, w)) - corners(h, w), axis=1).mean())

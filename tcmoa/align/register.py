@@ -25,7 +25,7 @@ from ..tasks import Preset, get_preset
 from .estimate import Estimate, agreement, estimate, frame_fit
 from .reference import default_reference
 from .result import ALIGN_MODES, Alignment, SourceAlignment
-from .structure import Pyramid, is_flat, to_grey
+from .structure import Pyramid, is_flat
 from .transforms import apply, corners, decompose, describe, implausibility
 from .warp import common_area, warp_into
 
@@ -153,7 +153,7 @@ def _align_one(index: int, src: np.ndarray, ref: np.ndarray, ref_pyr: Pyramid | 
         small = src if min(src.shape[:2]) < MIN_SIDE else ref
         tiny = f"{small.shape[1]}×{small.shape[0]} is too small to align (at least {MIN_SIDE} px a side)"
         return (*_as_given(index, src, ref, "failed", 0.0, fail + tiny), None)
-    if is_flat(to_grey(src)):
+    if is_flat(src):
         return (*_as_given(index, src, ref, "failed", 0.0, fail + "it is blank (one flat tone): nothing to align by"),
                 None)
     d = decide(ref_pyr, Pyramid.of(src), mode, policy)
@@ -187,7 +187,7 @@ def align_sources(images: Sequence[np.ndarray], mode: str = "auto", reference: i
             for i in range(len(images))]
         return Alignment(ref_index, images, [None for _ in images], records, None, [])
     policy = POLICIES.get(preset.key, POLICIES["vif"])
-    usable = min(ref.shape[:2]) >= MIN_SIDE and not is_flat(to_grey(ref))
+    usable = min(ref.shape[:2]) >= MIN_SIDE and not is_flat(ref)
     ref_pyr = Pyramid.of(ref) if usable else None
     out_images, records = list(images), [ref_record]
     coverage: list[np.ndarray | None] = [None] * len(images)

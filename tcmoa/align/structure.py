@@ -72,9 +72,11 @@ def orientation_field(grey: np.ndarray, eps2: float | None = None) -> np.ndarray
     return np.asarray(cv2.GaussianBlur(d, (0, 0), FIELD_SMOOTH), np.float32)
 
 
-def is_flat(grey: np.ndarray) -> bool:
-    """True when an image holds no structure to align by (blank, constant or nearly so)."""
-    return float(np.percentile(grey, 99.5) - np.percentile(grey, 0.5)) < 2 / 255
+def is_flat(image: np.ndarray) -> bool:
+    """True when an image (grey or RGB) holds no structure to align by: blank, constant or nearly so."""
+    grey = to_grey(shrink(np.asarray(image, np.float32), WORK_SIDE)[0])
+    low, high = np.percentile(grey, (0.5, 99.5))
+    return float(high - low) < 2 / 255
 
 
 @dataclass
