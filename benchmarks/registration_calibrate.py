@@ -41,7 +41,7 @@ def _case(sources: list[np.ndarray], task: str, strength: str | None, rng: np.ra
         warp = random_warp(sources[mov], strength, rng)
         given[mov], truth = warp.image, warp.truth
     d = decide(Pyramid.of(given[ref_index]), Pyramid.of(given[mov]), "auto", POLICIES[task])
-    applied = d.estimate.matrix if d.status == "aligned" else np.eye(3)
+    applied = d.estimate.matrix if d.status == "aligned" and d.estimate is not None else np.eye(3)
     return {"status": d.status, "shift": d.shift, "gain": d.gain, "consensus": d.consensus,
             "error": corner_error(applied, truth, *given[mov].shape[:2]), "hint": misalignment_hint(given, task) is not None}
 

@@ -179,13 +179,13 @@ def estimate(ref: Pyramid, src: Pyramid, models: tuple[str, ...], wide: bool = F
     return out
 
 
-def agreement(ref: Pyramid, src: Pyramid, matrix: np.ndarray) -> tuple[float, int]:
+def agreement(ref: Pyramid, src: Pyramid, matrix: np.ndarray, side: int = CONSENSUS_SIDE) -> tuple[float, int]:
     """Tile consensus (tcmoa.align.consensus) of a full-resolution matrix, on the finest reference level at
-    most CONSENSUS_SIDE long where the source is not magnified more than 1.5× (its own pixels, not blur)."""
+    most `side` long where the source is not magnified more than 1.5× (its own pixels, not blur)."""
     zoom = decompose(matrix)[0] / src.levels[0].to_level[0, 0]  # reference px per finest source px
     k = 0
     while k + 1 < len(ref.levels) and min(ref.levels[k + 1].shape) >= 48 and (
-            max(ref.levels[k].shape) > CONSENSUS_SIDE or zoom * ref.levels[k].to_level[0, 0] > 1.5):
+            max(ref.levels[k].shape) > side or zoom * ref.levels[k].to_level[0, 0] > 1.5):
         k += 1
     rl, sl, m = _at_levels(ref, src, k, matrix)
     return consensus(rl, sl, m)

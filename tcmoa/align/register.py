@@ -7,8 +7,9 @@ Per source, after the estimate (tcmoa.align.estimate) the decision is, in order:
    hardly agree anywhere (confidence below MIN_CONFIDENCE even with every rotation searched), two
    poses that explain the scene equally well, or (auto only) a modality pair whose automatic
    alignment proved unreliable on the training data (MRI + PET/SPECT: see Policy).
-2. **unchanged** (auto only): the corners moved at most MIN_SHIFT_PX, or at most the preset's
-   tolerance while the edge agreement rose less than its min_gain: what registered pairs do. The
+2. **unchanged** (auto only): the tiles agree as given (consensus at least REGISTERED_CONSENSUS,
+   checked first, before any estimate), or the estimate moved the corners at most MIN_SHIFT_PX,
+   or at most the preset's tolerance while the edge agreement rose less than its min_gain. The
    rule and its constants were chosen on the training pairs (benchmarks/registration.py
    --calibrate), never on the evaluation sets.
 3. **aligned**: warped into the reference frame, with a note of what moved.
@@ -32,6 +33,7 @@ from .warp import common_area, warp_into
 MIN_SIDE = 24  # px: below it a pyramid has no coarse level to search on
 MIN_SHIFT_PX = 2.0  # corners moved less than this: registered (RoadScene/TNO carry ~1 px of their own)
 MIN_CONFIDENCE = 0.3  # tile consensus below which no placement is believed
+REGISTERED_CONSENSUS = 0.35  # tile consensus as given (finest level) from which a source counts as registered
 HOMOGRAPHY_GAIN = 0.02  # auto takes the homography when it raises the edge agreement by this share ...
 HOMOGRAPHY_CONSENSUS = -0.05  # ... and the share of agreeing tiles falls no more than this
 
@@ -94,7 +96,7 @@ class Decision:
     """What happens to one source, and the numbers it was decided on."""
 
     status: str  # "unchanged", "aligned" or "failed"
-    estimate: Estimate  # the chosen model's estimate
+    estimate: Estimate | None  # the chosen model's estimate (None: registered as given, nothing estimated)
     consensus: float  # tile consensus of the estimate (the confidence)
     shift: float  # px the simplest model's estimate moves the corners from the frame fit
     gain: float  # relative rise of the edge agreement from the frame fit to that estimate
@@ -116,6 +118,10 @@ def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Dec
     """Estimate one source and decide (see the module docstring); searches every rotation before failing."""
     auto = mode == "auto"
     ref_shape, src_shape = ref_pyr.full_shape, src_pyr.full_shape
+    if auto and src_shape == ref_shape:  # the tiles agree where they are: registered, nothing to estimate
+        as_given = agreement(ref_pyr, src_pyr, np.eye(3), side=max(ref_pyr.levels[0].shape))[0]
+        if as_given >= REGISTERED_CONSENSUS:
+            return Decision("unchanged", None, as_given, 0.0, 0.0)
     base = decompose(frame_fit(src_shape, ref_shape))[0]
     best: Decision | None = None
     for wide in (False, True):
@@ -164,6 +170,7 @@ def _align_one(index: int, src: np.ndarray, ref: np.ndarray, ref_pyr: Pyramid | 
         suggestion = "" if "align=similarity" in str(d.why) else f"; {SUGGESTION}"
         return (*_as_given(index, src, ref, "failed", d.consensus, f"{fail}{d.why}{suggestion}"), None)
     found = d.estimate
+    assert found is not None
     image, cover = warp_into(src, found.matrix, ref)
     note = f"{label}: {describe(found.matrix, src.shape[:2], ref.shape[:2])} ({found.model}, confidence {d.consensus:.2f})"
     return SourceAlignment(index, "aligned", found.model, found.matrix, d.consensus, note), image, cover
