@@ -5,6 +5,7 @@
     python -m benchmarks.registration --fuse --fuse-limit 5    # + Qabf fused after alignment vs on the truth
     python -m benchmarks.registration --registered-only        # the must: auto leaves every eval source as given
     python -m benchmarks.registration --split train --calibrate --limit 40   # the numbers the rules were chosen on
+    python -m benchmarks.registration --speed 5                # seconds on a 640×480 and a 12 MP pair (no data needed)
 
 Per set and strength (benchmarks/registration_protocol.py): the mean corner error (reference px)
 of the recovered transform against the truth, the share under 2 px, and the median seconds per
@@ -162,6 +163,29 @@ def _row(r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def speed(runs: int) -> None:
+    """Seconds (wall and CPU, median of `runs`) of auto on a 640×480 pair and a 12 MP pair, and of off."""
+    import cv2
+
+    from benchmarks.registration_protocol import random_warp as warp_of
+    folder = Path(__file__).resolve().parents[1] / "demo" / "examples" / "vif" / "tno_18"
+    vi, ir = (read_image(folder / name) for name in ("1_visible.png", "2_infrared.png"))
+    print("| pair | as given | warped (medium) | off |\n|---|---:|---:|---:|")
+    for label, size in (("640×480", (640, 480)), ("4000×3000 (12 MP)", (4000, 3000))):
+        a, b = (cv2.resize(x, size, interpolation=cv2.INTER_CUBIC).clip(0, 1) for x in (vi, ir))
+        moved = warp_of(b, "medium", np.random.default_rng(0)).image
+        cells = []
+        for mode, given in (("auto", [a, b]), ("auto", [a, moved]), ("off", [a, moved])):
+            walls, cpus = [], []
+            for _ in range(runs):
+                w0, c0 = time.perf_counter(), time.process_time()
+                align_sources(given, mode)
+                walls.append(time.perf_counter() - w0)
+                cpus.append(time.process_time() - c0)
+            cells.append(f"{np.median(walls):.3f} s (CPU {np.median(cpus):.3f} s)")
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     """Parse the options and print the tables."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,7 +200,11 @@ def main() -> None:
     ap.add_argument("--overlays", type=Path, help="write before/after edge overlays of each set's first pair here")
     ap.add_argument("--registered-only", action="store_true")
     ap.add_argument("--calibrate", action="store_true", help="the decision numbers on registered and warped pairs")
+    ap.add_argument("--speed", type=int, metavar="RUNS", help="only time auto and off on a 640×480 and a 12 MP pair")
     args = ap.parse_args()
+    if args.speed:
+        speed(args.speed)
+        return
     sets = [s for s in discover_sets(need_data(args.root / args.split, "registration"), args.sets or None)
             if s.name not in SKIP]
     if args.calibrate:

@@ -24,7 +24,7 @@ from .consensus import CONSENSUS_SIDE, consensus
 from .features import feature_seed
 from .search import Candidate, distinct, overlap_weighted, search
 from .structure import Level, Pyramid
-from .transforms import decompose, overlap_share, project, similarity
+from .transforms import apply, corners, decompose, overlap_share, project, similarity
 
 COARSE_AREA = 6000  # px: the search runs on the coarsest level at least this large (96×64)
 SCALE_STEP = 2 ** (1 / 6)  # 12 % between searched scales: a basin the refinement still converges from
@@ -109,7 +109,17 @@ def candidates(ref: Pyramid, src: Pyramid, k: int, wide: bool, features: bool,
 
 
 def _weighted(ref: Pyramid, src: Pyramid, matrix: np.ndarray, score: float) -> float:
-    return float(overlap_weighted(score, overlap_share(matrix, src.full_shape, ref.full_shape)))
+    """The score discounted for the share of the reference the source covers (search.overlap_weighted)."""
+    h, w = ref.full_shape
+    covered = overlap_share(matrix, src.full_shape, ref.full_shape) * min(h * w, _area(matrix, src.full_shape))
+    return float(overlap_weighted(score, covered / (h * w)))
+
+
+def _area(matrix: np.ndarray, shape: tuple[int, int]) -> float:
+    """The area (reference px) the source's frame covers once mapped."""
+    quad = apply(matrix, corners(*shape))
+    x, y = quad[:, 0], quad[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
 def search_level(ref: Pyramid) -> int:

@@ -83,7 +83,8 @@ class _Spectra:
 
 
 def overlap_weighted(score: np.ndarray | float, share: np.ndarray | float) -> np.ndarray | float:
-    """A correlation discounted for a small overlap (over fewer pixels a high correlation is easier by chance)."""
+    """A correlation discounted for a small overlap, `share` of the reference's area: over fewer pixels a
+    high correlation is easier by chance (its noise shrinks as one over the root of the pixels)."""
     return score * np.sqrt(np.minimum(share, 1.0))
 
 
@@ -101,8 +102,9 @@ def search(reference: Level, source: Level, scales: np.ndarray, angles: np.ndarr
     spacing = PEAK_SPACING * max(rh, rw)
     for _, _, canvas, mask, to_canvas in posed:
         score, overlap = spectra.correlations(canvas, mask)
-        share = np.maximum(overlap, 0) / min(rh * rw, float(mask.sum()))
-        score = np.where(share >= MIN_SHARE, overlap_weighted(score, share), -1.0)
+        overlap = np.maximum(overlap, 0)
+        share = overlap / min(rh * rw, float(mask.sum()))
+        score = np.where(share >= MIN_SHARE, overlap_weighted(score, overlap / (rh * rw)), -1.0)
         for _ in range(PEAKS_PER_POSE):
             y, x = np.unravel_index(int(np.argmax(score)), score.shape)
             if score[y, x] <= 0:
