@@ -3,10 +3,10 @@
 Per source, after the estimate (tcmoa.align.estimate) the decision is, in order:
 
 1. **failed** (left as given) when the images cannot say: a blank source, one too small, an
-   estimate that is implausible (a fold, a mirror, no overlap; tcmoa.align.transforms), edges that
-   hardly agree anywhere (confidence below MIN_CONFIDENCE even with every rotation searched), two
-   poses that explain the scene equally well, or (auto only) a modality pair whose automatic
-   alignment proved unreliable on the training data (MRI + PET/SPECT: see Policy).
+   estimate that is implausible (a fold, a mirror, no overlap; tcmoa.align.transforms), a
+   placement too few tiles agree with (confidence below MIN_CONFIDENCE, even with every rotation
+   searched; tcmoa.align.consensus), or (auto only) a modality pair whose automatic alignment
+   proved unreliable on the training data (MRI + PET/SPECT: see POLICIES).
 2. **unchanged** (auto only): the tiles agree as given (consensus at least REGISTERED_CONSENSUS,
    checked first, before any estimate), or the estimate moved the corners at most MIN_SHIFT_PX,
    or at most the preset's tolerance while the edge agreement rose less than its min_gain. The
@@ -42,13 +42,15 @@ HOMOGRAPHY_CONSENSUS = -0.05  # ... and the share of agreeing tiles falls no mor
 class Policy:
     """How `auto` treats one kind of fusion (chosen on training pairs)."""
 
-    models: tuple[str, ...] = ("similarity", "homography")  # auto tries these, keeps the first unless
+    models: tuple[str, ...] = ("similarity", "homography")  # auto fits these; a later one must fit clearly better
     tolerance: float = 0.05  # of the longest side: a shift up to this may still be "registered" ...
     min_gain: float = 0.3  # ... when the edge agreement rises less than this (relative)
     features: bool = False  # same modality: SIFT matches as extra starting points
     automatic: bool = True  # False: auto never warps (the measure is not reliable for this pair)
 
 
+# MRI + PET/SPECT: on the training slices the estimate of a registered pair wandered tens of pixels
+# (a PET zoomed onto the skull) and no score told right from wrong, so auto never warps them.
 POLICIES = {
     "vif": Policy(),
     "mef": Policy(features=True),
@@ -136,8 +138,8 @@ def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Dec
         why = implausibility(found.matrix, src_shape, ref_shape, base)
         if why is None and agree < MIN_CONFIDENCE:
             why = f"too little of the image agrees with any placement (confidence {agree:.2f})"
-        if why is None and auto and not policy.automatic:
-            why = (f"automatic alignment is not reliable for this pair of modalities (they share too little structure); "
+        if auto and not policy.automatic:  # no search of every rotation either: nothing would be applied
+            why = ("automatic alignment is not reliable for this pair of modalities (they share too little structure); "
                    f"the best estimate ({describe(found.matrix, src_shape, ref_shape)}) was not applied; "
                    "choose align=similarity to apply it and check the overlay")
             return Decision("failed", found, agree, shift, gain, why)
