@@ -1,0 +1,206 @@
+"""tcmoa.align: every transform recovered, registered sources left as given, bad inputs answered in words.
+
+Bundled images only (demo/examples, tests/data): no research data needed. The warps are known,
+so every recovered transform is checked by its corner error against the truth.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tcmoa.align import ALIGN_MODES, align_sources, default_reference, misalignment_hint
+from tcmoa.align.transforms import corner_error, describe, implausibility, similarity
+from tcmoa.imaging import read_image
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "demo" / "examples"
+
+
+def example(task: str, name: str) -> list[np.ndarray]:
+    """A bundled example's sources, in order."""
+    return [read_image(p) for p in sorted((EXAMPLES / task / name).glob("*.png"))]
+
+
+@pytest.fixture(scope="module")
+def exposures() -> list[np.ndarray]:
+    return example("mef", "mefb_chinese_garden")
+
+
+@pytest.fixture(scope="module")
+def visible_infrared() -> list[np.ndarray]:
+    return example("vif", "tno_18")
+
+
+def warped(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    return np.clip(cv2.warpPerspective(image, matrix, (w, h), flags=cv2.INTER_CUBIC), 0, 1).astype(np.float32)
+
+
+def centred(image: np.ndarray, scale: float, angle: float, dx: float, dy: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    return similarity(scale, angle, dx, dy, centre=((w - 1) / 2, (h - 1) / 2))
+
+
+CASES = {  # mode -> the warp applied to the second exposure (image -> moved image)
+    "translation": lambda im: centred(im, 1.0, 0.0, 9.0, -6.0),
+    "similarity": lambda im: centred(im, 1.06, 4.0, -7.0, 5.0),
+    "affine": lambda im: np.array([[1.04, 0.05, -6.0], [-0.03, 0.97, 8.0], [0, 0, 1]]),
+    "homography": lambda im: np.array([[1.02, 0.03, -5.0], [-0.02, 1.0, 4.0], [4e-5, -3e-5, 1.0]]),
+}
+
+
+@pytest.mark.parametrize("mode", list(CASES))
+def test_every_transform_is_recovered_on_a_known_warp(exposures, mode):
+    over, under = exposures
+    move = CASES[mode](under)
+    result = align_sources([over, warped(under, move)], mode, reference=0, task="mef")
+    src = result.sources[1]
+    assert src.status == "aligned" and src.model == mode
+    assert corner_error(src.matrix, np.linalg.inv(move), *under.shape[:2]) < 1.0
+    assert result.coverage[1] is not None and result.coverage[1].min() < 0.5  # the uncovered rim is marked
+
+
+def test_auto_finds_a_misaligned_exposure_and_says_how_it_moved(exposures):
+    over, under = exposures
+    move = centred(under, 1.0, 2.0, 12.0, 7.0)
+    result = align_sources([over, warped(under, move)], "auto", reference=0, task="mef")
+    src = result.sources[1]
+    assert src.status == "aligned"
+    assert corner_error(src.matrix, np.linalg.inv(move), *under.shape[:2]) < 1.5
+    assert src.note.startswith("source 2: moved ") and "left" in src.note and "up" in src.note
+    assert "rotated 2.0° anticlockwise" in src.note
+    cover = result.coverage[1]
+    uncovered = cover == 0
+    assert uncovered.any()
+    # uncovered pixels hold the reference's content, never black
+    assert np.allclose(result.images[1][uncovered], over[uncovered], atol=1e-5)
+
+
+def test_registered_sources_come_back_as_the_very_objects_given(exposures, visible_infrared):
+    for task, sources in (("mef", exposures), ("vif", visible_infrared), ("mri-ct", example("mri-ct", "harvard_2010")),
+                          ("mff", example("mff", "lytro_triple_02"))):
+        result = align_sources(sources, "auto", task=task)
+        for given, out, rec in zip(sources, result.images, result.sources):
+            assert out is given, (task, rec.note)
+            assert rec.status in ("reference", "unchanged"), (task, rec.note)
+        assert result.coverage == [None] * len(sources) and result.crop is None
+
+
+def test_off_costs_nothing_and_returns_the_inputs(visible_infrared):
+    result = align_sources(visible_infrared, "off")
+    assert all(a is b for a, b in zip(result.images, visible_infrared))
+    assert result.sources[1].note == "source 2: not checked (alignment off)"
+
+
+def test_a_thermal_frame_is_found_inside_a_larger_colour_frame(visible_infrared):
+    vi, ir = visible_infrared
+    h, w = ir.shape[:2]
+    small = cv2.resize(ir, (w // 3, h // 3), interpolation=cv2.INTER_AREA)
+    y0, x0 = 10, 14
+    crop = np.ascontiguousarray(small[y0:y0 + 96, x0:x0 + 128])
+    sx, sy = (w // 3) / w, (h // 3) / h
+    truth = np.array([[1 / sx, 0, (x0 + 0.5) / sx - 0.5], [0, 1 / sy, (y0 + 0.5) / sy - 0.5], [0, 0, 1]])
+    result = align_sources([vi, crop], "auto", task="vif")
+    src = result.sources[1]
+    assert src.status == "aligned", src.note
+    assert corner_error(src.matrix, truth, *crop.shape[:2]) < 6.0  # 3 reference px are one thermal pixel
+    assert result.images[1].shape == vi.shape[:2] and "placed with its centre at" in src.note
+    top, left, ch, cw = result.crop
+    assert result.coverage[1][top:top + ch, left:left + cw].min() >= 0.999
+    cropped = align_sources([vi, crop], "auto", task="vif", crop_to_common=True)
+    assert all(im.shape[:2] == (ch, cw) for im in cropped.images) and cropped.coverage == [None, None]
+
+
+def test_a_source_turned_upside_down_is_turned_back(exposures):
+    over, under = exposures
+    result = align_sources([over, np.ascontiguousarray(under[::-1, ::-1])], "auto", reference=0, task="mef")
+    src = result.sources[1]
+    assert src.status == "aligned" and "rotated 180.0°" in src.note
+    h, w = under.shape[:2]
+    turn = np.array([[-1, 0, w - 1], [0, -1, h - 1], [0, 0, 1.0]])
+    assert corner_error(src.matrix, turn, h, w) < 1.5
+
+
+def test_blank_tiny_and_unrelated_sources_are_left_as_given_with_a_reason(visible_infrared, exposures):
+    vi, ir = visible_infrared
+    blank = np.full_like(ir, 0.4)
+    result = align_sources([vi, blank], "auto")
+    assert result.sources[1].status == "failed" and "blank" in result.sources[1].note
+    assert result.images[1] is blank
+    tiny = align_sources([vi[:12, :12], ir[:12, :12]], "auto")
+    assert tiny.sources[1].status == "failed" and "too small to align" in tiny.sources[1].note
+    other = exposures[0][: vi.shape[0], : vi.shape[1]]  # another scene altogether: nothing overlaps
+    unrelated = align_sources([vi, np.ascontiguousarray(other)], "similarity")
+    assert unrelated.sources[1].status == "failed", unrelated.sources[1].note
+    assert "left as given" in unrelated.sources[1].note and "align=" in unrelated.sources[1].note
+
+
+def test_eight_sources_one_of_them_blank(exposures):
+    over, under = exposures
+    moves = [centred(under, 1.0, a, dx, dy) for a, dx, dy in
+             [(0, 0, 0), (1, 6, 0), (-1, 0, 5), (2, -5, 3), (0, 8, 8), (-2, -4, -6), (0, 0, 0)]]
+    sources = [over] + [warped(under, m) for m in moves]
+    sources[4] = np.full_like(under, 0.5)
+    result = align_sources(sources, "auto", reference=0, task="mef")
+    assert [r.status for r in result.sources][4] == "failed"
+    for k, m in enumerate(moves, start=1):
+        if k == 4:
+            continue
+        rec = result.sources[k]
+        assert rec.status in ("aligned", "unchanged"), rec.note
+        applied = rec.matrix if rec.status == "aligned" else np.eye(3)
+        assert corner_error(applied, np.linalg.inv(m), *under.shape[:2]) < 2.0, rec.note
+
+
+def test_bad_modes_and_references_are_one_line_errors(visible_infrared):
+    with pytest.raises(ValueError, match="unknown align mode 'sideways'; choose one of off, auto, translation"):
+        align_sources(visible_infrared, "sideways")
+    with pytest.raises(ValueError, match="reference must be a source index from 0 to 1, got 2"):
+        align_sources(visible_infrared, "auto", reference=2)
+    with pytest.raises(ValueError, match="at least 2 sources"):
+        align_sources(visible_infrared[:1])
+    assert ALIGN_MODES == ("off", "auto", "translation", "similarity", "affine", "homography")
+
+
+def test_a_folding_or_mirroring_homography_is_refused():
+    shape = (100, 120)
+    fold = np.array([[1, 0, 0], [0, 1, 0], [-1 / 60, 0, 1.0]])  # its horizon, x = 60, crosses the image
+    assert "fold" in implausibility(fold, shape, shape)
+    mirror = np.array([[-1, 0, 119], [0, 1, 0], [0, 0, 1.0]])
+    assert "mirror" in implausibility(mirror, shape, shape)
+    assert "overlap" in implausibility(np.array([[1, 0, 500], [0, 1, 0], [0, 0, 1.0]]), shape, shape)
+    assert implausibility(np.eye(3), shape, shape) is None
+
+
+def test_words_and_the_json_report(exposures):
+    m = similarity(0.98, 1.0, 14.2, 3.1, centre=(49.5, 39.5))
+    assert describe(m, (80, 100), (80, 100)) == "moved 14.2 px right and 3.1 px down, rotated 1.0° clockwise, scaled 0.98×"
+    over, under = exposures
+    result = align_sources([over, warped(under, centred(under, 1, 0, 6, 6))], "auto", reference=0, task="mef")
+    report = json.loads(json.dumps(result.to_json()))
+    assert report["reference"] == 0 and len(report["sources"]) == 2
+    for rec in report["sources"]:
+        assert set(rec) == {"index", "status", "model", "matrix", "confidence", "note"}
+        assert len(rec["matrix"]) == 3 and all(len(row) == 3 for row in rec["matrix"])
+        assert 0.0 <= rec["confidence"] <= 1.0
+    assert report["sources"][0]["status"] == "reference" and report["sources"][1]["status"] == "aligned"
+    assert report["notes"] == [result.sources[1].note]
+
+
+def test_default_reference_and_the_misalignment_hint(exposures, visible_infrared):
+    over, under = exposures
+    assert default_reference([under, over], "mef") in (0, 1)
+    bracket = [np.clip(under * f, 0, 1) for f in (0.5, 1.0, 3.0)]
+    assert default_reference(bracket, "mef") == 1  # the middle exposure
+    blurred = cv2.GaussianBlur(over, (0, 0), 3)
+    assert default_reference([blurred, over], "mff") == 1  # the sharpest
+    assert default_reference(visible_infrared, "vif") == 0
+    assert misalignment_hint(visible_infrared, "vif") is None
+    shifted = warped(under, centred(under, 1, 0, 25, 0))
+    hint = misalignment_hint([over, shifted], "mef")
+    assert hint is not None and hint.startswith("the sources look misaligned by about") and "align=auto" in hint
+    assert "differ in size" in misalignment_hint([over, under[:100, :100]], "mef")
