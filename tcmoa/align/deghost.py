@@ -1,0 +1,376 @@
+"""Moving content in exposure stacks: where a source disagrees with the reference beyond what exposure explains.
+
+API (images float32 in [0, 1], (H, W) or (H, W, 3), already aligned and of one size):
+
+* ``exposure_map(source, reference, valid=None)``: the reference as it would look at the source's
+  exposure, clipping included: a monotone per-channel mapping fitted on the pixels where ``valid``.
+* ``motion_masks(images, reference, coverage=None)``: per image a float32 (H, W) mask in [0, 1], 1 where
+  the image shows moving content (it disagrees with the reference beyond exposure), soft-edged; the
+  reference's own mask is all zeros. ``coverage`` (per image, optional) marks the pixels a warped image
+  covers; uncovered pixels carry no evidence and get 0 (the alignment's own mask handles them).
+* ``deghost(images, reference, masks)``: each image with its moving pixels replaced by the exposure-mapped
+  reference, blended by the mask; the reference, and every image whose mask is all zeros, come back as given.
+
+Method:
+
+1. **Exposure relation.** Per channel, the joint histogram of (reference, source) levels gives, at each
+   of 256 reference levels r, the distribution of the source's values there. Its median, made
+   non-decreasing by weighted isotonic regression (pool adjacent violators), is the mapping m(r); its
+   interquartile range / 1.349 is a spread s(r) that holds noise, JPEG, texture and the mapping's own
+   error at that level. Median and quartiles ignore moving content while it covers less than a quarter of
+   the pixels at a level. Where the source is blown out, m is 1: clipping is reproduced.
+2. **Evidence.** On a copy of at most ``work_pixels`` pixels (area-averaged, which also averages out
+   noise), each source pixel must lie in the band m(r) +- (gain * s(r) + floor), widened to the band's
+   extremes over a (2 ``window`` + 1)^2 neighbourhood so that a residual misalignment of ``window`` px
+   (at that scale) is no evidence. A clipped reference carries no evidence on one side: at a blown level
+   (>= ``CLIP``) it says only "at least as bright as its brightest unclipped level", so the band has no
+   upper end; at a crushed level (<= ``CRUSH``) no lower end. A clipped source needs no rule: a blown
+   source pixel can only leave the band upwards, which is real evidence (its true value is higher still).
+   The evidence is the distance outside the band, the largest over the channels.
+3. **Mask.** Hysteresis: pixels over ``high`` (opened by 3 x 3, so lone pixels and one-pixel edges seed
+   nothing) seed the connected regions over ``low``; regions under ``min_area`` of the image are dropped,
+   holes are filled, the rest is dilated by ``grow`` px and blurred (Gaussian, sigma ``feather`` px) so the
+   mask has soft edges, then resized bilinearly to the images' size.
+
+The thresholds were tuned on data/train/mef (FusionDN) and synthetic brackets only
+(benchmarks/deghosting.py measures them on MEFB).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..imaging import from_array
+from ..ycbcr import bt601_luma
+
+__all__ = ["MotionConfig", "deghost", "exposure_map", "motion_masks"]
+
+LEVELS = 1024  # reference levels of the joint histogram: finer than 8 bits, as averaged pixels are
+TARGET_LEVELS = 256  # source levels (quantiles are interpolated within them)
+CLIP = 250 / 255  # a reference level at or above this is blown out: only a lower bound on the scene
+CRUSH = 5 / 255  # at or below this, crushed: only an upper bound
+_FIT_PIXELS = 1_000_000  # exposure_map fits on at most this many pixels (a regular subsample)
+_MIN_COUNT = 8  # a level seen fewer times takes its spread from its neighbours
+_POOL = 4  # the spread at a reference level pools the levels this close (1/256 of the range)
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Thresholds of motion_masks (intensities on [0, 1]; lengths in px of the working copy)."""
+
+    work_pixels: int = 400_000  # masks are computed on a copy at most this large, then upsampled
+    gain: float = 3.0  # band half-width in robust spreads of the exposure relation
+    floor: float = 0.02  # plus this: noise and quantisation the spread does not see
+    window: int = 1  # residual misalignment tolerated
+    smooth: float = 0.0  # Gaussian sigma pooling the evidence of neighbouring pixels
+    blur: float = 0.0  # Gaussian sigma applied to both images first
+    relative: bool = False
+    rolloff: float = 2.0
+    close: int = 0
+    low: float = 0.02  # hysteresis: region threshold on the distance outside the band
+    high: float = 0.06  # and seed threshold
+    min_area: float = 0.0005  # smallest moving region kept, as a share of the image
+    grow: int = 4  # dilation of the mask (soft shadows, blur at the object's edge)
+    feather: float = 3.0  # Gaussian sigma of the soft edge
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+
+
+def _checked_stack(images: Sequence[np.ndarray], reference: int) -> list[np.ndarray]:
+    """float32 [0, 1] images of one size, at least two, with a valid reference index (ValueError otherwise)."""
+    if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
+        raise ValueError("images must be a list of images (an exposure stack)")
+    if len(images) < 2:
+        raise ValueError(f"moving content needs at least 2 images (a reference and a source), got {len(images)}")
+    if not isinstance(reference, (int, np.integer)) or not 0 <= reference < len(images):
+        raise ValueError(f"reference must be an image index in 0..{len(images) - 1}, got {reference!r}")
+    imgs = [from_array(im, collapse_grey=False, label=f"image {i}") for i, im in enumerate(images)]
+    h, w = imgs[reference].shape[:2]
+    for i, im in enumerate(imgs):
+        if im.shape[:2] != (h, w):
+            raise ValueError(f"image {i} is {im.shape[1]}x{im.shape[0]} but the reference is {w}x{h} "
+                             "(width x height): align the images to the reference's frame first")
+    return imgs
+
+
+def _checked_masks(masks: Sequence[np.ndarray | None] | None, n: int, shape: tuple[int, ...], what: str,
+                   ) -> list[np.ndarray | None]:
+    """Per-image (H, W) float32 masks in [0, 1] (None stays None); ValueError naming the bad one."""
+    if masks is None:
+        return [None] * n
+    if len(masks) != n:
+        raise ValueError(f"{what}: got {len(masks)} for {n} images; give one per image (None for none)")
+    out: list[np.ndarray | None] = []
+    for i, m in enumerate(masks):
+        if m is None:
+            out.append(None)
+            continue
+        a = np.asarray(m, dtype=np.float32)
+        if a.shape != shape:
+            raise ValueError(f"{what} {i} is shaped {a.shape}, expected {shape} (the images' height and width)")
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise ValueError(f"{what} {i} must hold finite values in [0, 1]")
+        out.append(a)
+    return out
+
+
+def _paired_channels(source: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, C) views of source and reference with matching channels: a colour reference of a grey source is its luma."""
+    src = source if source.ndim == 3 else source[..., None]
+    if reference.ndim == 3 and source.ndim == 2:
+        ref = bt601_luma(reference)[..., None]
+    elif reference.ndim == 2:
+        ref = np.broadcast_to(reference[..., None], src.shape)
+    else:
+        ref = reference
+    return src, ref
+
+
+# --------------------------------------------------------------------------------------------
+# The exposure relation
+# --------------------------------------------------------------------------------------------
+
+
+def _levels(x: np.ndarray, levels: int = LEVELS) -> np.ndarray:
+    """The nearest of `levels` evenly spaced levels on [0, 1], as indices."""
+    return np.rint(np.clip(x, 0.0, 1.0) * (levels - 1)).astype(np.intp)
+
+
+def _row_quantile(joint: np.ndarray, q: float) -> np.ndarray:
+    """Per row of a (R, S) level histogram, the q-quantile of the column value on [0, 1], interpolated in its bin."""
+    cdf = np.cumsum(joint, axis=1)
+    target = q * cdf[:, -1]
+    idx = np.minimum((cdf < target[:, None]).sum(axis=1), joint.shape[1] - 1)
+    rows = np.arange(joint.shape[0])
+    before = np.where(idx > 0, cdf[rows, idx - 1], 0.0)
+    count = joint[rows, idx]
+    frac = np.divide(target - before, count, out=np.full_like(target, 0.5), where=count > 0)
+    return np.clip((idx - 0.5 + frac) / (joint.shape[1] - 1), 0.0, 1.0)
+
+
+def _isotonic(y: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence nearest to y in weighted least squares (pool adjacent violators)."""
+    means: list[float] = []
+    weights: list[float] = []
+    sizes: list[int] = []
+    for value, w in zip(y.tolist(), (weight + 1e-9).tolist()):
+        means.append(value)
+        weights.append(w)
+        sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            m, w2, n = means.pop(), weights.pop(), sizes.pop()
+            total = weights[-1] + w2
+            means[-1] = (means[-1] * weights[-1] + m * w2) / total
+            weights[-1], sizes[-1] = total, sizes[-1] + n
+    return np.repeat(np.asarray(means, dtype=np.float64), sizes)
+
+
+def _fill_sparse(values: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Values at levels seen fewer than _MIN_COUNT times, interpolated from the levels around them."""
+    seen = count >= _MIN_COUNT
+    if not seen.any():
+        return np.full_like(values, float(np.median(values)))
+    x = np.arange(values.size)
+    return np.interp(x, x[seen], values[seen])
+
+
+def _fit_relation(src: np.ndarray, ref: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel the mapping m and spread s at each reference level: two (C, LEVELS) arrays (module docstring)."""
+    channels = src.shape[2]
+    mapping = np.empty((channels, LEVELS))
+    spread = np.empty((channels, LEVELS))
+    for c in range(channels):
+        r, s = _levels(ref[..., c]), _levels(src[..., c], TARGET_LEVELS)
+        if valid is not None:
+            r, s = r[valid], s[valid]
+        joint = np.bincount((r * TARGET_LEVELS + s).ravel(), minlength=LEVELS * TARGET_LEVELS)
+        joint = joint.reshape(LEVELS, TARGET_LEVELS).astype(np.float64)
+        count = joint.sum(axis=1)
+        median = _fill_sparse(_row_quantile(joint, 0.5), count)
+        mapping[c] = _isotonic(median, count)
+        padded = np.pad(joint, ((_POOL, _POOL), (0, 0)))  # quartiles need more samples than a median
+        pooled = sum(padded[k : k + LEVELS] for k in range(2 * _POOL + 1))
+        iqr = _row_quantile(pooled, 0.75) - _row_quantile(pooled, 0.25)
+        spread[c] = _fill_sparse(iqr / 1.349, pooled.sum(axis=1))
+    return mapping, spread
+
+
+def _subsample(image: np.ndarray, step: int) -> np.ndarray:
+    """Every step-th pixel in both directions."""
+    return image[::step, ::step]
+
+
+def exposure_map(source: np.ndarray, reference: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """The reference as it would look at the source's exposure: a monotone per-channel map, clipping included."""
+    src, ref = (from_array(x, collapse_grey=False, label=name) for x, name in ((source, "source"), (reference, "reference")))
+    if src.shape[:2] != ref.shape[:2]:
+        raise ValueError(f"source is {src.shape[1]}x{src.shape[0]} but reference is {ref.shape[1]}x{ref.shape[0]} "
+                         "(width x height): align them first")
+    (mask,) = _checked_masks(None if valid is None else [valid], 1, src.shape[:2], "valid")
+    src3, ref3 = _paired_channels(src, ref)
+    step = max(1, int(np.ceil(np.sqrt(src.shape[0] * src.shape[1] / _FIT_PIXELS))))
+    fit_valid = None if mask is None else _subsample(mask, step) > 0.5
+    mapping, _ = _fit_relation(_subsample(src3, step), _subsample(ref3, step), fit_valid)
+    return _apply(mapping, ref3).reshape(src.shape)
+
+
+def _apply(table: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per channel c, table[c] (at the LEVELS levels) evaluated at ref's values, linearly interpolated: (H, W, C)."""
+    levels = np.linspace(0.0, 1.0, LEVELS)
+    out = np.empty(ref.shape, np.float32)
+    for c in range(ref.shape[2]):
+        out[..., c] = np.interp(ref[..., c], levels, table[c])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Motion masks
+# --------------------------------------------------------------------------------------------
+
+
+def _band(mapping: np.ndarray, spread: np.ndarray, config: MotionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper ends of the expected source value per reference level, open where the reference clips."""
+    half = config.gain * spread + config.floor
+    lower, upper = mapping - half, mapping + half
+    levels = np.linspace(0.0, 1.0, LEVELS)
+    blown, crushed = levels >= CLIP, levels <= CRUSH
+    top, bottom = int(np.argmax(blown)) - 1, int(np.argmin(crushed))
+    lower[:, blown] = lower[:, top : top + 1]
+    upper[:, blown] = np.inf
+    upper[:, crushed] = upper[:, bottom : bottom + 1]
+    lower[:, crushed] = -np.inf
+    return lower, upper
+
+
+def _outside_band(src: np.ndarray, ref: np.ndarray, valid: np.ndarray, config: MotionConfig) -> np.ndarray:
+    """Distance of each source pixel outside the band its reference level predicts, the largest over channels."""
+    mapping, spread = _fit_relation(src, ref, valid)
+    lower, upper = _band(mapping, spread, config)
+    kernel = np.ones((2 * config.window + 1,) * 2, np.uint8)
+    excess = np.zeros(src.shape[:2], np.float32)
+    # A channel near clipping drags the pixel's others up (highlight roll-off, hue shifts to yellow and
+    # white): where the reference has one, the source may be darker in the others than their levels
+    # say; where the source has one, brighter.
+    ref_rolloff, src_rolloff = (x.max(axis=2) >= config.rolloff for x in (ref, src))
+    for c in range(src.shape[2]):
+        idx = _levels(ref[..., c])
+        lo, hi = lower[c].astype(np.float32)[idx], upper[c].astype(np.float32)[idx]
+        if src.shape[2] > 1:
+            lo[ref_rolloff & (ref[..., c] < config.rolloff)] = -np.inf
+            hi[src_rolloff & (src[..., c] < config.rolloff)] = np.inf
+        lo, hi = cv2.erode(lo, kernel), cv2.dilate(hi, kernel)
+        s = src[..., c]
+        e = np.maximum(lo - s, s - hi)
+        if config.relative:
+            e = e / cv2.dilate((config.gain * spread[c] + config.floor).astype(np.float32)[idx], kernel)
+        excess = np.maximum(excess, e)
+    return excess
+
+
+def _evidence(src: np.ndarray, ref: np.ndarray, valid: np.ndarray, config: MotionConfig) -> np.ndarray:
+    """Disagreement of source and reference beyond exposure, both ways round: (h, w) float32, 0 where not valid.
+
+    Each direction is informative where its predictor is well exposed: a dark reference's levels spread
+    over many of a bright source's, while the bright source's levels pin the dark reference's down.
+    """
+    if config.blur > 0:
+        src = cv2.GaussianBlur(src, (0, 0), config.blur).reshape(src.shape)
+        ref = cv2.GaussianBlur(ref, (0, 0), config.blur).reshape(ref.shape)
+    excess = np.maximum(_outside_band(src, ref, valid, config), _outside_band(ref, src, valid, config))
+    excess[~valid] = 0.0
+    return excess
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """A uint8 mask with the background regions that do not touch the border set to 1."""
+    n, labels = cv2.connectedComponents((mask == 0).astype(np.uint8), connectivity=4)
+    outside = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    hole = np.ones(n, bool)
+    hole[outside] = False
+    hole[0] = False  # label 0 is the mask itself
+    return np.where(hole[labels], 1, mask).astype(np.uint8)
+
+
+def _clean(excess: np.ndarray, config: MotionConfig) -> np.ndarray:
+    """The soft (h, w) mask from the evidence: hysteresis, small regions dropped, holes filled, grown, feathered."""
+    if config.smooth > 0:
+        excess = cv2.GaussianBlur(excess, (0, 0), config.smooth)
+    seeds = cv2.morphologyEx((excess > config.high).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((excess > config.low).astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(labels[seeds > 0])] = True
+    keep &= stats[:, cv2.CC_STAT_AREA] >= config.min_area * excess.size
+    keep[0] = False
+    mask = keep[labels].astype(np.uint8)
+    if not mask.any():
+        return np.zeros(excess.shape, np.float32)
+    if config.close > 0:
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * config.close + 1,) * 2))
+    mask = _fill_holes(mask)
+    if config.grow > 0:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * config.grow + 1,) * 2))
+    soft = mask.astype(np.float32)
+    if config.feather > 0:
+        soft = cv2.GaussianBlur(soft, (0, 0), config.feather)
+    return soft
+
+
+def _working_copy(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The image area-averaged to (h, w), with a channel axis."""
+    h, w = size
+    out = image if image.shape[:2] == (h, w) else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return out if out.ndim == 3 else out[..., None]
+
+
+def _working_size(h: int, w: int, pixels: int) -> tuple[int, int]:
+    """(h, w) scaled down to at most `pixels` pixels (never up)."""
+    scale = min(1.0, float(np.sqrt(pixels / (h * w))))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def motion_masks(images: Sequence[np.ndarray], reference: int, coverage: Sequence[np.ndarray | None] | None = None,
+                 config: MotionConfig = MotionConfig()) -> list[np.ndarray]:
+    """Per image a float32 (H, W) mask in [0, 1] of moving content against images[reference] (module docstring)."""
+    imgs = _checked_stack(images, reference)
+    h, w = imgs[reference].shape[:2]
+    covers = _checked_masks(coverage, len(imgs), (h, w), "coverage")
+    size = _working_size(h, w, config.work_pixels)
+    ref_cover = covers[reference]
+    masks = []
+    for i, img in enumerate(imgs):
+        if i == reference:
+            masks.append(np.zeros((h, w), np.float32))
+            continue
+        src, ref = _paired_channels(img, imgs[reference])
+        cover = np.ones((h, w), np.float32)
+        for c in (covers[i], ref_cover):
+            if c is not None:
+                cover = np.minimum(cover, c)
+        valid = _working_copy(cover, size)[..., 0] > 0.999  # any uncovered pixel in the area: no evidence
+        excess = _evidence(_working_copy(np.ascontiguousarray(src), size), _working_copy(np.ascontiguousarray(ref), size),
+                           valid, config)
+        soft = _clean(excess, config)
+        full = soft if soft.shape == (h, w) else cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
+        masks.append(np.clip(full, 0.0, 1.0) * (cover > 0.5))
+    return masks
+
+
+def deghost(images: Sequence[np.ndarray], reference: int, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The images with moving pixels replaced by the exposure-mapped reference, blended by the masks."""
+    imgs = _checked_stack(images, reference)
+    checked = _checked_masks(masks, len(imgs), imgs[reference].shape[:2], "mask")
+    out = []
+    for i, (img, mask) in enumerate(zip(imgs, checked)):
+        if i == reference or mask is None or not mask.any():
+            out.append(img)
+            continue
+        fill = exposure_map(img, imgs[reference], valid=(mask < 0.5).astype(np.float32))
+        weight = mask if img.ndim == 2 else mask[..., None]
+        out.append((img + weight * (fill - img)).astype(np.float32))
+    return out
