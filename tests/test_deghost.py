@@ -25,7 +25,7 @@ def textured_disc(scene: np.ndarray, centre: tuple[int, int]) -> tuple[np.ndarra
     h, w = scene.shape[:2]
     alpha = np.zeros((h, w), np.float32)
     cv2.circle(alpha, centre, RADIUS, 1.0, -1)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), 1.5)
+    alpha = np.asarray(cv2.GaussianBlur(alpha, (0, 0), 1.5))
     stripes = 0.08 + 0.25 * (np.indices((h, w)).sum(axis=0) // 6 % 2)
     look = np.stack([stripes, stripes * 0.6, stripes * 0.3], axis=-1).astype(np.float32)
     return scene * (1 - alpha[..., None]) + look * alpha[..., None], alpha
@@ -42,7 +42,8 @@ def bracket(centres: list[tuple[int, int]] | None) -> tuple[list[np.ndarray], li
     """Three exposures with the object at centres[k] in exposure k (none when None); and its alphas."""
     images, alphas = [], []
     for k, t in enumerate(EXPOSURES):
-        scene, alpha = (radiance(), np.zeros((192, 256), np.float32)) if centres is None else textured_disc(radiance(), centres[k])
+        still = (radiance(), np.zeros((192, 256), np.float32))
+        scene, alpha = still if centres is None else textured_disc(radiance(), centres[k])
         images.append(expose(scene, t, seed=k))
         alphas.append(alpha)
     return images, alphas

@@ -48,13 +48,15 @@ from ..ycbcr import bt601_luma
 
 __all__ = ["MotionConfig", "deghost", "exposure_map", "motion_masks"]
 
-LEVELS = 1024  # reference levels of the joint histogram: finer than 8 bits, as averaged pixels are
+LEVELS = 256  # reference levels of the joint histogram (8-bit steps)
 TARGET_LEVELS = 256  # source levels (quantiles are interpolated within them)
 CLIP = 250 / 255  # a reference level at or above this is blown out: only a lower bound on the scene
 CRUSH = 5 / 255  # at or below this, crushed: only an upper bound
 _FIT_PIXELS = 1_000_000  # exposure_map fits on at most this many pixels (a regular subsample)
 _MIN_COUNT = 8  # a level seen fewer times takes its spread from its neighbours
-_POOL = 4  # the spread at a reference level pools the levels this close (1/256 of the range)
+_LUT_LEVELS = 4096  # tables are evaluated at this many levels, interpolated: area-averaged pixels lie between 8-bit steps
+_OPEN = 4.0  # a band end beyond [0, 1]: no bound (finite, so tables interpolate without NaN)
+_POOL = 2  # the spread at a reference level pools the levels this close
 
 
 @dataclass(frozen=True)
@@ -138,20 +140,23 @@ def _paired_channels(source: np.ndarray, reference: np.ndarray) -> tuple[np.ndar
 
 
 def _levels(x: np.ndarray, levels: int = LEVELS) -> np.ndarray:
-    """The nearest of `levels` evenly spaced levels on [0, 1], as indices."""
-    return np.rint(np.clip(x, 0.0, 1.0) * (levels - 1)).astype(np.intp)
+    """The nearest of `levels` evenly spaced levels on [0, 1] (x lies in [0, 1]), as indices."""
+    return (x * np.float32(levels - 1) + np.float32(0.5)).astype(np.intp)
 
 
-def _row_quantile(joint: np.ndarray, q: float) -> np.ndarray:
-    """Per row of a (R, S) level histogram, the q-quantile of the column value on [0, 1], interpolated in its bin."""
+def _row_quantiles(joint: np.ndarray, qs: Sequence[float]) -> list[np.ndarray]:
+    """Per row of a (R, S) level histogram, the qs-quantiles of the column value on [0, 1], interpolated in their bin."""
     cdf = np.cumsum(joint, axis=1)
-    target = q * cdf[:, -1]
-    idx = np.minimum((cdf < target[:, None]).sum(axis=1), joint.shape[1] - 1)
     rows = np.arange(joint.shape[0])
-    before = np.where(idx > 0, cdf[rows, idx - 1], 0.0)
-    count = joint[rows, idx]
-    frac = np.divide(target - before, count, out=np.full_like(target, 0.5), where=count > 0)
-    return np.clip((idx - 0.5 + frac) / (joint.shape[1] - 1), 0.0, 1.0)
+    out = []
+    for q in qs:
+        target = q * cdf[:, -1]
+        idx = np.minimum((cdf < target[:, None]).sum(axis=1), joint.shape[1] - 1)
+        before = np.where(idx > 0, cdf[rows, idx - 1], 0.0)
+        count = joint[rows, idx]
+        frac = np.divide(target - before, count, out=np.full_like(target, 0.5), where=count > 0)
+        out.append(np.clip((idx - 0.5 + frac) / (joint.shape[1] - 1), 0.0, 1.0))
+    return out
 
 
 def _isotonic(y: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -190,20 +195,28 @@ def _fit_relation(src: np.ndarray, ref: np.ndarray, valid: np.ndarray | None) ->
         if valid is not None:
             r, s = r[valid], s[valid]
         joint = np.bincount((r * TARGET_LEVELS + s).ravel(), minlength=LEVELS * TARGET_LEVELS)
-        joint = joint.reshape(LEVELS, TARGET_LEVELS).astype(np.float64)
+        joint = joint.reshape(LEVELS, TARGET_LEVELS).astype(np.float32)  # counts stay exact below 2^24
         count = joint.sum(axis=1)
-        median = _fill_sparse(_row_quantile(joint, 0.5), count)
-        mapping[c] = _isotonic(median, count)
-        padded = np.pad(joint, ((_POOL, _POOL), (0, 0)))  # quartiles need more samples than a median
-        pooled = sum(padded[k : k + LEVELS] for k in range(2 * _POOL + 1))
-        iqr = _row_quantile(pooled, 0.75) - _row_quantile(pooled, 0.25)
-        spread[c] = _fill_sparse(iqr / 1.349, pooled.sum(axis=1))
+        (median,) = _row_quantiles(joint, (0.5,))
+        mapping[c] = _isotonic(_fill_sparse(median, count), count)
+        # Quartiles need more samples than a median: the spread pools the levels within _POOL.
+        running = np.cumsum(np.pad(joint, ((_POOL + 1, _POOL), (0, 0))), axis=0)
+        pooled = running[2 * _POOL + 1 :] - running[: -2 * _POOL - 1]
+        low, high = _row_quantiles(pooled, (0.25, 0.75))
+        spread[c] = _fill_sparse((high - low) / 1.349, pooled.sum(axis=1))
     return mapping, spread
 
 
 def _subsample(image: np.ndarray, step: int) -> np.ndarray:
     """Every step-th pixel in both directions."""
     return image[::step, ::step]
+
+
+def _fit_mapping(src: np.ndarray, ref: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """The (C, LEVELS) mapping of (H, W, C) ref into src, fitted on a regular subsample of at most _FIT_PIXELS."""
+    step = max(1, int(np.ceil(np.sqrt(src.shape[0] * src.shape[1] / _FIT_PIXELS))))
+    sub_valid = None if valid is None else _subsample(valid, step)
+    return _fit_relation(_subsample(src, step), _subsample(ref, step), sub_valid)[0]
 
 
 def exposure_map(source: np.ndarray, reference: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -214,18 +227,20 @@ def exposure_map(source: np.ndarray, reference: np.ndarray, valid: np.ndarray | 
                          "(width x height): align them first")
     (mask,) = _checked_masks(None if valid is None else [valid], 1, src.shape[:2], "valid")
     src3, ref3 = _paired_channels(src, ref)
-    step = max(1, int(np.ceil(np.sqrt(src.shape[0] * src.shape[1] / _FIT_PIXELS))))
-    fit_valid = None if mask is None else _subsample(mask, step) > 0.5
-    mapping, _ = _fit_relation(_subsample(src3, step), _subsample(ref3, step), fit_valid)
+    mapping = _fit_mapping(src3, ref3, None if mask is None else mask > 0.5)
     return _apply(mapping, ref3).reshape(src.shape)
 
 
+def _fine(table: np.ndarray) -> np.ndarray:
+    """A table at the LEVELS levels, linearly interpolated to _LUT_LEVELS levels (float32)."""
+    return np.interp(np.linspace(0.0, 1.0, _LUT_LEVELS), np.linspace(0.0, 1.0, LEVELS), table).astype(np.float32)
+
+
 def _apply(table: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Per channel c, table[c] (at the LEVELS levels) evaluated at ref's values, linearly interpolated: (H, W, C)."""
-    levels = np.linspace(0.0, 1.0, LEVELS)
+    """Per channel c, table[c] (at the LEVELS levels) at ref's values, interpolated: (H, W, C) float32."""
     out = np.empty(ref.shape, np.float32)
     for c in range(ref.shape[2]):
-        out[..., c] = np.interp(ref[..., c], levels, table[c])
+        out[..., c] = _fine(table[c])[_levels(ref[..., c], _LUT_LEVELS)]
     return out
 
 
@@ -242,9 +257,9 @@ def _band(mapping: np.ndarray, spread: np.ndarray, config: MotionConfig) -> tupl
     blown, crushed = levels >= CLIP, levels <= CRUSH
     top, bottom = int(np.argmax(blown)) - 1, int(np.argmin(crushed))
     lower[:, blown] = lower[:, top : top + 1]
-    upper[:, blown] = np.inf
+    upper[:, blown] = _OPEN
     upper[:, crushed] = upper[:, bottom : bottom + 1]
-    lower[:, crushed] = -np.inf
+    lower[:, crushed] = -_OPEN
     return lower, upper
 
 
@@ -257,18 +272,18 @@ def _outside_band(src: np.ndarray, ref: np.ndarray, valid: np.ndarray, config: M
     # A channel near clipping drags the pixel's others up (highlight roll-off, hue shifts to yellow and
     # white): where the reference has one, the source may be darker in the others than their levels
     # say; where the source has one, brighter.
-    ref_rolloff, src_rolloff = (x.max(axis=2) >= config.rolloff for x in (ref, src))
+    ref_rolloff, src_rolloff = (np.maximum.reduce([x[..., c] for c in range(x.shape[2])]) >= config.rolloff for x in (ref, src))
     for c in range(src.shape[2]):
-        idx = _levels(ref[..., c])
-        lo, hi = lower[c].astype(np.float32)[idx], upper[c].astype(np.float32)[idx]
+        idx = _levels(ref[..., c], _LUT_LEVELS)
+        lo, hi = _fine(lower[c])[idx], _fine(upper[c])[idx]
         if src.shape[2] > 1:
-            lo[ref_rolloff & (ref[..., c] < config.rolloff)] = -np.inf
-            hi[src_rolloff & (src[..., c] < config.rolloff)] = np.inf
+            lo[ref_rolloff & (ref[..., c] < config.rolloff)] = -_OPEN
+            hi[src_rolloff & (src[..., c] < config.rolloff)] = _OPEN
         lo, hi = cv2.erode(lo, kernel), cv2.dilate(hi, kernel)
         s = src[..., c]
         e = np.maximum(lo - s, s - hi)
         if config.relative:
-            e = e / cv2.dilate((config.gain * spread[c] + config.floor).astype(np.float32)[idx], kernel)
+            e = e / cv2.dilate(_fine(config.gain * spread[c] + config.floor)[idx], kernel)
         excess = np.maximum(excess, e)
     return excess
 
@@ -334,6 +349,13 @@ def _working_size(h: int, w: int, pixels: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def _joint_cover(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """Where both images are covered (None: everywhere)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return np.minimum(a, b)
+
+
 def motion_masks(images: Sequence[np.ndarray], reference: int, coverage: Sequence[np.ndarray | None] | None = None,
                  config: MotionConfig = MotionConfig()) -> list[np.ndarray]:
     """Per image a float32 (H, W) mask in [0, 1] of moving content against images[reference] (module docstring)."""
@@ -341,24 +363,27 @@ def motion_masks(images: Sequence[np.ndarray], reference: int, coverage: Sequenc
     h, w = imgs[reference].shape[:2]
     covers = _checked_masks(coverage, len(imgs), (h, w), "coverage")
     size = _working_size(h, w, config.work_pixels)
-    ref_cover = covers[reference]
     masks = []
     for i, img in enumerate(imgs):
         if i == reference:
             masks.append(np.zeros((h, w), np.float32))
             continue
-        src, ref = _paired_channels(img, imgs[reference])
-        cover = np.ones((h, w), np.float32)
-        for c in (covers[i], ref_cover):
-            if c is not None:
-                cover = np.minimum(cover, c)
-        valid = _working_copy(cover, size)[..., 0] > 0.999  # any uncovered pixel in the area: no evidence
-        excess = _evidence(_working_copy(np.ascontiguousarray(src), size), _working_copy(np.ascontiguousarray(ref), size),
-                           valid, config)
-        soft = _clean(excess, config)
-        full = soft if soft.shape == (h, w) else cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
-        masks.append(np.clip(full, 0.0, 1.0) * (cover > 0.5))
+        src, ref = (_working_copy(np.ascontiguousarray(x), size) for x in _paired_channels(img, imgs[reference]))
+        cover = _joint_cover(covers[i], covers[reference])
+        # Any uncovered pixel in a working pixel's area leaves it without evidence.
+        valid = np.ones(size, bool) if cover is None else _working_copy(cover, size)[..., 0] > 0.999
+        soft = _clean(_evidence(src, ref, valid, config), config)
+        full = np.asarray(soft if soft.shape == (h, w) else cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR))
+        if cover is not None:
+            full *= cover > 0.5
+        masks.append(np.clip(full, 0.0, 1.0, out=full))
     return masks
+
+
+def _box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The smallest rows x columns slice holding every nonzero pixel of a mask that has one."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def deghost(images: Sequence[np.ndarray], reference: int, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -370,7 +395,11 @@ def deghost(images: Sequence[np.ndarray], reference: int, masks: Sequence[np.nda
         if i == reference or mask is None or not mask.any():
             out.append(img)
             continue
-        fill = exposure_map(img, imgs[reference], valid=(mask < 0.5).astype(np.float32))
-        weight = mask if img.ndim == 2 else mask[..., None]
-        out.append((img + weight * (fill - img)).astype(np.float32))
+        src, ref = _paired_channels(img, imgs[reference])
+        mapping = _fit_mapping(src, ref, mask < 0.5)  # fitted on the still pixels
+        box = _box(mask)
+        result = src.copy()
+        weight = mask[box][..., None]
+        result[box] += weight * (_apply(mapping, ref[box]) - result[box])
+        out.append(result.reshape(img.shape))
     return out
