@@ -43,7 +43,7 @@ import torch
 from benchmarks.data import evenly, need_data
 from tcmoa.align.deghost import deghost, motion_masks
 from tcmoa.data_root import DATA_ROOT
-from tcmoa.imaging import image_files, read_image, save_image, shrink_to
+from tcmoa.imaging import bt601_luma, image_files, read_image, save_image, shrink_to
 from tcmoa.metrics.baselines import laplacian_pyramid_fusion, mertens_fusion, mertens_weights
 from tcmoa.metrics.evaluation import discover_sets
 from tcmoa.metrics.scores import evaluate
@@ -61,6 +61,7 @@ class MovingStack:
     consistent: list[np.ndarray]
     alphas: list[np.ndarray]  # (H, W) float32 in [0, 1]: the object's footprint in each moving exposure
     reference: int
+    group: str  # how the reference was chosen: "better-exposed reference", "other reference", "synthetic bracket"
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,6 +124,15 @@ def paste(image: np.ndarray, patch: np.ndarray, alpha: np.ndarray, at: tuple[int
     return out * (1 - a) + src * a, full
 
 
+def better_exposed(stack: list[np.ndarray]) -> int:
+    """The exposure with the most pixels neither crushed nor blown (luma in (0.02, 0.98)); the first of a tie."""
+    def share(img: np.ndarray) -> float:
+        luma = bt601_luma(img) if img.ndim == 3 else img
+        return float(((luma > 0.02) & (luma < 0.98)).mean())
+
+    return int(np.argmax([share(im) for im in stack]))
+
+
 def _chan(img: np.ndarray) -> np.ndarray:
     """(H, W, C) view."""
     return img if img.ndim == 3 else img[..., None]
@@ -145,7 +155,8 @@ def moving_real(name: str, stack: list[np.ndarray], reference: int, patch_path: 
         moving.append(m.astype(np.float32))
         consistent.append(c.astype(np.float32))
         alphas.append(a)
-    return MovingStack(name, moving, consistent, alphas, reference)
+    group = "better-exposed reference" if reference == better_exposed(stack) else "other reference"
+    return MovingStack(name, moving, consistent, alphas, reference, group)
 
 
 def camera(radiance: np.ndarray, exposure: float, rng: np.random.Generator, shift: tuple[float, ...]) -> np.ndarray:
@@ -164,7 +175,7 @@ def moving_synthetic(name: str, scene_path: Path, patch_path: Path, seed: int, m
     alpha = person_alpha(int(h * rng.uniform(0.35, 0.5)), rng)
     look = object_patch(patch_path, alpha.shape, rng) ** 2.2
     places = walk_positions((h, w), alpha.shape, 3, 1, rng)
-    stack = MovingStack(name, [], [], [], 1)
+    stack = MovingStack(name, [], [], [], 1, "synthetic bracket")
     for k, exposure in enumerate((0.25, 1.0, 4.0)):
         shift = (0.0, 0.0) if k == 1 else tuple(rng.uniform(-0.5, 0.5, 2))
         noise = int(rng.integers(1 << 30))
@@ -214,7 +225,7 @@ def squared_error(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> tuple[flo
 
 @dataclass
 class Tally:
-    """Sums over cases for one fusion."""
+    """Ghost energies summed over cases."""
 
     none: float = 0.0
     deghost: float = 0.0
@@ -222,6 +233,19 @@ class Tally:
     pixels: int = 0
     halved: int = 0  # cases whose own reduction is >= 50%
     cases: int = 0
+
+    def add(self, none: float, deghost: float, oracle: float, pixels: int) -> None:
+        """Count one case."""
+        self.none, self.deghost, self.oracle = self.none + none, self.deghost + deghost, self.oracle + oracle
+        self.pixels += pixels
+        self.halved += int(deghost <= 0.5 * none)
+        self.cases += 1
+
+    def row(self) -> str:
+        """The table's cells: energies per pixel of the region, reductions, cases halved."""
+        px, none = max(self.pixels, 1), max(self.none, 1e-12)
+        return (f"{self.cases} | {self.none / px:.5f} | {self.deghost / px:.5f} | {self.oracle / px:.5f} | "
+                f"{1 - self.deghost / none:.1%} | {1 - self.oracle / none:.1%} | {self.halved}/{self.cases}")
 
 
 def mask_counts(stack: MovingStack, masks: list[np.ndarray]) -> np.ndarray:
@@ -237,37 +261,35 @@ def mask_counts(stack: MovingStack, masks: list[np.ndarray]) -> np.ndarray:
 
 
 def evaluate_moving(stacks: list[MovingStack], methods: dict[str, Fusion], png: Path | None) -> None:
-    """Print ghost energy per fusion and the masks' precision / recall over the moving stacks."""
-    tallies = {n: Tally() for n in methods}
-    counts, mask_seconds = np.zeros(3), 0.0
+    """Print the masks' precision / recall and the ghost energy per fusion, per kind of case and over all."""
+    tallies: dict[tuple[str, str], Tally] = {}
+    counts: dict[str, np.ndarray] = {}
     for i, st in enumerate(stacks):
-        t = time.perf_counter()
         masks = motion_masks(st.moving, st.reference)
-        mask_seconds += time.perf_counter() - t
-        counts += mask_counts(st, masks)
+        for group in (st.group, "all"):
+            counts[group] = counts.get(group, np.zeros(3)) + mask_counts(st, masks)
         cleaned, oracle = deghost(st.moving, st.reference, masks), deghost(st.moving, st.reference, true_masks(st))
         region = np.max(st.alphas, axis=0) > 0.05
         for name, fuse in methods.items():
             truth, plain, fixed = fuse(st.consistent), fuse(st.moving), fuse(cleaned)
             e_none, n = squared_error(plain, truth, region)
-            e_dg = squared_error(fixed, truth, region)[0]
-            tally = tallies[name]
-            tally.none, tally.deghost, tally.pixels = tally.none + e_none, tally.deghost + e_dg, tally.pixels + n
-            tally.oracle += squared_error(fuse(oracle), truth, region)[0]
-            tally.halved += int(e_dg <= 0.5 * e_none)
-            tally.cases += 1
-            if png is not None and i < 4 and name == next(iter(methods)):
-                contact(png / f"deghost_{i}_{st.name.replace('/', '_')}.png", st, masks, plain, fixed)
-    tp, predicted, moving = counts
-    print(f"{len(stacks)} moving stacks; masks: precision {tp / max(predicted, 1):.3f}, recall {tp / max(moving, 1):.3f}, "
-          f"{mask_seconds / len(stacks):.3f} s per stack")
-    print("| fusion | ghost energy, none | deghost | oracle masks | reduction | oracle reduction | cases >= 50% |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, sums in tallies.items():
-        px = max(sums.pixels, 1)
-        print(f"| {name} | {sums.none / px:.5f} | {sums.deghost / px:.5f} | {sums.oracle / px:.5f} | "
-              f"{1 - sums.deghost / max(sums.none, 1e-12):.1%} | {1 - sums.oracle / max(sums.none, 1e-12):.1%} | "
-              f"{sums.halved}/{sums.cases} |")
+            energies = (e_none, squared_error(fixed, truth, region)[0], squared_error(fuse(oracle), truth, region)[0])
+            for group in (st.group, "all"):
+                tallies.setdefault((name, group), Tally()).add(*energies, n)
+            if png is not None and i < 6 and name == next(iter(methods)):
+                contact(png / f"deghost_{i}_{st.name.replace('/', '_')}_ref{st.reference}.png", st, masks, plain, fixed)
+    print("| cases | masks | precision | recall |\n|---|---:|---:|---:|")
+    for group, (tp, predicted, moving) in counts.items():
+        print(f"| {group} | {tally_cases(tallies, group)} | {tp / max(predicted, 1):.3f} | {tp / max(moving, 1):.3f} |")
+    print("\n| fusion | cases | n | ghost energy, none | deghost | oracle masks | reduction | oracle reduction | cases >= 50% |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for (name, group), sums in tallies.items():
+        print(f"| {name} | {group} | {sums.row()} |")
+
+
+def tally_cases(tallies: dict[tuple[str, str], Tally], group: str) -> int:
+    """How many cases a group has (from any fusion's tally)."""
+    return next(t.cases for (_, g), t in tallies.items() if g == group)
 
 
 def evaluate_static(stacks: list[tuple[str, list[np.ndarray]]], methods: dict[str, Fusion]) -> None:

@@ -74,9 +74,11 @@ def test_a_moving_object_is_found_across_exposures() -> None:
     assert len(masks) == 3 and all(m.shape == (192, 256) and m.dtype == np.float32 for m in masks)
     for k in (0, 2):
         moving = (alphas[k] > 0.5) | (alphas[1] > 0.5)  # its own place and the reference's
-        near = cv2.dilate(moving.astype(np.uint8), np.ones((31, 31), np.uint8)) > 0  # the soft edge lies within 15 px
+        # The mask grows (into pixels the reference cannot see, then a soft edge): by less than 30 px.
+        near = cv2.dilate(moving.astype(np.uint8), np.ones((61, 61), np.uint8)) > 0
         assert masks[k][moving].mean() > 0.8, k
         assert masks[k][~near].max() < 0.05, k
+        assert (masks[k] > 0.5).sum() < 2.5 * moving.sum(), k
         assert 0 <= masks[k].min() and masks[k].max() <= 1.0
 
 

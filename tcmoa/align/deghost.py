@@ -23,17 +23,23 @@ Method:
    noise), each source pixel must lie in the band m(r) +- (gain * s(r) + floor), widened to the band's
    extremes over a (2 ``window`` + 1)^2 neighbourhood so that a residual misalignment of ``window`` px
    (at that scale) is no evidence. A clipped reference carries no evidence on one side: at a blown level
-   (>= ``CLIP``) it says only "at least as bright as its brightest unclipped level", so the band has no
-   upper end; at a crushed level (<= ``CRUSH``) no lower end. A clipped source needs no rule: a blown
-   source pixel can only leave the band upwards, which is real evidence (its true value is higher still).
-   The evidence is the distance outside the band, the largest over the channels.
+   (>= ``CLIP``) it says only "at least as bright as the brightest unclipped level" (or as the source's 2%
+   quantile where the reference is blown, if lower: local tone curves), so the band has no upper end; at a
+   crushed level (<= ``CRUSH``) no lower end. A clipped source needs no rule: a blown source pixel can only
+   leave the band upwards, which is real evidence (its true value is higher still). The test runs both ways
+   round (the source predicted from the reference and the reference from the source: each is informative
+   where its predictor is well exposed); the evidence is the larger distance outside the band, over channels.
 3. **Mask.** Hysteresis: pixels over ``high`` (opened by 3 x 3, so lone pixels and one-pixel edges seed
    nothing) seed the connected regions over ``low``; regions under ``min_area`` of the image are dropped,
-   holes are filled, the rest is dilated by ``grow`` px and blurred (Gaussian, sigma ``feather`` px) so the
-   mask has soft edges, then resized bilinearly to the images' size.
+   closed (radius ``close``) and each replaced by its convex hull (a moving object is
+   found in pieces where it resembles what it covers). Where the reference is crushed (every channel <=
+   ``dark``) or blown it holds no evidence either way: a region grows into such pixels by up to ``reach``
+   px, neither stopping at them nor flagging them on its own. Then the mask is dilated by ``grow`` px and
+   blurred (Gaussian, sigma ``feather`` px) so that it has soft edges, and resized bilinearly to the
+   images' size. Lengths are px of a working copy of ``work_pixels``; a smaller image's scale them down.
 
-The thresholds were tuned on data/train/mef (FusionDN) and synthetic brackets only
-(benchmarks/deghosting.py measures them on MEFB).
+The thresholds were tuned on data/train/mef (FusionDN) and synthetic brackets only; benchmarks/deghosting.py
+measures them on MEFB stacks.
 """
 from __future__ import annotations
 
@@ -56,6 +62,7 @@ _FIT_PIXELS = 1_000_000  # exposure_map fits on at most this many pixels (a regu
 _MIN_COUNT = 8  # a level seen fewer times takes its spread from its neighbours
 _LUT_LEVELS = 4096  # tables are evaluated at this many levels, interpolated: area-averaged pixels lie between 8-bit steps
 _OPEN = 4.0  # a band end beyond [0, 1]: no bound (finite, so tables interpolate without NaN)
+_TAIL = 0.02  # where the reference clips, the source's 2% / 98% quantile there bounds it
 _POOL = 2  # the spread at a reference level pools the levels this close
 
 
@@ -63,25 +70,18 @@ _POOL = 2  # the spread at a reference level pools the levels this close
 class MotionConfig:
     """Thresholds of motion_masks (intensities on [0, 1]; lengths in px of the working copy)."""
 
-    work_pixels: int = 400_000  # masks are computed on a copy at most this large, then upsampled
-    gain: float = 3.0  # band half-width in robust spreads of the exposure relation
-    floor: float = 0.02  # plus this: noise and quantisation the spread does not see
+    work_pixels: int = 150_000  # masks are computed on a copy at most this large, then upsampled
+    gain: float = 2.0  # band half-width in robust spreads of the exposure relation
+    floor: float = 0.015  # plus this: noise and quantisation the spread does not see
     window: int = 1  # residual misalignment tolerated
-    smooth: float = 0.0  # Gaussian sigma pooling the evidence of neighbouring pixels
-    blur: float = 0.0  # Gaussian sigma applied to both images first
-    relative: bool = False
-    rolloff: float = 2.0
-    close: int = 0
     low: float = 0.02  # hysteresis: region threshold on the distance outside the band
     high: float = 0.06  # and seed threshold
     min_area: float = 0.0005  # smallest moving region kept, as a share of the image
-    grow: int = 4  # dilation of the mask (soft shadows, blur at the object's edge)
-    feather: float = 3.0  # Gaussian sigma of the soft edge
-
-
-# --------------------------------------------------------------------------------------------
-# Input checks
-# --------------------------------------------------------------------------------------------
+    close: int = 8  # closing radius joining the pieces of one object
+    dark: float = 0.03  # a reference pixel with every channel at or below this holds no evidence
+    reach: int = 16  # how far a region grows into pixels without evidence
+    grow: int = 10  # dilation of the mask (shadows, blur at the object's edge)
+    feather: float = 5.0  # Gaussian sigma of the soft edge
 
 
 def _checked_stack(images: Sequence[np.ndarray], reference: int) -> list[np.ndarray]:
@@ -134,11 +134,6 @@ def _paired_channels(source: np.ndarray, reference: np.ndarray) -> tuple[np.ndar
     return src, ref
 
 
-# --------------------------------------------------------------------------------------------
-# The exposure relation
-# --------------------------------------------------------------------------------------------
-
-
 def _levels(x: np.ndarray, levels: int = LEVELS) -> np.ndarray:
     """The nearest of `levels` evenly spaced levels on [0, 1] (x lies in [0, 1]), as indices."""
     return (x * np.float32(levels - 1) + np.float32(0.5)).astype(np.intp)
@@ -185,11 +180,22 @@ def _fill_sparse(values: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.interp(x, x[seen], values[seen])
 
 
-def _fit_relation(src: np.ndarray, ref: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel the mapping m and spread s at each reference level: two (C, LEVELS) arrays (module docstring)."""
+@dataclass(frozen=True)
+class _Relation:
+    """How a source's levels follow a reference's, per channel (module docstring, step 1)."""
+
+    mapping: np.ndarray  # (C, LEVELS) median source value at each reference level, non-decreasing
+    spread: np.ndarray  # (C, LEVELS) robust spread around it
+    blown_floor: np.ndarray  # (C,) a low quantile of the source where the reference is blown (NaN: none is)
+    crushed_ceiling: np.ndarray  # (C,) a high quantile of the source where the reference is crushed
+
+
+def _fit_relation(src: np.ndarray, ref: np.ndarray, valid: np.ndarray | None) -> _Relation:
+    """The relation of (H, W, C) src to ref, from their joint level histogram over the valid pixels."""
     channels = src.shape[2]
-    mapping = np.empty((channels, LEVELS))
-    spread = np.empty((channels, LEVELS))
+    mapping, spread = np.empty((channels, LEVELS)), np.empty((channels, LEVELS))
+    tails = np.full((2, channels), np.nan)
+    blown, crushed = np.linspace(0.0, 1.0, LEVELS) >= CLIP, np.linspace(0.0, 1.0, LEVELS) <= CRUSH
     for c in range(channels):
         r, s = _levels(ref[..., c]), _levels(src[..., c], TARGET_LEVELS)
         if valid is not None:
@@ -204,19 +210,17 @@ def _fit_relation(src: np.ndarray, ref: np.ndarray, valid: np.ndarray | None) ->
         pooled = running[2 * _POOL + 1 :] - running[: -2 * _POOL - 1]
         low, high = _row_quantiles(pooled, (0.25, 0.75))
         spread[c] = _fill_sparse((high - low) / 1.349, pooled.sum(axis=1))
-    return mapping, spread
-
-
-def _subsample(image: np.ndarray, step: int) -> np.ndarray:
-    """Every step-th pixel in both directions."""
-    return image[::step, ::step]
+        for k, (rows, q) in enumerate(((blown, _TAIL), (crushed, 1 - _TAIL))):
+            if count[rows].sum() >= _MIN_COUNT:
+                tails[k, c] = _row_quantiles(joint[rows].sum(axis=0, keepdims=True), (q,))[0][0]
+    return _Relation(mapping, spread, tails[0], tails[1])
 
 
 def _fit_mapping(src: np.ndarray, ref: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """The (C, LEVELS) mapping of (H, W, C) ref into src, fitted on a regular subsample of at most _FIT_PIXELS."""
     step = max(1, int(np.ceil(np.sqrt(src.shape[0] * src.shape[1] / _FIT_PIXELS))))
-    sub_valid = None if valid is None else _subsample(valid, step)
-    return _fit_relation(_subsample(src, step), _subsample(ref, step), sub_valid)[0]
+    sub_valid = None if valid is None else valid[::step, ::step]
+    return _fit_relation(src[::step, ::step], ref[::step, ::step], sub_valid).mapping
 
 
 def exposure_map(source: np.ndarray, reference: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -244,96 +248,84 @@ def _apply(table: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# Motion masks
-# --------------------------------------------------------------------------------------------
-
-
-def _band(mapping: np.ndarray, spread: np.ndarray, config: MotionConfig) -> tuple[np.ndarray, np.ndarray]:
+def _band(relation: _Relation, config: MotionConfig) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper ends of the expected source value per reference level, open where the reference clips."""
-    half = config.gain * spread + config.floor
-    lower, upper = mapping - half, mapping + half
+    half = config.gain * relation.spread + config.floor
+    lower, upper = relation.mapping - half, relation.mapping + half
     levels = np.linspace(0.0, 1.0, LEVELS)
     blown, crushed = levels >= CLIP, levels <= CRUSH
     top, bottom = int(np.argmax(blown)) - 1, int(np.argmin(crushed))
-    lower[:, blown] = lower[:, top : top + 1]
+    # A blown level bounds the source below by the brightest unclipped level's band, or by what the source
+    # shows where the reference is blown, whichever is lower (local tone curves make the first too tight).
+    lower[:, blown] = np.fmin(lower[:, top], relation.blown_floor)[:, None]
     upper[:, blown] = _OPEN
-    upper[:, crushed] = upper[:, bottom : bottom + 1]
+    upper[:, crushed] = np.fmax(upper[:, bottom], relation.crushed_ceiling)[:, None]
     lower[:, crushed] = -_OPEN
     return lower, upper
 
 
 def _outside_band(src: np.ndarray, ref: np.ndarray, valid: np.ndarray, config: MotionConfig) -> np.ndarray:
     """Distance of each source pixel outside the band its reference level predicts, the largest over channels."""
-    mapping, spread = _fit_relation(src, ref, valid)
-    lower, upper = _band(mapping, spread, config)
+    lower, upper = _band(_fit_relation(src, ref, valid), config)
     kernel = np.ones((2 * config.window + 1,) * 2, np.uint8)
     excess = np.zeros(src.shape[:2], np.float32)
-    # A channel near clipping drags the pixel's others up (highlight roll-off, hue shifts to yellow and
-    # white): where the reference has one, the source may be darker in the others than their levels
-    # say; where the source has one, brighter.
-    ref_rolloff, src_rolloff = (np.maximum.reduce([x[..., c] for c in range(x.shape[2])]) >= config.rolloff for x in (ref, src))
     for c in range(src.shape[2]):
         idx = _levels(ref[..., c], _LUT_LEVELS)
-        lo, hi = _fine(lower[c])[idx], _fine(upper[c])[idx]
-        if src.shape[2] > 1:
-            lo[ref_rolloff & (ref[..., c] < config.rolloff)] = -_OPEN
-            hi[src_rolloff & (src[..., c] < config.rolloff)] = _OPEN
-        lo, hi = cv2.erode(lo, kernel), cv2.dilate(hi, kernel)
+        lo, hi = cv2.erode(_fine(lower[c])[idx], kernel), cv2.dilate(_fine(upper[c])[idx], kernel)
         s = src[..., c]
-        e = np.maximum(lo - s, s - hi)
-        if config.relative:
-            e = e / cv2.dilate(_fine(config.gain * spread[c] + config.floor)[idx], kernel)
-        excess = np.maximum(excess, e)
+        excess = np.maximum(excess, np.maximum(lo - s, s - hi))
     return excess
 
 
 def _evidence(src: np.ndarray, ref: np.ndarray, valid: np.ndarray, config: MotionConfig) -> np.ndarray:
-    """Disagreement of source and reference beyond exposure, both ways round: (h, w) float32, 0 where not valid.
-
-    Each direction is informative where its predictor is well exposed: a dark reference's levels spread
-    over many of a bright source's, while the bright source's levels pin the dark reference's down.
-    """
-    if config.blur > 0:
-        src = cv2.GaussianBlur(src, (0, 0), config.blur).reshape(src.shape)
-        ref = cv2.GaussianBlur(ref, (0, 0), config.blur).reshape(ref.shape)
+    """Disagreement of source and reference beyond exposure, both ways round: (h, w) float32, 0 where not valid."""
     excess = np.maximum(_outside_band(src, ref, valid, config), _outside_band(ref, src, valid, config))
     excess[~valid] = 0.0
     return excess
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """A uint8 mask with the background regions that do not touch the border set to 1."""
-    n, labels = cv2.connectedComponents((mask == 0).astype(np.uint8), connectivity=4)
-    outside = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    hole = np.ones(n, bool)
-    hole[outside] = False
-    hole[0] = False  # label 0 is the mask itself
-    return np.where(hole[labels], 1, mask).astype(np.uint8)
+def _disc(radius: int) -> np.ndarray:
+    """A disc-shaped structuring element of the given radius."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
 
 
-def _clean(excess: np.ndarray, config: MotionConfig) -> np.ndarray:
-    """The soft (h, w) mask from the evidence: hysteresis, small regions dropped, holes filled, grown, feathered."""
-    if config.smooth > 0:
-        excess = cv2.GaussianBlur(excess, (0, 0), config.smooth)
+def _hulls(mask: np.ndarray) -> np.ndarray:
+    """Each connected region of a uint8 mask replaced by its convex hull."""
+    out = np.zeros_like(mask)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    for contour in contours:
+        cv2.fillConvexPoly(out, cv2.convexHull(contour), 1)
+    return out
+
+
+def _hysteresis(excess: np.ndarray, config: MotionConfig) -> np.ndarray:
+    """uint8 regions over `low` holding a seed over `high` (opened 3 x 3) and at least `min_area` of the image."""
     seeds = cv2.morphologyEx((excess > config.high).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats((excess > config.low).astype(np.uint8), connectivity=8)
     keep = np.zeros(n, bool)
     keep[np.unique(labels[seeds > 0])] = True
     keep &= stats[:, cv2.CC_STAT_AREA] >= config.min_area * excess.size
     keep[0] = False
-    mask = keep[labels].astype(np.uint8)
+    return keep[labels].astype(np.uint8)
+
+
+def _clean(excess: np.ndarray, unknown: np.ndarray, config: MotionConfig) -> np.ndarray:
+    """The soft (h, w) mask from the evidence (module docstring, step 3)."""
+    mask = _hysteresis(excess, config)
     if not mask.any():
         return np.zeros(excess.shape, np.float32)
-    if config.close > 0:
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * config.close + 1,) * 2))
-    mask = _fill_holes(mask)
-    if config.grow > 0:
-        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * config.grow + 1,) * 2))
+    scale = min(1.0, float(np.sqrt(excess.size / config.work_pixels)))
+    close, reach, grow = (round(n * scale) for n in (config.close, config.reach, config.grow))
+    if close > 0:
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _disc(close))
+    mask = _hulls(mask)  # which fills holes too
+    allowed = (unknown | (mask > 0)).astype(np.uint8)
+    for _ in range(reach):  # a geodesic dilation: only through pixels without evidence
+        mask = np.minimum(cv2.dilate(mask, np.ones((3, 3), np.uint8)), allowed)
+    if grow > 0:
+        mask = cv2.dilate(mask, _disc(grow))
     soft = mask.astype(np.float32)
-    if config.feather > 0:
-        soft = cv2.GaussianBlur(soft, (0, 0), config.feather)
-    return soft
+    return cv2.GaussianBlur(soft, (0, 0), config.feather * scale) if config.feather > 0 else soft
 
 
 def _working_copy(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -349,13 +341,6 @@ def _working_size(h: int, w: int, pixels: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _joint_cover(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-    """Where both images are covered (None: everywhere)."""
-    if a is None or b is None:
-        return b if a is None else a
-    return np.minimum(a, b)
-
-
 def motion_masks(images: Sequence[np.ndarray], reference: int, coverage: Sequence[np.ndarray | None] | None = None,
                  config: MotionConfig = MotionConfig()) -> list[np.ndarray]:
     """Per image a float32 (H, W) mask in [0, 1] of moving content against images[reference] (module docstring)."""
@@ -369,10 +354,12 @@ def motion_masks(images: Sequence[np.ndarray], reference: int, coverage: Sequenc
             masks.append(np.zeros((h, w), np.float32))
             continue
         src, ref = (_working_copy(np.ascontiguousarray(x), size) for x in _paired_channels(img, imgs[reference]))
-        cover = _joint_cover(covers[i], covers[reference])
+        pair = [c for c in (covers[i], covers[reference]) if c is not None]
+        cover = np.minimum.reduce(pair) if pair else None
         # Any uncovered pixel in a working pixel's area leaves it without evidence.
         valid = np.ones(size, bool) if cover is None else _working_copy(cover, size)[..., 0] > 0.999
-        soft = _clean(_evidence(src, ref, valid, config), config)
+        unknown = (np.max(ref, axis=2) <= config.dark) | (np.min(ref, axis=2) >= CLIP)
+        soft = _clean(_evidence(src, ref, valid, config), unknown, config)
         full = np.asarray(soft if soft.shape == (h, w) else cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR))
         if cover is not None:
             full *= cover > 0.5
