@@ -97,6 +97,15 @@ def test_static_brackets_give_empty_masks() -> None:
             assert max(float((m > 0.5).mean()) for m in masks) < 0.002
 
 
+def test_a_line_along_two_borders_stays_a_line() -> None:
+    images, _ = bracket(None)
+    framed = images[0].copy()
+    framed[-4:, :] = framed[:, -4:] = (0.1, 0.2, 0.9)  # a coloured frame on two sides of one exposure (a scan border)
+    masks = motion_masks([framed, images[1]], 1)
+    assert masks[0][-4:, 10:-10].mean() > 0.5  # it differs, and is flagged
+    assert (masks[0] > 0.5).mean() < 0.3  # but not the triangle its convex hull would be (half the image)
+
+
 def test_grey_images_work_too() -> None:
     images, alphas = bracket(WALK)
     grey = [im.mean(axis=2) for im in images]

@@ -31,8 +31,8 @@ Method:
    where its predictor is well exposed); the evidence is the larger distance outside the band, over channels.
 3. **Mask.** Hysteresis: pixels over ``high`` (opened by 3 x 3, so lone pixels and one-pixel edges seed
    nothing) seed the connected regions over ``low``; regions under ``min_area`` of the image are dropped,
-   closed (radius ``close``) and each replaced by its convex hull (a moving object is
-   found in pieces where it resembles what it covers). Where the reference is crushed (every channel <=
+   closed (radius ``close``) and each replaced by its convex hull where that at most doubles
+   it (a moving object is found in pieces where it resembles what it covers). Where the reference is crushed (every channel <=
    ``dark``) or blown it holds no evidence either way: a region grows into such pixels by up to ``reach``
    px, neither stopping at them nor flagging them on its own. Then the mask is dilated by ``grow`` px and
    blurred (Gaussian, sigma ``feather`` px) so that it has soft edges, and resized bilinearly to the
@@ -63,6 +63,7 @@ _MIN_COUNT = 8  # a level seen fewer times takes its spread from its neighbours
 _LUT_LEVELS = 4096  # tables are evaluated at this many levels, interpolated: area-averaged pixels lie between 8-bit steps
 _OPEN = 4.0  # a band end beyond [0, 1]: no bound (finite, so tables interpolate without NaN)
 _TAIL = 0.02  # where the reference clips, the source's 2% / 98% quantile there bounds it
+_HULL_GROWTH = 2.0  # a region is replaced by its convex hull only if that at most doubles it
 _POOL = 2  # the spread at a reference level pools the levels this close
 
 
@@ -290,11 +291,19 @@ def _disc(radius: int) -> np.ndarray:
 
 
 def _hulls(mask: np.ndarray) -> np.ndarray:
-    """Each connected region of a uint8 mask replaced by its convex hull."""
+    """Each connected region of a uint8 mask filled, and replaced by its convex hull where that is compact.
+
+    A hull at most _HULL_GROWTH times the region's area completes an object found in pieces; a thin,
+    bent region (a line along two borders) keeps its own shape, or its hull would cover half the image.
+    """
     out = np.zeros_like(mask)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     for contour in contours:
-        cv2.fillConvexPoly(out, cv2.convexHull(contour), 1)
+        hull = cv2.convexHull(contour)
+        if cv2.contourArea(hull) <= _HULL_GROWTH * max(cv2.contourArea(contour), 1.0):
+            cv2.fillConvexPoly(out, hull, 1)
+        else:
+            cv2.drawContours(out, [contour], 0, 1, thickness=-1)
     return out
 
 
