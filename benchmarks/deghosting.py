@@ -49,6 +49,7 @@ from tcmoa.metrics.evaluation import discover_sets
 from tcmoa.metrics.scores import evaluate
 
 Fusion = Callable[[list[np.ndarray]], np.ndarray]
+GROUPS = ("better-exposed reference", "other reference", "synthetic bracket", "all")
 T = TypeVar("T")
 
 
@@ -278,13 +279,16 @@ def evaluate_moving(stacks: list[MovingStack], methods: dict[str, Fusion], png: 
                 tallies.setdefault((name, group), Tally()).add(*energies, n)
             if png is not None and i < 6 and name == next(iter(methods)):
                 contact(png / f"deghost_{i}_{st.name.replace('/', '_')}_ref{st.reference}.png", st, masks, plain, fixed)
+    groups = [g for g in GROUPS if g in counts]
     print("| cases | masks | precision | recall |\n|---|---:|---:|---:|")
-    for group, (tp, predicted, moving) in counts.items():
+    for group in groups:
+        tp, predicted, moving = counts[group]
         print(f"| {group} | {tally_cases(tallies, group)} | {tp / max(predicted, 1):.3f} | {tp / max(moving, 1):.3f} |")
     print("\n| fusion | cases | n | ghost energy, none | deghost | oracle masks | reduction | oracle reduction | cases >= 50% |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for (name, group), sums in tallies.items():
-        print(f"| {name} | {group} | {sums.row()} |")
+    for name in methods:
+        for group in groups:
+            print(f"| {name} | {group} | {tallies[(name, group)].row()} |")
 
 
 def tally_cases(tallies: dict[tuple[str, str], Tally], group: str) -> int:
@@ -295,8 +299,10 @@ def tally_cases(tallies: dict[tuple[str, str], Tally], group: str) -> int:
 def evaluate_static(stacks: list[tuple[str, list[np.ndarray]]], methods: dict[str, Fusion]) -> None:
     """Print the masks' coverage on stacks without moving objects, and what deghosting does to MEF-SSIM."""
     shares, changes = [], {n: [] for n in methods}  # type: ignore[var-annotated]
+    names = []
     for name, stack in stacks:
         for reference in range(len(stack)):
+            names.append(f"{name.split('/')[-1]} ref {reference}")
             masks = motion_masks(stack, reference)
             shares.append(max(float((m > 0.5).mean()) for m in masks))
             cleaned = deghost(stack, reference, masks)
@@ -314,6 +320,9 @@ def evaluate_static(stacks: list[tuple[str, list[np.ndarray]]], methods: dict[st
     for n, c in changes.items():
         a = np.asarray(c)
         print(f"| {n} | {a.mean():+.5f} | {np.abs(a).max():.5f} |")
+    worst = np.argsort(np.abs(np.sum(list(changes.values()), axis=0)))[::-1][:5]
+    print("largest changes: " + ", ".join(f"{names[i]} (mask {shares[i]:.1%}: "
+                                           + " ".join(f"{changes[n][i]:+.4f}" for n in methods) + ")" for i in worst))
 
 
 def mef_ssim(fused: np.ndarray, stack: list[np.ndarray]) -> float:
