@@ -221,6 +221,8 @@ def _fit_mapping(src: np.ndarray, ref: np.ndarray, valid: np.ndarray | None) -> 
     """The (C, LEVELS) mapping of (H, W, C) ref into src, fitted on a regular subsample of at most _FIT_PIXELS."""
     step = max(1, int(np.ceil(np.sqrt(src.shape[0] * src.shape[1] / _FIT_PIXELS))))
     sub_valid = None if valid is None else valid[::step, ::step]
+    if sub_valid is not None and sub_valid.mean() < 0.01:  # (nearly) everything moved: the whole image it is
+        sub_valid = None
     return _fit_relation(src[::step, ::step], ref[::step, ::step], sub_valid).mapping
 
 
