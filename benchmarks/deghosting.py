@@ -1,7 +1,7 @@
 """Moving content in exposure stacks: ghost energy with and without tcmoa.align.deghost, and its masks' quality.
 
     python -m benchmarks.deghosting                       # MEFB (reported): 10 stacks, Mertens + Laplacian
-    python -m benchmarks.deghosting --fusion model --stacks 6
+    python -m benchmarks.deghosting --fusion model mertens --stacks 6 --static 20   # the shipped model
     python -m benchmarks.deghosting --split train         # FusionDN + synthetic brackets: what was tuned on
     python -m benchmarks.deghosting --speed               # mask time, 640x480 and 12 MP pairs
 
@@ -65,11 +65,6 @@ class MovingStack:
     group: str  # how the reference was chosen: "better-exposed reference", "other reference", "synthetic bracket"
 
 
-# --------------------------------------------------------------------------------------------
-# Synthesis
-# --------------------------------------------------------------------------------------------
-
-
 def histogram_match(values: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """values mapped per channel by target's quantile at source's CDF of them (monotone; keeps clipping)."""
     out = np.empty_like(values)
@@ -109,8 +104,7 @@ def walk_positions(shape: tuple[int, int], obj: tuple[int, int], n: int, referen
     step = int(w * rng.uniform(0.18, 0.3)) * (1 if rng.random() < 0.5 else -1)
     y = int(rng.integers(max(1, h - oh - h // 10), max(2, h - oh)))  # standing near the bottom
     x0 = (w - ow) // 2 - step * reference
-    xs = [int(np.clip(x0 + step * k, 0, w - ow)) for k in range(n)]
-    return [(y, x) for x in xs]
+    return [(y, int(np.clip(x0 + step * k, 0, w - ow))) for k in range(n)]
 
 
 def paste(image: np.ndarray, patch: np.ndarray, alpha: np.ndarray, at: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -127,16 +121,8 @@ def paste(image: np.ndarray, patch: np.ndarray, alpha: np.ndarray, at: tuple[int
 
 def better_exposed(stack: list[np.ndarray]) -> int:
     """The exposure with the most pixels neither crushed nor blown (luma in (0.02, 0.98)); the first of a tie."""
-    def share(img: np.ndarray) -> float:
-        luma = bt601_luma(img) if img.ndim == 3 else img
-        return float(((luma > 0.02) & (luma < 0.98)).mean())
-
-    return int(np.argmax([share(im) for im in stack]))
-
-
-def _chan(img: np.ndarray) -> np.ndarray:
-    """(H, W, C) view."""
-    return img if img.ndim == 3 else img[..., None]
+    lumas = [bt601_luma(im) if im.ndim == 3 else im for im in stack]
+    return int(np.argmax([((y > 0.02) & (y < 0.98)).mean() for y in lumas]))
 
 
 def moving_real(name: str, stack: list[np.ndarray], reference: int, patch_path: Path, seed: int) -> MovingStack:
@@ -144,13 +130,13 @@ def moving_real(name: str, stack: list[np.ndarray], reference: int, patch_path: 
     rng = np.random.default_rng(seed)
     h, w = stack[0].shape[:2]
     alpha = person_alpha(int(h * rng.uniform(0.35, 0.5)), rng)
-    ref = _chan(stack[reference])
+    ref = np.atleast_3d(stack[reference])
     crop = object_patch(patch_path, alpha.shape, rng)[..., : ref.shape[2]]
     look = histogram_match(crop, crop, ref)  # the crop at the reference's brightness
     places = walk_positions((h, w), alpha.shape, len(stack), reference, rng)
     moving, consistent, alphas = [], [], []
     for k, img in enumerate(stack):
-        seen = look if k == reference else histogram_match(look, ref, _chan(img))
+        seen = look if k == reference else histogram_match(look, ref, np.atleast_3d(img))
         m, a = paste(img, seen, alpha, places[k])
         c, _ = paste(img, seen, alpha, places[reference])
         moving.append(m.astype(np.float32))
@@ -168,7 +154,7 @@ def camera(radiance: np.ndarray, exposure: float, rng: np.random.Generator, shif
     return (np.round(np.clip(v, 0, 1) * 255) / 255).astype(np.float32)
 
 
-def moving_synthetic(name: str, scene_path: Path, patch_path: Path, seed: int, moving: bool = True) -> MovingStack:
+def moving_synthetic(name: str, scene_path: Path, patch_path: Path, seed: int) -> MovingStack:
     """A 3-exposure bracket (1/4, 1, 4) of a natural image, an object walking in its radiance; reference: middle."""
     rng = np.random.default_rng(seed)
     radiance = shrink_to(read_image(scene_path, collapse_grey=False), 512) ** 2.2
@@ -180,17 +166,12 @@ def moving_synthetic(name: str, scene_path: Path, patch_path: Path, seed: int, m
     for k, exposure in enumerate((0.25, 1.0, 4.0)):
         shift = (0.0, 0.0) if k == 1 else tuple(rng.uniform(-0.5, 0.5, 2))
         noise = int(rng.integers(1 << 30))
-        scene, a = paste(radiance, look, alpha, places[k]) if moving else (radiance, np.zeros((h, w), np.float32))
-        still = paste(radiance, look, alpha, places[1])[0] if moving else radiance
+        scene, a = paste(radiance, look, alpha, places[k])
+        still = paste(radiance, look, alpha, places[1])[0]
         stack.moving.append(camera(scene, exposure, np.random.default_rng(noise), shift))
         stack.consistent.append(camera(still, exposure, np.random.default_rng(noise), shift))
         stack.alphas.append(a)
     return stack
-
-
-# --------------------------------------------------------------------------------------------
-# Measures
-# --------------------------------------------------------------------------------------------
 
 
 def fusions(names: list[str]) -> dict[str, Fusion]:
@@ -220,7 +201,7 @@ def true_masks(stack: MovingStack) -> list[np.ndarray]:
 
 def squared_error(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> tuple[float, int]:
     """Sum over region of the channel-mean squared difference, and the region's pixel count."""
-    d = (_chan(a) - _chan(b)) ** 2
+    d = (np.atleast_3d(a) - np.atleast_3d(b)) ** 2
     return float(d.mean(axis=2)[region].sum()), int(region.sum())
 
 
@@ -268,7 +249,7 @@ def evaluate_moving(stacks: list[MovingStack], methods: dict[str, Fusion], png: 
     for i, st in enumerate(stacks):
         masks = motion_masks(st.moving, st.reference)
         for group in (st.group, "all"):
-            counts[group] = counts.get(group, np.zeros(3)) + mask_counts(st, masks)
+            counts[group] = counts.get(group, np.zeros(4)) + (*mask_counts(st, masks), 1)
         cleaned, oracle = deghost(st.moving, st.reference, masks), deghost(st.moving, st.reference, true_masks(st))
         region = np.max(st.alphas, axis=0) > 0.05
         for name, fuse in methods.items():
@@ -282,18 +263,13 @@ def evaluate_moving(stacks: list[MovingStack], methods: dict[str, Fusion], png: 
     groups = [g for g in GROUPS if g in counts]
     print("| cases | masks | precision | recall |\n|---|---:|---:|---:|")
     for group in groups:
-        tp, predicted, moving = counts[group]
-        print(f"| {group} | {tally_cases(tallies, group)} | {tp / max(predicted, 1):.3f} | {tp / max(moving, 1):.3f} |")
+        tp, predicted, moving, cases = counts[group]
+        print(f"| {group} | {cases:.0f} | {tp / max(predicted, 1):.3f} | {tp / max(moving, 1):.3f} |")
     print("\n| fusion | cases | n | ghost energy, none | deghost | oracle masks | reduction | oracle reduction | cases >= 50% |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in methods:
         for group in groups:
             print(f"| {name} | {group} | {tallies[(name, group)].row()} |")
-
-
-def tally_cases(tallies: dict[tuple[str, str], Tally], group: str) -> int:
-    """How many cases a group has (from any fusion's tally)."""
-    return next(t.cases for (_, g), t in tallies.items() if g == group)
 
 
 def evaluate_static(stacks: list[tuple[str, list[np.ndarray]]], methods: dict[str, Fusion]) -> None:
@@ -344,11 +320,6 @@ def contact(path: Path, stack: MovingStack, masks: list[np.ndarray], plain: np.n
     pad = np.zeros((bottom.shape[0], max(0, width - bottom.shape[1]), 3), np.float32)
     rows.append(np.concatenate([bottom, pad], 1)[:, :width])
     save_image(path, np.concatenate(rows, 0))
-
-
-# --------------------------------------------------------------------------------------------
-# Data and the command
-# --------------------------------------------------------------------------------------------
 
 
 def real_stacks(root: Path, name: str, n: int | None, max_side: int) -> list[tuple[str, list[np.ndarray]]]:

@@ -38,8 +38,7 @@ Method:
    blurred (Gaussian, sigma ``feather`` px) so that it has soft edges, and resized bilinearly to the
    images' size. Lengths are px of a working copy of ``work_pixels``; a smaller image's scale them down.
 
-The thresholds were tuned on data/train/mef (FusionDN) and synthetic brackets only; benchmarks/deghosting.py
-measures them on MEFB stacks.
+Thresholds tuned on train/mef (FusionDN) and synthetic brackets only; benchmarks/deghosting.py measures them on MEFB.
 """
 from __future__ import annotations
 
@@ -102,8 +101,7 @@ def _checked_stack(images: Sequence[np.ndarray], reference: int) -> list[np.ndar
     return imgs
 
 
-def _checked_masks(masks: Sequence[np.ndarray | None] | None, n: int, shape: tuple[int, ...], what: str,
-                   ) -> list[np.ndarray | None]:
+def _checked_masks(masks: Sequence[np.ndarray | None] | None, n: int, shape: tuple, what: str) -> list[np.ndarray | None]:
     """Per-image (H, W) float32 masks in [0, 1] (None stays None); ValueError naming the bad one."""
     if masks is None:
         return [None] * n
@@ -395,9 +393,7 @@ def deghost(images: Sequence[np.ndarray], reference: int, masks: Sequence[np.nda
             continue
         src, ref = _paired_channels(img, imgs[reference])
         mapping = _fit_mapping(src, ref, mask < 0.5)  # fitted on the still pixels
-        box = _box(mask)
-        result = src.copy()
-        weight = mask[box][..., None]
-        result[box] += weight * (_apply(mapping, ref[box]) - result[box])
+        box, result = _box(mask), src.copy()
+        result[box] += mask[box][..., None] * (_apply(mapping, ref[box]) - result[box])
         out.append(result.reshape(img.shape))
     return out
