@@ -30,13 +30,15 @@ How it works: tcmoa.align.structure (gradient-orientation fields, which agree ac
 search (a global search over scale, rotation and translation), refine (Gauss-Newton, coarse to
 fine), features (SIFT + RANSAC for exposures and focal planes), transforms (models, checks and
 words), warp (the full-resolution warp, coverage and the common area), consensus (the confidence),
-register (the decisions), hint (the look for alignment off).
+register (the decisions), hint (the look for alignment off), deghost (moving content in exposure
+stacks: the motion masks and the reference's content mapped into each exposure).
 Estimation runs on copies at most 384 px long; only the final warp touches full resolution.
 """
+from .deghost import deghost, exposure_map, motion_masks
 from .hint import misalignment_hint
 from .reference import default_reference
 from .register import POLICIES, Policy, align_sources
 from .result import ALIGN_MODES, Alignment, SourceAlignment
 
 __all__ = ["ALIGN_MODES", "Alignment", "POLICIES", "Policy", "SourceAlignment", "align_sources",
-           "default_reference", "misalignment_hint"]
+           "default_reference", "deghost", "exposure_map", "misalignment_hint", "motion_masks"]
