@@ -47,21 +47,23 @@ def pairs(eval_set: EvalSet, limit: int | None) -> list[tuple[str, list[np.ndarr
 
 def registered_check(eval_set: EvalSet) -> dict:
     """auto on every item as given: how many non-reference sources were left as the very objects given."""
-    out = {"items": 0, "sources": 0, "as_given": 0, "statuses": defaultdict(int), "changed": []}
+    counts = {"items": 0, "sources": 0, "as_given": 0}
+    statuses: defaultdict[str, int] = defaultdict(int)
+    changed: list[str] = []
     for item, paths in eval_set.items:
         sources = [read_image(p) for p in paths]
         result = align_sources(sources, "auto", task=eval_set.task)
-        out["items"] += 1
+        counts["items"] += 1
         for rec, given, image in zip(result.sources, sources, result.images):
             if rec.status == "reference":
                 continue
-            out["sources"] += 1
-            out["statuses"][rec.status] += 1
+            counts["sources"] += 1
+            statuses[rec.status] += 1
             if image is given:
-                out["as_given"] += 1
+                counts["as_given"] += 1
             else:
-                out["changed"].append(f"{item}: {rec.note}")
-    return out
+                changed.append(f"{item}: {rec.note}")
+    return {**counts, "statuses": statuses, "changed": changed}
 
 
 def one_warp(sources: list[np.ndarray], task: str, strength: str, rng: np.random.Generator,

@@ -86,8 +86,8 @@ def ecc_baseline(reference: np.ndarray, source: np.ndarray, homography: bool) ->
     if not homography:
         warp = warp[:2]
     try:
-        _, warp = cv2.findTransformECC(ref, src, warp, motion, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-5),
-                                       None, 5)
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-5)
+        _, warp = cv2.findTransformECC(ref, src, warp, motion, criteria, None, 5)  # type: ignore[call-overload]
     except cv2.error:
         return frame_fit(source.shape[:2], reference.shape[:2])
     full = np.vstack([warp, [0, 0, 1]]) if warp.shape[0] == 2 else warp
