@@ -3,7 +3,8 @@
     eager    the model as it is
     int8     dynamic int8 quantisation of the backbone blocks' linear layers (weights int8, activations
              quantised per call); the TC-MoA modules, the output head and the norms stay float32
-    compile  torch.compile of the token path (inductor; C++ on the CPU), exact to float rounding
+    compile  torch.compile of the token path (inductor; C++ on the CPU), exact to float rounding; it
+             compiles again for every new input size (seconds each), so it suits batches of one size
 
 docs/BENCHMARKS.md ("Runtimes") measures each against eager in one run, speed and quality; the
 default is the one that won there.
@@ -33,9 +34,13 @@ def quantized(model: TCMoA) -> TCMoA:
 
 
 def compiled(model: TCMoA) -> TCMoA:
-    """A copy of `model` whose token path is compiled by torch.compile (shapes may vary: dynamic)."""
+    """A copy of `model` whose token path is compiled by torch.compile, once per input size.
+
+    Static shapes: with dynamic=True the first call at 640x480 had not finished after 14 minutes on
+    this 2-core machine (shared with other jobs at the time; docs/BENCHMARKS.md, "Runtimes").
+    """
     fast = copy.copy(model)  # shares the weights; only the bound token_path differs
-    fast.token_path = torch.compile(model.token_path, dynamic=True)  # type: ignore[method-assign]
+    fast.token_path = torch.compile(model.token_path, dynamic=False)  # type: ignore[method-assign]
     return fast
 
 
