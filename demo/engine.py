@@ -1,6 +1,9 @@
 """The one model the demo serves: loaded once at start-up and shared by every request."""
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -9,7 +12,8 @@ import torch
 
 from tcmoa import Fuser, load_model
 from tcmoa.device import release_freed_memory
-from tcmoa.fuse.pipeline import FuseSettings, FusionResult
+from tcmoa.fuse.pipeline import FuseSettings, FusionResult, preparation_key
+from tcmoa.fuse.prepare import Prepared
 from tcmoa.imaging import MIN_SIDE as MIN_SIDE  # the library's one minimum side (demo/sources.py takes it from here)
 
 from . import gpu
@@ -37,6 +41,38 @@ APP_TILE_SIZE = 1024  # tiles of at most 1 MP where a model still tiles (the off
 UNTRAINED_WARNING = "untrained model: outputs are not meaningful fusion yet"
 
 
+class PreparedCache:
+    """The last few source sets' preparation (reading checks, alignment, de-ghosting), by content and settings.
+
+    Dragging α or β fuses the same sources again and again: their alignment is found once. Only sources
+    at most the working resolution are kept (a full-resolution request is one-off, and large).
+    """
+
+    def __init__(self, size: int = 4, max_pixels: int = WORKING_PIXELS):
+        self.size, self.max_pixels = size, max_pixels
+        self._items, self._lock = OrderedDict[tuple, Prepared](), threading.Lock()
+
+    def get(self, fuser: Fuser, images: Sequence[np.ndarray], settings: FuseSettings) -> Prepared:
+        """The preparation of `images` under `settings`: kept, or made now (and kept when small enough)."""
+        if max(im.shape[0] * im.shape[1] for im in images) > self.max_pixels:
+            return fuser.prepare(list(images), settings)
+        digest = hashlib.blake2b(digest_size=16)
+        for image in images:
+            digest.update(repr((image.shape, image.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(image).data)
+        key = (digest.hexdigest(), preparation_key(settings))
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        prepared = fuser.prepare(list(images), settings)
+        with self._lock:
+            self._items[key] = prepared
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return prepared
+
+
 @dataclass(frozen=True)
 class Engine:
     """A Fuser plus what the UI says about it; immutable, so sharing it between users is safe."""
@@ -52,11 +88,12 @@ class Engine:
     _fuse_jobs: Callable[..., list[FusionResult]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        fuser = self.fuser
+        fuser, prepared = self.fuser, PreparedCache()
 
         def fuse_jobs(images: list[np.ndarray], jobs: list[FuseSettings], maps: bool,
                       progress: Callable[[float], None] | None) -> list[FusionResult]:
-            return [fuser.fuse(images, settings, maps=maps, progress=progress) for settings in jobs]
+            return [fuser.fuse(images, settings, maps=maps, progress=progress,
+                               prepared=prepared.get(fuser, images, settings)) for settings in jobs]
 
         # A closure over the fuser: on ZeroGPU only the images and settings are pickled to the GPU worker.
         object.__setattr__(self, "_fuse_jobs", gpu.on_gpu(fuse_jobs))

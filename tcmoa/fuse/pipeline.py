@@ -21,6 +21,8 @@ from ..imaging import DEFAULT_MAX_PIXELS, ImageError, ImageSource, read_image, r
 from ..model.network import TCMoA
 from ..model.moa import ALPHA_RANGE, BETA_RANGE, PromptControl
 from ..tasks import Preset, Route, get_preset
+from ..align import ALIGN_MODES, Alignment
+from .prepare import Prepared, prepare_sources
 from .runner import DEFAULT_TOKEN_PIXELS, FusionMaps, PairRunner, RunSettings
 from .runtime import prepare
 from .tiling import DEFAULT_TILE_SIZE
@@ -81,6 +83,10 @@ class FuseSettings:
     # The token path's budget in pixels (tcmoa.fuse.runner; None: unbounded): the Fuser's unless asked
     # for (the app's slider previews ask for a smaller one).
     token_pixels: int | None = None
+    align: str = "off"  # one of tcmoa.align.ALIGN_MODES (tcmoa.fuse.prepare)
+    reference: int | None = None  # 0-based source whose frame the output keeps; None: the preset's choice
+    crop: bool = False  # crop to the area every aligned source covers
+    deghost: bool = True  # exposure stacks: moving content taken from the reference exposure
 
 
 @dataclass
@@ -89,7 +95,7 @@ class FusionResult:
 
     image: np.ndarray  # float32 [0, 1]; (H, W) grey or (H, W, 3) RGB
     settings: FuseSettings
-    sources: list[np.ndarray]  # as read and size-matched (resize='first'), in the given order
+    sources: list[np.ndarray]  # as fused: read, size-matched or aligned, de-ghosted; in the given order
     order: list[int]  # indices into `sources` in the order they were fused (source A first)
     seconds: float
     device: str
@@ -101,6 +107,18 @@ class FusionResult:
     # is the running result of the earlier steps.
     mapped_pair: tuple[np.ndarray, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+    alignment: Alignment | None = None  # every source's transform, confidence and note (align != "off")
+    motion: list[np.ndarray] | None = None  # exposure stacks: per source, where moving content was replaced
+
+
+def preparation_key(settings: FuseSettings) -> tuple:
+    """What a `Prepared` depends on besides the sources: the settings that change reading and alignment."""
+    return (settings.preset.key, settings.resize, settings.align, settings.reference, settings.crop, settings.deghost)
+
+
+def as_tensor(plane: np.ndarray | None) -> torch.Tensor | None:
+    """A (H, W) float map as a (1, H, W) float32 tensor sharing its memory where it can; None stays None."""
+    return None if plane is None else torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))[None]
 
 
 def canonical_order(images: Sequence[np.ndarray], task: Preset) -> list[int]:
@@ -175,7 +193,8 @@ class Fuser:
     # ----------------------------------------------------------------------------- public
     def settings(self, task: str | Preset = "vif", *, alpha: float | None = None, beta: float | None = None,
                  route: Route | None = None, colour: str = "auto", resize: str | None = None,
-                 token_pixels: int | None = None) -> FuseSettings:
+                 token_pixels: int | None = None, align: str = "off", reference: int | None = None,
+                 crop: bool = False, deghost: bool = True) -> FuseSettings:
         """Validate a request and resolve it for this model: None takes the preset's α, β and router, and this
         Fuser's token budget."""
         preset = task if isinstance(task, Preset) else get_preset(task)
@@ -185,55 +204,97 @@ class Fuser:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
         route = preset.route_for(self.model.config.routers) if route is None else route
         self.model.route_weights(route)  # validate before any work
+        if align not in ALIGN_MODES:
+            raise ValueError(f"align must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
+        if reference is not None and (isinstance(reference, bool) or not isinstance(reference, int) or reference < 0):
+            raise ValueError(f"reference must be a source index (0 for the first), got {reference!r}")
         return FuseSettings(preset, ALPHA_RANGE.check(preset.alpha if alpha is None else alpha),
                             BETA_RANGE.check(preset.beta if beta is None else beta), route, colour, resize,
-                            self._token_budget(token_pixels))
+                            self._token_budget(token_pixels), align, reference, bool(crop), bool(deghost))
+
+    def prepare(self, sources: Sequence[ImageSource], settings: FuseSettings) -> Prepared:
+        """Read the sources and put them into one frame as `settings` asks (tcmoa.fuse.prepare).
+
+        This is the part of a fusion that α, β and the router do not change: the app keeps it and fuses
+        the same sources again at other knobs with `fuse(..., prepared=...)`.
+        """
+        images, notes = self._read_all(sources, None if settings.align != "off" else settings.resize)
+        if settings.reference is not None and settings.reference >= len(images):
+            raise ValueError(f"reference {settings.reference} is not a source index: there are {len(images)} sources "
+                             f"(0 to {len(images) - 1})")
+        prepared = prepare_sources(images, settings.preset, settings.align, settings.reference, settings.crop,
+                                   settings.deghost)
+        prepared.notes[:0] = notes
+        prepared.key = preparation_key(settings)
+        return prepared
 
     def fuse(self, sources: Sequence[ImageSource], task: str | Preset | FuseSettings = "vif", *,
              alpha: float | None = None, beta: float | None = None, route: Route | None = None,
-             colour: str = "auto", resize: str | None = None, maps: bool = False,
-             progress: Callable[[float], None] | None = None) -> FusionResult:
+             colour: str = "auto", resize: str | None = None, align: str = "off", reference: int | None = None,
+             crop: bool = False, deghost: bool = True, maps: bool = False,
+             progress: Callable[[float], None] | None = None, prepared: Prepared | None = None) -> FusionResult:
         """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image.
 
         `task` is a preset name (any case) with the knobs as keywords, or settings made by `settings`.
-        `progress`, when given, is called with the fraction done after every batch of tiles; an
-        exception it raises stops the fusion there (the app's cancel button).
+        `align` puts the sources into one frame first (tcmoa.fuse.prepare). `progress`, when given, is
+        called with the fraction done as the work proceeds; an exception it raises stops the fusion
+        there (the app's cancel button). `prepared`: what `prepare` gave for these sources and settings,
+        to skip reading and aligning them again.
         """
         start = time.perf_counter()
         if isinstance(task, FuseSettings):
-            if (alpha, beta, route, colour, resize) != (None, None, None, "auto", None):
+            given = (alpha, beta, route, colour, resize, align, reference, crop, deghost)
+            if given != (None, None, None, "auto", None, "off", None, False, True):
                 raise ValueError("give the knobs either in FuseSettings or as keywords, not both")
             settings = task
         else:
-            settings = self.settings(task, alpha=alpha, beta=beta, route=route, colour=colour, resize=resize)
-        images, notes = self._read_all(sources, settings.resize)
-        order = canonical_order(images, settings.preset)
+            settings = self.settings(task, alpha=alpha, beta=beta, route=route, colour=colour, resize=resize,
+                                     align=align, reference=reference, crop=crop, deghost=deghost)
+        if prepared is None:
+            prepared = self.prepare(sources, settings)
+        elif prepared.key != preparation_key(settings):
+            raise ValueError("prepared= was made for other sources' settings (task, resize, align, reference, crop or "
+                             "deghost differ); prepare them again")
+        image, order, captured = self._fuse_all(prepared, settings, maps, progress)
+        notes = list(prepared.notes)
+        if len(order) > 2:
+            notes.append(f"{len(order)} sources fused pairwise in order {[i + 1 for i in order]}"
+                         + ("; the maps show the last step" if maps else ""))
+        return FusionResult(image=image, settings=settings, sources=prepared.images, order=order,
+                            seconds=time.perf_counter() - start, device=str(self.device), precision=self.precision,
+                            model_name=str(self.model.info.get("name", self.model.config.name)),
+                            maps=captured[0] if captured else None, mapped_pair=captured[1] if captured else None,
+                            notes=notes, alignment=prepared.alignment, motion=prepared.motion)
+
+    def _fuse_all(self, prepared: Prepared, settings: FuseSettings, maps: bool,
+                  progress: Callable[[float], None] | None
+                  ) -> tuple[np.ndarray, list[int], tuple[FusionMaps, tuple[np.ndarray, np.ndarray]] | None]:
+        """The prepared sources fused pairwise in their canonical order under the colour rule; the order and
+        the last step's maps with the pair they describe."""
+        order = canonical_order(prepared.images, settings.preset)
+        trust = [prepared.trust[i] for i in order]
         control = PromptControl(settings.alpha, settings.beta)
         captured: list[tuple[FusionMaps, tuple[np.ndarray, np.ndarray]]] = []
 
         def fold(planes: list[np.ndarray]) -> np.ndarray:
-            result = planes[0]
+            result, kept = planes[0], trust[0]
             for k, nxt in enumerate(planes[1:]):
                 step = None if progress is None else (lambda done, k=k: progress((k + done) / (len(planes) - 1)))
                 pair = (result, nxt)
-                result, step_maps = self._fuse_pair(result, nxt, settings, control, maps, step)
+                nxt_trust = trust[k + 1]
+                result, step_maps = self._fuse_pair(result, nxt, settings, control, maps, step, (kept, nxt_trust))
+                # the running result holds real pixels wherever either of its sources did
+                kept = None if kept is None or nxt_trust is None else np.maximum(kept, nxt_trust)
                 captured[:] = [(step_maps, pair)] if step_maps is not None else []
             return result
 
-        ordered = [images[i] for i in order]
+        ordered = [prepared.images[i] for i in order]
         if settings.colour == "rgb":  # the official path: every source as RGB (grey replicated), RGB out
             image = fold([im if im.ndim == 3 else np.repeat(im[..., None], 3, axis=-1) for im in ordered])
         else:
             image = fuse_with_colour_rule(ordered, fold, fuse_rgb=fold,
                                           colour_mode="grey" if settings.colour == "grey" else "auto")
-        if len(images) > 2:
-            notes.append(f"{len(images)} sources fused pairwise in order {[i + 1 for i in order]}"
-                         + ("; the maps show the last step" if maps else ""))
-        return FusionResult(image=image, settings=settings, sources=images, order=order,
-                            seconds=time.perf_counter() - start, device=str(self.device), precision=self.precision,
-                            model_name=str(self.model.info.get("name", self.model.config.name)),
-                            maps=captured[0][0] if captured else None,
-                            mapped_pair=captured[0][1] if captured else None, notes=notes)
+        return image, order, (captured[0] if captured else None)
 
     # ----------------------------------------------------------------------------- steps
     def _token_budget(self, token_pixels: int | None) -> int | None:
@@ -259,14 +320,17 @@ class Fuser:
         return matched, read_notes + notes
 
     def _fuse_pair(self, a: np.ndarray, b: np.ndarray, settings: FuseSettings, control: PromptControl,
-                   want_maps: bool, progress: Callable[[float], None] | None = None
+                   want_maps: bool, progress: Callable[[float], None] | None = None,
+                   trust: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
                    ) -> tuple[np.ndarray, FusionMaps | None]:
         """Two same-size float images, both grey or both RGB -> fused image of that kind, maps."""
         grey = a.ndim == 2
         ta, tb = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (a, b))
         ta, tb = (x[None] if grey else x.permute(2, 0, 1) for x in (ta, tb))  # (C, H, W)
         with torch.inference_mode():
-            fused, maps = self.runner.fuse(ta, tb, settings.route, control, want_maps, progress, settings.token_pixels)
+            kept = (as_tensor(trust[0]), as_tensor(trust[1]))
+            fused, maps = self.runner.fuse(ta, tb, settings.route, control, want_maps, progress, settings.token_pixels,
+                                           kept)
         out = fused.permute(1, 2, 0).cpu().numpy()
         if grey:  # a head keeps one channel; the official decoder gives RGB
             out = out[..., 0] if out.shape[-1] == 1 else bt601_luma(out)

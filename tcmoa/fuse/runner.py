@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -36,6 +37,13 @@ from .tiling import TileBlender, plan_tiles
 # (1280x1024) runs unbounded under it; docs/BENCHMARKS.md ("Token budget") measures the choice.
 DEFAULT_TOKEN_PIXELS = 1024 * 1024
 Progress = Callable[[float], None]
+PixelTrust = tuple["torch.Tensor | None", "torch.Tensor | None"]  # per source: None, or (..., 1, H, W) in [0, 1]
+
+
+def map_trust(trust: PixelTrust, fn: Callable[[torch.Tensor], torch.Tensor]) -> PixelTrust:
+    """`fn` applied to each source's trust map that is given."""
+    a, b = trust
+    return (None if a is None else fn(a), None if b is None else fn(b))
 
 
 @dataclass
@@ -124,19 +132,20 @@ class PairRunner:
         return token_path_size(height, width, token_pixels, m)
 
     def fuse(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl, want_maps: bool = False,
-             progress: Progress | None = None, token_pixels: int | None = DEFAULT_TOKEN_PIXELS
-             ) -> tuple[torch.Tensor, FusionMaps | None]:
+             progress: Progress | None = None, token_pixels: int | None = DEFAULT_TOKEN_PIXELS,
+             trust: PixelTrust = (None, None)) -> tuple[torch.Tensor, FusionMaps | None]:
         """A pair (C, H, W) -> fused (C', H, W) in [0, 1] (C' = C with an output head, else 3), and the maps.
 
         `progress(fraction)` is called as the work proceeds (it may raise to stop); `token_pixels` is the
-        token path's budget (None: unbounded).
+        token path's budget (None: unbounded); `trust` per source None or (1, H, W) in [0, 1], where it may
+        be used (the output head honours it; a model without one cannot, and fuses what it is given).
         """
         release_freed_memory()  # what reading and ordering the sources freed, before this pair's peak
         small = self.token_size(a.shape[1], a.shape[2], token_pixels)
         if small is not None:
-            fused, maps = self._fuse_whole(a, b, small, route, control, want_maps)
+            fused, maps = self._fuse_whole(a, b, small, route, control, want_maps, trust)
         else:
-            fused, maps = self._fuse_tiled(a, b, route, control, want_maps, progress)
+            fused, maps = self._fuse_tiled(a, b, route, control, want_maps, progress, trust)
         if progress is not None:
             progress(1.0)
         fused = fused.clamp(0, 1)
@@ -146,7 +155,7 @@ class PairRunner:
 
     # ----------------------------------------------------------------------------- whole, token path bounded
     def _fuse_whole(self, a: torch.Tensor, b: torch.Tensor, small: tuple[int, int], route: Route,
-                    control: PromptControl, want_maps: bool) -> tuple[torch.Tensor, FusionMaps | None]:
+                    control: PromptControl, want_maps: bool, trust: PixelTrust) -> tuple[torch.Tensor, FusionMaps | None]:
         """The token path on the pair at `small` (its own size, or scaled down to the budget), the head on
         the pair at full resolution."""
         _, h, w = a.shape
@@ -164,7 +173,8 @@ class PairRunner:
             tokens, grid, enc, dec = self.model.token_path(small_a, small_b, weights, control)
             del small_a, small_b, token_pair
             release_freed_memory()  # the token path's activations, before the full-resolution head
-            out = self.model.apply_head(tokens, grid, enc, dec, weights, control, (full_a, full_b), span)
+            kept = map_trust(trust, lambda t: t[None].to(self.device))
+            out = self.model.apply_head(tokens, grid, enc, dec, weights, control, (full_a, full_b), span, kept)
         fused = out.fused[0]
         if not want_maps:
             return fused, None
@@ -176,7 +186,8 @@ class PairRunner:
 
     # ----------------------------------------------------------------------------- tiled
     def _fuse_tiled(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
-                    want_maps: bool, progress: Progress | None) -> tuple[torch.Tensor, FusionMaps | None]:
+                    want_maps: bool, progress: Progress | None, trust: PixelTrust = (None, None)
+                    ) -> tuple[torch.Tensor, FusionMaps | None]:
         """Overlapping tiles at the image's own resolution: official models, and unbounded large images."""
         _, h, w = a.shape
         s, cfg = self.settings, self.model.config
@@ -196,7 +207,9 @@ class PairRunner:
             # Crops of the sources, not a copy of the whole pair: only the tiles of one call are in memory.
             crop_a, crop_b = (torch.stack([x[:, t.top:t.top + t.height, t.left:t.left + t.width] for t in batch])
                               .to(self.device) for x in (a, b))
-            fused, p, g, wa = self._run_tile(crop_a, crop_b, route, control, want_maps)
+            kept = map_trust(trust, lambda x: torch.stack([x[:, t.top:t.top + t.height, t.left:t.left + t.width]
+                                                           for t in batch]).to(self.device))  # noqa: B023
+            fused, p, g, wa = self._run_tile(crop_a, crop_b, route, control, want_maps, kept)
             for k, tile in enumerate(batch):
                 image.add(tile, fused[k])
                 if prompts is not None and gates is not None and p is not None and g is not None:  # want_maps
@@ -212,7 +225,8 @@ class PairRunner:
         return image.result(), self._maps(prompts.result(), gates.result(), (h, w), cfg.pixel_patch,
                                           None if weight is None else weight.result()[0])
 
-    def _run_tile(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl, want_maps: bool
+    def _run_tile(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl, want_maps: bool,
+                  trust: PixelTrust = (None, None)
                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """A batch of equal tiles (B, C, h, w) -> fused (B, C', h, w), prompts (B, 2M, th, tw), gates, weight of A.
 
@@ -226,13 +240,13 @@ class PairRunner:
         if resize:
             size = (h + pad_h, w + pad_w)
             rgb_a, rgb_b = (F.interpolate(x, size=size, mode="bilinear", align_corners=False) for x in (rgb_a, rgb_b))
-            pixels = None if self.model.fusion_head is None else (
-                F.interpolate(a, size=size, mode="bilinear", align_corners=False),
-                F.interpolate(b, size=size, mode="bilinear", align_corners=False))
+            fit = partial(F.interpolate, size=size, mode="bilinear", align_corners=False)
         else:
             rgb_a, rgb_b = pad_to(rgb_a, pad_h, pad_w), pad_to(rgb_b, pad_h, pad_w)
-            pixels = None if self.model.fusion_head is None else (pad_to(a, pad_h, pad_w), pad_to(b, pad_h, pad_w))
-        out = self._forward(rgb_a, rgb_b, route, control, pixels)
+            fit = partial(pad_to, pad_h=pad_h, pad_w=pad_w)
+        pixels = None if self.model.fusion_head is None else (fit(a), fit(b))
+        kept = map_trust(trust, fit)
+        out = self._forward(rgb_a, rgb_b, route, control, pixels, kept)
 
         def to_tile(x: torch.Tensor) -> torch.Tensor:  # a pixel field of the padded/resized input -> the tile's
             if resize:
@@ -258,10 +272,11 @@ class PairRunner:
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     def _forward(self, a: torch.Tensor, b: torch.Tensor, route: Route, control: PromptControl,
-                 pixels: tuple[torch.Tensor, torch.Tensor] | None = None) -> FusionOutput:
+                 pixels: tuple[torch.Tensor, torch.Tensor] | None = None, trust: PixelTrust = (None, None)
+                 ) -> FusionOutput:
         """The model on normalised inputs, under the configured precision."""
         with self._precision():
-            return self.model(a, b, route, control, pixels=pixels)
+            return self.model(a, b, route, control, pixels=pixels, trust=trust if pixels is not None else (None, None))
 
     @staticmethod
     def _at_span(weight: torch.Tensor, span: Sequence[int]) -> torch.Tensor:
