@@ -13,21 +13,19 @@ import importlib
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .model.checkpoint import CheckpointError, load_model
 from .distributed import process_group, rank_device
 from .device import pick_device
-from .imaging import SAVE_FORMATS, DEFAULT_MAX_PIXELS, ImageError, image_files, name_clashes, probe_image, save_image
+from .imaging import SAVE_FORMATS, ImageError, image_files, name_clashes, probe_image, save_image
 from .model.moa import ALPHA_RANGE, BETA_RANGE
 from .colour import SizeMismatchError, check_source_count
-from .fuse.pipeline import COLOURS, FITS, PRECISIONS, Fuser, FusionResult, parse_route
-from .fuse.runner import DEFAULT_TOKEN_PIXELS
-from .fuse.runtime import RUNTIMES
-from .fuse.tiling import DEFAULT_TILE_SIZE
-from .tasks import PRESETS, Route, UnknownPresetError, preset_key
+from .fuse.pipeline import Fuser, FusionResult, parse_route
+from .cli_options import DELEGATED_COMMANDS, FuseOptions, ModelOptions, build_parser
+from .tasks import Route
 
 if TYPE_CHECKING:
     from .fuse.folder_queue import PairQueue
@@ -36,14 +34,6 @@ EXIT_OK, EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141  # as the shell reports SIGINT and SIGPIPE
 
 
-# Commands whose module owns their parser ("module:function" of argv); imported only when the command runs
-# (torch, the pack, tqdm).
-DELEGATED_COMMANDS = {
-    "pack": ("tcmoa.train_cli:pack_main", "pack the training images into one safetensors file"),
-    "pretrain": ("tcmoa.train_cli:pretrain_main", "stage 1: pre-train the backbone as an autoencoder"),
-    "train": ("tcmoa.train_cli:train_main", "stage 2: train TC-MoA on the frozen, pre-trained backbone"),
-    "evaluate": ("tcmoa.fuse.evaluate:main", "score a model and the classical baselines on the eval sets"),
-}
 
 
 class CliError(Exception):
@@ -52,99 +42,6 @@ class CliError(Exception):
     def __init__(self, message: str, code: int):
         super().__init__(message)
         self.code = code
-
-
-@dataclass
-class ModelOptions:
-    """Which model on which device: what `fuse` and `info` share (build_parser holds the defaults and help)."""
-
-    model: str | None  # model folder, official .pth or preset; None: the shipped checkpoint
-    device: str | None  # cpu, cuda, cuda:N; None: the GPU when present
-
-
-@dataclass
-class FuseOptions(ModelOptions):
-    """`tcmoa fuse`'s options, typed and checked: what the command passes down instead of argparse's namespace."""
-
-    sources: list[Path]  # source images in role order (empty with pairs)
-    pairs: tuple[Path, Path] | None  # two folders of same-named sources
-    output: Path  # output image, or folder with pairs
-    task: str  # preset key
-    alpha: float | None  # within ALPHA_RANGE; None: the task's
-    beta: float | None  # within BETA_RANGE; None: the task's
-    router: str | None  # a router name or weights as typed (parse_router reads it against the model)
-    colour: str
-    resize: str | None
-    maps: Path | None  # folder for prompt/routing heatmaps
-    precision: str
-    tile_size: int
-    token_pixels: int
-    runtime: str
-    fit: str
-    max_pixels: int
-    quiet: bool
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with the `fuse` and `info` commands."""
-    parser = argparse.ArgumentParser(prog="tcmoa", description="TC-MoA general image fusion.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    fuse = commands.add_parser("fuse", help="fuse two or more source images (or folders of pairs)",
-                               description="Fuse sources of one scene. Give the sources in role order: "
-                               + "; ".join(f"{k}: {' + '.join(t.roles)}" for k, t in PRESETS.items()))
-    fuse.add_argument("sources", nargs="*", type=Path, help="source images, in role order")
-    fuse.add_argument("--pairs", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"),
-                      help="fuse every pair of same-named files in two folders")
-    fuse.add_argument("-o", "--output", type=Path, required=True, help="output image (or folder with --pairs)")
-    fuse.add_argument("--task", default="vif", type=_preset_key, metavar="TASK",
-                      help=f"fusion task preset, any case: {', '.join(PRESETS)} (default: vif)")
-    # Read as text: the library's check gives every entry point's one message, for 'abc' as for 9.
-    fuse.add_argument("--alpha", default=None, help=f"prompt scale alpha in [{ALPHA_RANGE.low:g}, {ALPHA_RANGE.high:g}] "
-                      "(Eq. 8; default: the task's)")
-    fuse.add_argument("--beta", default=None, help=f"prompt shift beta in [{BETA_RANGE.low:g}, {BETA_RANGE.high:g}] "
-                      "(> 0 favours source A; default: the task's)")
-    fuse.add_argument("--router", type=str, default=None,
-                      help="router to use instead of the task's: a name, or weights like 'vif=0.7,mff=0.3'")
-    fuse.add_argument("--colour", choices=COLOURS, default="auto",
-                      help="'auto': the colour rule (fuse luminance, keep the colour source's chroma); 'grey': a grey "
-                           "result; 'rgb': the official path (RGB in, grey replicated, RGB out)")
-    fuse.add_argument("--resize", choices=("first",), default=None, help="resize other sources to the first's size")
-    fuse.add_argument("--maps", type=Path, default=None, metavar="DIR", help="also save prompt/routing heatmaps here")
-    _model_args(fuse)
-    fuse.add_argument("--precision", choices=PRECISIONS, default="auto",
-                      help="auto: bf16 on a GPU, fp32 on the CPU (reduced precision is for GPUs only)")
-    fuse.add_argument("--token-pixels", type=int, default=DEFAULT_TOKEN_PIXELS,
-                      help="the token path runs on the sources scaled to at most this many pixels; the output keeps "
-                           "full resolution (default %(default)s)")
-    fuse.add_argument("--runtime", choices=RUNTIMES, default="eager",
-                      help="how the token path runs: eager PyTorch, int8 linear layers (CPU), or torch.compile")
-    fuse.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
-                      help="memory budget where a model still tiles (official checkpoints): tiles of at most "
-                           "TILE_SIZE² px (default %(default)s)")
-    fuse.add_argument("--fit", choices=FITS, default="pad",
-                      help="reach whole attention windows by mirror padding, or by the official resize path "
-                           "(use 'resize' with official checkpoints to reproduce official numbers)")
-    fuse.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger sources")
-    fuse.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    info = commands.add_parser("info", help="describe a model")
-    _model_args(info)
-    for name, (_, help_text) in DELEGATED_COMMANDS.items():  # listed here; main() hands them their arguments
-        commands.add_parser(name, help=f"{help_text} (see `tcmoa {name} --help`)", add_help=False)
-    return parser
-
-
-def _preset_key(name: str) -> str:
-    """--task: a preset key or alias in any case; argparse reports the one unknown-preset message."""
-    try:
-        return preset_key(name)
-    except UnknownPresetError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="model folder, official .pth, or preset name (default: the shipped checkpoint)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU when present)")
 
 
 def parse_router(text: str | None, routers: tuple[str, ...]) -> Route | None:
@@ -257,10 +154,13 @@ def check_sources(args: FuseOptions) -> None:
             sizes.append(probe_image(src, max_pixels=args.max_pixels))
         except ImageError as exc:
             raise CliError(f"source {i}: {in_flags(str(exc))}", EXIT_INPUT) from None
-    if args.resize is None:
+    if args.reference is not None and not 1 <= args.reference <= len(sizes):
+        raise CliError(f"--reference {args.reference}: there are {len(sizes)} sources (1 to {len(sizes)})", EXIT_INPUT)
+    if args.resize is None and args.align == "off":
         for i, size in enumerate(sizes[1:], start=2):
             if size != sizes[0]:
-                raise CliError(SizeMismatchError(i, size, sizes[0]).explain("or --resize first"), EXIT_INPUT)
+                raise CliError(SizeMismatchError(i, size, sizes[0]).explain("or --align auto, or --resize first"),
+                               EXIT_INPUT)
 
 
 def _as_typed(text: str) -> float | str:
@@ -300,7 +200,8 @@ def run_fuse(args: FuseOptions) -> int:
         raise CliError(in_flags(str(exc)), EXIT_INPUT) from None
     route = parse_router(args.router, model.config.routers)
     options = dict(task=args.task, alpha=args.alpha, beta=args.beta, route=route, colour=args.colour,
-                   resize=args.resize, maps=args.maps is not None)
+                   resize=args.resize, align=args.align, reference=None if args.reference is None else args.reference - 1,
+                   crop=args.crop, deghost=not args.no_deghost, maps=args.maps is not None)
     from .fuse.folder_queue import PairQueue  # tqdm and the job store only when fusing
 
     # Under torchrun the ranks share the folder's pairs; rank 0 alone reports (tcmoa/fuse/folder_queue.py).

@@ -11,6 +11,8 @@ from tcmoa.model import checkpoint
 from tcmoa.cli import main, parse_router, CliError
 from tcmoa.tasks import UnknownPresetError
 
+from .conftest import REPO
+
 
 def write(path, seed, size=(56, 48), mode="RGB"):
     rng = np.random.default_rng(seed)
@@ -191,7 +193,34 @@ def test_unwritable_output_fails_before_fusing(tmp_path, monkeypatch, capsys):
 def test_mismatched_sizes_name_the_cli_option(tmp_path, capsys):
     a, b = write(tmp_path / "a.png", 0, size=(56, 48)), write(tmp_path / "b.png", 1, size=(48, 48))
     assert main(["fuse", str(a), str(b), "--model", "compact", "-o", str(tmp_path / "f.png")]) == 2
-    assert "(or --resize first)" in capsys.readouterr().err
+    assert "(or --align auto, or --resize first)" in capsys.readouterr().err
+
+
+UNALIGNED = REPO / "demo" / "examples" / "unaligned" / "tno_18_thermal_camera"
+
+
+def test_unaligned_sources_are_aligned_with_a_note(tmp_path, capsys):
+    sources = [str(p) for p in sorted(UNALIGNED.glob("*.png"))]
+    out = tmp_path / "f.png"
+    assert main(["fuse", *sources, "-o", str(out)]) == 2  # of different sizes: alignment is asked for
+    assert "--align auto" in capsys.readouterr().err
+    assert main(["fuse", *sources, "--align", "auto", "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "note: source 2: placed with its centre at" in printed.out and "confidence" in printed.out
+    assert Image.open(out).size == Image.open(sources[0]).size  # the reference's frame (the visible image)
+    assert main(["fuse", *sources, "--align", "auto", "--reference", "2", "-o", str(out)]) == 0
+    assert Image.open(out).size == Image.open(sources[1]).size
+
+
+def test_alignment_options_are_checked(tmp_path, capsys):
+    a, b = write(tmp_path / "a.png", 0), write(tmp_path / "b.png", 1)
+    command = ["fuse", str(a), str(b), "--model", "compact", "-o", str(tmp_path / "f.png")]
+    with pytest.raises(SystemExit) as stopped:
+        main([*command, "--align", "sideways"])
+    assert stopped.value.code == 2 and "invalid choice: 'sideways'" in capsys.readouterr().err
+    for reference in ("3", "0"):
+        assert main([*command, "--align", "auto", "--reference", reference]) == 2
+        assert f"--reference {reference}: there are 2 sources (1 to 2)" in capsys.readouterr().err
 
 
 def test_maps_are_drawn_over_source_a_whatever_the_upload_order(tmp_path):

@@ -33,6 +33,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # needs to reproduce the official numbers: its absolute positions follow the token grid.
 FITS = ("pad", "resize")
 RESIZE_POLICIES = (None, "first")
+# Alignment unless asked otherwise: docs/BENCHMARKS.md ("Registration") measures what auto does to
+# registered pairs and what it costs.
+DEFAULT_ALIGN = "off"
 COLOURS = ("auto", "grey", "rgb")  # the colour rule, a forced grey result, or the official RGB path
 
 
@@ -83,7 +86,7 @@ class FuseSettings:
     # The token path's budget in pixels (tcmoa.fuse.runner; None: unbounded): the Fuser's unless asked
     # for (the app's slider previews ask for a smaller one).
     token_pixels: int | None = None
-    align: str = "off"  # one of tcmoa.align.ALIGN_MODES (tcmoa.fuse.prepare)
+    align: str = DEFAULT_ALIGN  # one of tcmoa.align.ALIGN_MODES (tcmoa.fuse.prepare)
     reference: int | None = None  # 0-based source whose frame the output keeps; None: the preset's choice
     crop: bool = False  # crop to the area every aligned source covers
     deghost: bool = True  # exposure stacks: moving content taken from the reference exposure
@@ -193,7 +196,7 @@ class Fuser:
     # ----------------------------------------------------------------------------- public
     def settings(self, task: str | Preset = "vif", *, alpha: float | None = None, beta: float | None = None,
                  route: Route | None = None, colour: str = "auto", resize: str | None = None,
-                 token_pixels: int | None = None, align: str = "off", reference: int | None = None,
+                 token_pixels: int | None = None, align: str = DEFAULT_ALIGN, reference: int | None = None,
                  crop: bool = False, deghost: bool = True) -> FuseSettings:
         """Validate a request and resolve it for this model: None takes the preset's α, β and router, and this
         Fuser's token budget."""
@@ -218,7 +221,7 @@ class Fuser:
         This is the part of a fusion that α, β and the router do not change: the app keeps it and fuses
         the same sources again at other knobs with `fuse(..., prepared=...)`.
         """
-        images, notes = self._read_all(sources, None if settings.align != "off" else settings.resize)
+        images, notes = self._read_all(sources, settings.resize, match=settings.align == "off")
         if settings.reference is not None and settings.reference >= len(images):
             raise ValueError(f"reference {settings.reference} is not a source index: there are {len(images)} sources "
                              f"(0 to {len(images) - 1})")
@@ -230,7 +233,7 @@ class Fuser:
 
     def fuse(self, sources: Sequence[ImageSource], task: str | Preset | FuseSettings = "vif", *,
              alpha: float | None = None, beta: float | None = None, route: Route | None = None,
-             colour: str = "auto", resize: str | None = None, align: str = "off", reference: int | None = None,
+             colour: str = "auto", resize: str | None = None, align: str = DEFAULT_ALIGN, reference: int | None = None,
              crop: bool = False, deghost: bool = True, maps: bool = False,
              progress: Callable[[float], None] | None = None, prepared: Prepared | None = None) -> FusionResult:
         """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image.
@@ -244,7 +247,7 @@ class Fuser:
         start = time.perf_counter()
         if isinstance(task, FuseSettings):
             given = (alpha, beta, route, colour, resize, align, reference, crop, deghost)
-            if given != (None, None, None, "auto", None, "off", None, False, True):
+            if given != (None, None, None, "auto", None, DEFAULT_ALIGN, None, False, True):
                 raise ValueError("give the knobs either in FuseSettings or as keywords, not both")
             settings = task
         else:
@@ -307,7 +310,10 @@ class Fuser:
                              f"({m * m:,} px), got {token_pixels!r}")
         return token_pixels
 
-    def _read_all(self, sources: Sequence[ImageSource], resize: str | None) -> tuple[list[np.ndarray], list[str]]:
+    def _read_all(self, sources: Sequence[ImageSource], resize: str | None, match: bool = True
+                  ) -> tuple[list[np.ndarray], list[str]]:
+        """Every source read and checked; of one size (resize="first" resizes, else SizeMismatchError) when `match`
+        (alignment puts sources of any size into one frame instead)."""
         check_source_count(sources)
         images: list[np.ndarray] = []
         read_notes: list[str] = []
@@ -316,6 +322,8 @@ class Fuser:
                 images.append(read_image(src, max_pixels=self.max_pixels, notes=read_notes))
             except ImageError as exc:
                 raise ImageError(f"source {i + 1}: {exc}") from None
+        if not match:
+            return images, read_notes
         matched, notes = match_sizes(images, resize)
         return matched, read_notes + notes
 

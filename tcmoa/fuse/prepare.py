@@ -17,12 +17,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from ..align import Alignment, align_sources, deghost, default_reference, misalignment_hint, motion_masks
+from ..imaging import bt601_luma
 from ..tasks import Preset
 
 MOVING_NOTE_SHARE = 0.001  # a motion mask covering less of the image than this is not worth a note
+# Inside a warped source's coverage its trust rises from 0 at the edge over this share of the image's
+# diagonal, so the fusion passes from the reference alone to both without a step at the frame's edge.
+FEATHER = 0.02
+
+
+def faded_in(image: np.ndarray, reference: np.ndarray, trust: np.ndarray) -> np.ndarray:
+    """A warped source faded into the reference's content as its trust falls to 0 at the frame's edge, so the
+    source holds no step there for the fusion's bands to pick up."""
+    filler = reference if image.ndim == reference.ndim else (
+        bt601_luma(reference) if image.ndim == 2 else np.repeat(reference[..., None], 3, axis=-1))
+    t = trust if image.ndim == 2 else trust[..., None]
+    return (image * t + filler * (1 - t)).astype(np.float32)
+
+
+def feathered(coverage: np.ndarray) -> np.ndarray:
+    """A coverage map (H, W) turned into trust: 0 outside, rising smoothly to 1 within FEATHER of its edge."""
+    inside = (coverage >= 0.5).astype(np.uint8)
+    if inside.all():
+        return coverage
+    width = max(1.0, FEATHER * float(np.hypot(*coverage.shape)))
+    distance = cv2.distanceTransform(inside, cv2.DIST_L2, 5)
+    ramp = np.clip(distance / width, 0.0, 1.0)
+    return (ramp * ramp * (3 - 2 * ramp)).astype(np.float32)  # smoothstep: no kink where it reaches 1
 
 
 @dataclass
@@ -47,7 +72,10 @@ def prepare_sources(images: Sequence[np.ndarray], preset: Preset, align: str = "
         ref = reference if reference is not None else default_reference(images, preset)
     else:
         alignment = align_sources(images, align, reference, preset, crop_to_common=crop)
-        prepared = Prepared(list(alignment.images), list(alignment.coverage), alignment, notes=list(alignment.notes))
+        trust = [None if c is None else feathered(c) for c in alignment.coverage]
+        reference_image = alignment.images[alignment.reference]
+        images = [im if t is None else faded_in(im, reference_image, t) for im, t in zip(alignment.images, trust)]
+        prepared = Prepared(images, trust, alignment, notes=list(alignment.notes))
         ref = alignment.reference
     if deghost_motion and preset.key == "mef" and len(prepared.images) >= 2:
         _remove_motion(prepared, ref)
