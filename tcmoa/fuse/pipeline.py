@@ -25,7 +25,7 @@ from ..align import ALIGN_MODES, Alignment
 from .prepare import Prepared, prepare_sources
 from .runner import DEFAULT_TOKEN_PIXELS, FusionMaps, PairRunner, RunSettings
 from .runtime import prepare
-from .tiling import DEFAULT_TILE_SIZE
+from .tiling import DEFAULT_TILE_BATCH, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # How an image is brought to whole attention windows: mirror-pad and crop back (ours), or the
@@ -158,7 +158,7 @@ class Fuser:
     """Runs a TC-MoA model on real images; safe to share between threads (inference only)."""
 
     def __init__(self, model: TCMoA, device: str | torch.device | None = None, precision: str = "auto",
-                 tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = 128, tile_batch: int = 4,
+                 tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP, tile_batch: int = DEFAULT_TILE_BATCH,
                  max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad", token_pixels: int | None = DEFAULT_TOKEN_PIXELS,
                  runtime: str = "eager"):
         if fit not in FITS:

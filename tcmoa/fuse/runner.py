@@ -31,7 +31,7 @@ from ..imaging import resize_to
 from ..model.fusion_head import pad_to
 from ..model.network import FusionOutput, TCMoA, normalize
 from ..tasks import Route
-from .tiling import TileBlender, plan_tiles
+from .tiling import DEFAULT_TILE_BATCH, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, TileBlender, plan_tiles
 
 # The token path's default budget: 1024² px, the app's working resolution. Every eval set but LLVIP
 # (1280x1024) runs unbounded under it; docs/BENCHMARKS.md ("Token budget") measures the choice.
@@ -105,9 +105,9 @@ class RunSettings:
 
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast dtype of the token path)
     fit: str = "pad"  # "pad" (mirror-pad, crop back) or "resize" (the official path)
-    tile_size: int = 2176  # tiles hold at most tile_size² px (the memory budget of the whole/tiled way)
-    tile_overlap: int = 128  # px between neighbouring tiles, blended by a raised-cosine ramp
-    tile_batch: int = 4  # tiles per model call, within the same pixel budget
+    tile_size: int = DEFAULT_TILE_SIZE  # tiles hold at most tile_size² px
+    tile_overlap: int = DEFAULT_TILE_OVERLAP  # px between neighbouring tiles, blended by a raised-cosine ramp
+    tile_batch: int = DEFAULT_TILE_BATCH  # tiles per model call, within the same pixel budget
 
 
 class PairRunner:

@@ -10,6 +10,13 @@ import torch
 # compact model on the CPU). Images up to that size run whole; 8 and 16 MP (4:3 or square) in 2 or
 # 4 tiles, within 10% of the untiled cost (benchmarks/speed.py --sweep).
 DEFAULT_TILE_SIZE = 2176
+# Neighbouring tiles overlap by 128 px, blended by a raised-cosine ramp: a tile's border tokens see no
+# context beyond it, and 128 px is 2 of the compact model's 8x8-token attention windows (16 tokens) —
+# the ramp gives the border's tokens, which differ most from the whole image's, the least weight.
+DEFAULT_TILE_OVERLAP = 128
+# Tiles per model call: small tiles share a call (less per-call overhead), never more pixels than one
+# full tile (the runner caps a batch by the pixel budget), so a batch never raises the memory peak.
+DEFAULT_TILE_BATCH = 4
 
 @dataclass(frozen=True)
 class Tile:
