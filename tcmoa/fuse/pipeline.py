@@ -158,9 +158,9 @@ class Fuser:
     """Runs a TC-MoA model on real images; safe to share between threads (inference only)."""
 
     def __init__(self, model: TCMoA, device: str | torch.device | None = None, precision: str = "auto",
-                 tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP, tile_batch: int = DEFAULT_TILE_BATCH,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad", token_pixels: int | None = DEFAULT_TOKEN_PIXELS,
-                 runtime: str = "eager"):
+                 tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP,
+                 tile_batch: int = DEFAULT_TILE_BATCH, max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad",
+                 token_pixels: int | None = DEFAULT_TOKEN_PIXELS, runtime: str = "eager"):
         if fit not in FITS:
             raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
         self.fit = fit
