@@ -51,7 +51,8 @@ def luma(img: Tensor) -> Tensor:
 
 def clipped(y: Tensor) -> Tensor:
     """Soft indicator (B, 1, H, W) in [0, 1] of saturated (white) or crushed (black) luma y."""
-    return torch.sigmoid((y - CLIP_HIGH) / CLIP_SOFTNESS) + torch.sigmoid((CLIP_LOW - y) / (CLIP_SOFTNESS / 2))
+    # In place on the fresh differences (fewer full-size allocations; autograd keeps each sigmoid's output)
+    return (y - CLIP_HIGH).div_(CLIP_SOFTNESS).sigmoid_() + (CLIP_LOW - y).div_(CLIP_SOFTNESS / 2).sigmoid_()
 
 
 def band_energy(band_luma: Tensor) -> Tensor:
@@ -113,12 +114,19 @@ def span_rows(x: Tensor, top: int, bottom: int, span: Sequence[int]) -> Tensor:
 Sources = tuple[tuple[Tensor, "Tensor | None"], tuple[Tensor, "Tensor | None"]]  # (pixels, trust) of A and of B
 
 
-def side_maps(rows: Tensor, trust: Tensor | None, strip: "Strip", span: Sequence[int]) -> Tensor:
-    """A strip's per-pixel side information (B, 2, h, w): channel 0 the `clipped` share of its luma, channel
-    1 its trust (1 where none is given), pyramided together."""
+def side_maps(rows: Tensor, trust: Tensor | None, strip: "Strip", span: Sequence[int], with_trust: bool) -> Tensor:
+    """A strip's per-pixel side information (B, 1 or 2, h, w): channel 0 the `clipped` share of its luma,
+    channel 1 (`with_trust`: when either source has a trust map) its trust, 1 where none is given."""
     clip = clipped(luma(rows))
+    if not with_trust:
+        return clip
     kept = torch.ones_like(clip) if trust is None else span_rows(trust.float(), strip.top, strip.bottom, span)
     return torch.cat([clip, kept], dim=1)
+
+
+def trust_of(side: Tensor) -> Tensor | None:
+    """The trust channel of side maps, or None (trusted everywhere) when they carry none."""
+    return side[:, 1:] if side.shape[1] > 1 else None
 
 
 @dataclass(frozen=True)
@@ -320,22 +328,24 @@ class PyramidHead(nn.Module):
             maps = self.token_maps(tokens, grid, margin, gains)
             strips = plan_strips(span[0], span[1], pixels=self.strip_pixels)
             sources = ((a.float(), trust[0]), (b.float(), trust[1]))
-            quarter = [self._quarter_levels(sources, s, span) for s in strips]
+            with_trust = trust != (None, None)
+            quarter = [self._quarter_levels(sources, s, span, with_trust) for s in strips]
             g_a, g_b, k_a, k_b = (torch.cat(parts, dim=-2) for parts in zip(*quarter))
             coarse, base_weight = self._coarse_fusion(g_a, g_b, k_a, k_b, maps, plan, gains)
             fused = a.new_empty(*a.shape[:-2], h, w, dtype=torch.float32)
             for strip in strips:
-                rows = self._fine_strip(sources, strip, span, coarse, maps, plan, gains)
+                rows = self._fine_strip(sources, strip, span, coarse, maps, plan, gains, with_trust)
                 fused[..., strip.core_top:min(h, strip.core_bottom), :] = rows[..., :max(0, h - strip.core_top), :w]
         return fused, base_weight
 
     # ----------------------------------------------------------------------------- the three steps
-    def _quarter_levels(self, sources: Sources, strip: Strip, span: Sequence[int]) -> tuple[Tensor, ...]:
+    def _quarter_levels(self, sources: Sources, strip: Strip, span: Sequence[int], with_trust: bool
+                        ) -> tuple[Tensor, ...]:
         """A strip's core rows of both sources' Gaussian level FINE_LEVELS and of their side maps' (4 tensors)."""
         out = []
         for x, trust in sources:
             g = span_rows(x, strip.top, strip.bottom, span)
-            side = side_maps(g, trust, strip, span)
+            side = side_maps(g, trust, strip, span, with_trust)
             for _ in range(FINE_LEVELS):
                 g, side = pyramid.down(g), pyramid.down(side)
             out += [g, side]
@@ -358,7 +368,7 @@ class PyramidHead(nn.Module):
             lvl = i + FINE_LEVELS
             weight = self.level_weight(plan.learned(lvl), maps.term(plan.learned(lvl), plan.sizes[lvl]), pyr_a[i],
                                        pyr_b[i], side_a[i][:, :1], side_b[i][:, :1], gains, low_pass=i == levels - 1)
-            weight = honour(weight, side_a[i][:, 1:], side_b[i][:, 1:])
+            weight = honour(weight, trust_of(side_a[i]), trust_of(side_b[i]))
             fused.append(torch.lerp(pyr_b[i], pyr_a[i], weight))  # w A + (1 - w) B
             base_weight = weight
         if deep:
@@ -370,30 +380,31 @@ class PyramidHead(nn.Module):
                 term = maps.term(self.levels + j, plan.sizes[plan.count - 1 + j])
                 weight = self.level_weight(self.levels + j, term, band_a, band_b, side_a[c][:, :1], side_b[c][:, :1],
                                            gains, low_pass=j == deep)
-                weight = honour(weight, side_a[c][:, 1:], side_b[c][:, 1:])
+                weight = honour(weight, trust_of(side_a[c]), trust_of(side_b[c]))
                 bands.append(torch.lerp(band_b, band_a, weight))
             fused[-1] = torch.lerp(fused[-1], pyramid.collapse(bands), gains.mix)
         return pyramid.collapse(fused), base_weight
 
     def _fine_strip(self, sources: Sources, strip: Strip, span: Sequence[int], coarse: Tensor,
-                    maps: TokenMaps, plan: "LevelPlan", gains: RouteGains) -> Tensor:
+                    maps: TokenMaps, plan: "LevelPlan", gains: RouteGains, with_trust: bool) -> Tensor:
         """A strip's core rows of the fused image: its FINE_LEVELS finest bands fused, collapsed onto `coarse`."""
-        (pyr_a, side_a), (pyr_b, side_b) = (self._strip_pyramid(x, trust, strip, span) for x, trust in sources)
+        (pyr_a, side_a), (pyr_b, side_b) = (self._strip_pyramid(x, trust, strip, span, with_trust) for x, trust in sources)
         bands = []
         for lvl in range(FINE_LEVELS):
             top, rows = strip.top >> lvl, pyr_a[lvl].shape[-2]
             learned = plan.learned(lvl)
             weight = self.level_weight(learned, maps.term(learned, plan.sizes[lvl], (top, rows)), pyr_a[lvl],
                                        pyr_b[lvl], side_a[lvl][:, :1], side_b[lvl][:, :1], gains, low_pass=False)
-            weight = honour(weight, side_a[lvl][:, 1:], side_b[lvl][:, 1:])
+            weight = honour(weight, trust_of(side_a[lvl]), trust_of(side_b[lvl]))
             bands.append(torch.lerp(pyr_b[lvl], pyr_a[lvl], weight))
         top = strip.top >> FINE_LEVELS
         bands.append(coarse[..., top:top + pyr_a[FINE_LEVELS].shape[-2], :])
         return pyramid.collapse(bands)[..., strip.core_top - strip.top:strip.core_bottom - strip.top, :]
 
     @staticmethod
-    def _strip_pyramid(x: Tensor, trust: Tensor | None, strip: Strip, span: Sequence[int]
+    def _strip_pyramid(x: Tensor, trust: Tensor | None, strip: Strip, span: Sequence[int], with_trust: bool
                        ) -> tuple[list[Tensor], list[Tensor]]:
         """A strip's Laplacian pyramid down to level FINE_LEVELS and its side maps at the finer levels."""
         rows = span_rows(x, strip.top, strip.bottom, span)
-        return pyramid.laplacian(rows, FINE_LEVELS + 1), pyramid.gaussian(side_maps(rows, trust, strip, span), FINE_LEVELS)
+        sides = side_maps(rows, trust, strip, span, with_trust)
+        return pyramid.laplacian(rows, FINE_LEVELS + 1), pyramid.gaussian(sides, FINE_LEVELS)
