@@ -201,7 +201,7 @@ def run_fuse(args: FuseOptions) -> int:
     route = parse_router(args.router, model.config.routers)
     options = dict(task=args.task, alpha=args.alpha, beta=args.beta, route=route, colour=args.colour,
                    resize=args.resize, align=args.align, reference=None if args.reference is None else args.reference - 1,
-                   crop=args.crop, deghost=not args.no_deghost, maps=args.maps is not None)
+                   crop=args.crop, deghost=not args.no_deghost, check_alignment=True, maps=args.maps is not None)
     from .fuse.folder_queue import PairQueue  # tqdm and the job store only when fusing
 
     # Under torchrun the ranks share the folder's pairs; rank 0 alone reports (tcmoa/fuse/folder_queue.py).

@@ -46,11 +46,12 @@ def test_registered_sources_are_fused_as_given(fuser):
 def test_alignment_off_says_when_the_sources_look_misaligned(fuser):
     over, under = sources("mef/mefb_cave")
     moved = shifted(under, 30, -12)
-    result = fuser.fuse([over, moved], "mef")
+    result = fuser.fuse([over, moved], "mef", check_alignment=True)
     assert result.alignment is None
     assert any(n.startswith("alignment off, but the sources look misaligned by about") and "align=auto" in n
                for n in result.notes), result.notes
-    assert not any("misaligned" in n for n in fuser.fuse([over, under], "mef").notes)
+    assert not any("misaligned" in n for n in fuser.fuse([over, under], "mef", check_alignment=True).notes)
+    assert not any("misaligned" in n for n in fuser.fuse([over, moved], "mef").notes)  # off costs nothing
 
 
 def test_an_unaligned_pair_is_aligned_into_the_references_frame(fuser):
@@ -95,14 +96,16 @@ def test_moving_content_in_an_exposure_stack_is_taken_from_the_reference():
     box = (slice(top + 2, top + 62), slice(left + 2, left + 62))
     moved = [im.copy() for im in pair]
     moved[other][box] = (np.indices((60, 60)).sum(axis=0)[..., None] // 6 % 2) * 0.8 + 0.1
-    prepared = prepare_sources(moved, get_preset("mef"), reference=reference)
+    prepared = prepare_sources(moved, get_preset("mef"), "auto", reference=reference)
     assert prepared.motion is not None and float(prepared.motion[other][box].mean()) > 0.8
     assert float(prepared.motion[other].mean()) < 0.1 and float(prepared.motion[reference].max()) == 0.0
     trust = prepared.trust[other]
     assert trust is not None and float(trust[box].mean()) < 0.2
     assert any(n.startswith(f"source {other + 1}: moving content") for n in prepared.notes)
-    static = prepare_sources(pair, get_preset("mef"))
+    static = prepare_sources(pair, get_preset("mef"), "auto")
     assert static.trust == [None, None] and not any("moving" in n for n in static.notes)
+    off = prepare_sources(moved, get_preset("mef"))  # de-ghosting comes after alignment: nothing with "off"
+    assert off.motion is None and off.images[other] is moved[other]
 
 
 def test_a_preparation_is_reused_only_for_its_settings(fuser):

@@ -89,7 +89,8 @@ class FuseSettings:
     align: str = DEFAULT_ALIGN  # one of tcmoa.align.ALIGN_MODES (tcmoa.fuse.prepare)
     reference: int | None = None  # 0-based source whose frame the output keeps; None: the preset's choice
     crop: bool = False  # crop to the area every aligned source covers
-    deghost: bool = True  # exposure stacks: moving content taken from the reference exposure
+    deghost: bool = True  # exposure stacks, when aligning: moving content taken from the reference exposure
+    check_alignment: bool = False  # align="off": look whether the sources seem misaligned (a note; ~0.1 s)
 
 
 @dataclass
@@ -116,7 +117,8 @@ class FusionResult:
 
 def preparation_key(settings: FuseSettings) -> tuple:
     """What a `Prepared` depends on besides the sources: the settings that change reading and alignment."""
-    return (settings.preset.key, settings.resize, settings.align, settings.reference, settings.crop, settings.deghost)
+    return (settings.preset.key, settings.resize, settings.align, settings.reference, settings.crop, settings.deghost,
+            settings.check_alignment)
 
 
 def as_tensor(plane: np.ndarray | None) -> torch.Tensor | None:
@@ -197,7 +199,7 @@ class Fuser:
     def settings(self, task: str | Preset = "vif", *, alpha: float | None = None, beta: float | None = None,
                  route: Route | None = None, colour: str = "auto", resize: str | None = None,
                  token_pixels: int | None = None, align: str = DEFAULT_ALIGN, reference: int | None = None,
-                 crop: bool = False, deghost: bool = True) -> FuseSettings:
+                 crop: bool = False, deghost: bool = True, check_alignment: bool = False) -> FuseSettings:
         """Validate a request and resolve it for this model: None takes the preset's α, β and router, and this
         Fuser's token budget."""
         preset = task if isinstance(task, Preset) else get_preset(task)
@@ -213,7 +215,8 @@ class Fuser:
             raise ValueError(f"reference must be a source index (0 for the first), got {reference!r}")
         return FuseSettings(preset, ALPHA_RANGE.check(preset.alpha if alpha is None else alpha),
                             BETA_RANGE.check(preset.beta if beta is None else beta), route, colour, resize,
-                            self._token_budget(token_pixels), align, reference, bool(crop), bool(deghost))
+                            self._token_budget(token_pixels), align, reference, bool(crop), bool(deghost),
+                            bool(check_alignment))
 
     def prepare(self, sources: Sequence[ImageSource], settings: FuseSettings) -> Prepared:
         """Read the sources and put them into one frame as `settings` asks (tcmoa.fuse.prepare).
@@ -226,7 +229,7 @@ class Fuser:
             raise ValueError(f"reference {settings.reference} is not a source index: there are {len(images)} sources "
                              f"(0 to {len(images) - 1})")
         prepared = prepare_sources(images, settings.preset, settings.align, settings.reference, settings.crop,
-                                   settings.deghost)
+                                   settings.deghost, settings.check_alignment)
         prepared.notes[:0] = notes
         prepared.key = preparation_key(settings)
         return prepared
@@ -234,7 +237,7 @@ class Fuser:
     def fuse(self, sources: Sequence[ImageSource], task: str | Preset | FuseSettings = "vif", *,
              alpha: float | None = None, beta: float | None = None, route: Route | None = None,
              colour: str = "auto", resize: str | None = None, align: str = DEFAULT_ALIGN, reference: int | None = None,
-             crop: bool = False, deghost: bool = True, maps: bool = False,
+             crop: bool = False, deghost: bool = True, check_alignment: bool = False, maps: bool = False,
              progress: Callable[[float], None] | None = None, prepared: Prepared | None = None) -> FusionResult:
         """Fuse N >= 2 sources (paths, bytes, PIL images or arrays) into one image.
 
@@ -246,13 +249,14 @@ class Fuser:
         """
         start = time.perf_counter()
         if isinstance(task, FuseSettings):
-            given = (alpha, beta, route, colour, resize, align, reference, crop, deghost)
-            if given != (None, None, None, "auto", None, DEFAULT_ALIGN, None, False, True):
+            given = (alpha, beta, route, colour, resize, align, reference, crop, deghost, check_alignment)
+            if given != (None, None, None, "auto", None, DEFAULT_ALIGN, None, False, True, False):
                 raise ValueError("give the knobs either in FuseSettings or as keywords, not both")
             settings = task
         else:
             settings = self.settings(task, alpha=alpha, beta=beta, route=route, colour=colour, resize=resize,
-                                     align=align, reference=reference, crop=crop, deghost=deghost)
+                                     align=align, reference=reference, crop=crop, deghost=deghost,
+                                     check_alignment=check_alignment)
         if prepared is None:
             prepared = self.prepare(sources, settings)
         elif prepared.key != preparation_key(settings):

@@ -6,11 +6,13 @@
    or left exactly as given when it is already registered (or cannot be aligned reliably, with a note).
    Where a warped source has no pixels of its own, its trust is 0: the fusion takes the reference
    there (the head gives way band by band; the pixels already hold the reference's content).
-   With "off", sources of different sizes are an error (or resized, resize="first"), and a cheap look
-   at whether registered-looking sources are in fact misaligned adds a note saying by about how much.
-2. **De-ghosting** (exposure stacks, `deghost`): pixels where an exposure disagrees with the reference
-   beyond what exposure explains (something moved) are replaced by the reference's content mapped to
-   that exposure, and their trust falls to 0 too, so the fusion keeps the reference's view of them.
+   With "off" nothing is done and nothing is spent: sources of different sizes are an error (or
+   resized, resize="first"); `check` (the app and the command line ask for it) adds a cheap look at
+   whether the sources seem misaligned, and a note saying by about how much.
+2. **De-ghosting**, after alignment (exposure stacks, `deghost`): pixels where an exposure disagrees with
+   the reference beyond what exposure explains (something moved) are replaced by the reference's
+   content mapped to that exposure, and their trust falls to 0 too, so the fusion keeps the
+   reference's view of them.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..align import Alignment, align_sources, deghost, default_reference, misalignment_hint, motion_masks
+from ..align import Alignment, align_sources, deghost, misalignment_hint, motion_masks
 from ..imaging import bt601_luma
 from ..tasks import Preset
 
@@ -63,22 +65,19 @@ class Prepared:
 
 
 def prepare_sources(images: Sequence[np.ndarray], preset: Preset, align: str = "off", reference: int | None = None,
-                    crop: bool = False, deghost_motion: bool = True) -> Prepared:
-    """Align (or check) the sources, then de-ghost an exposure stack; see the module docstring."""
+                    crop: bool = False, deghost_motion: bool = True, check: bool = False) -> Prepared:
+    """Align the sources and de-ghost an exposure stack, or (align "off") check them when asked; see the
+    module docstring."""
     if align == "off":
-        hint = misalignment_hint(images, preset)
-        prepared = Prepared(list(images), [None] * len(images),
-                            notes=[f"alignment off, but {hint}"] if hint is not None else [])
-        ref = reference if reference is not None else default_reference(images, preset)
-    else:
-        alignment = align_sources(images, align, reference, preset, crop_to_common=crop)
-        trust = [None if c is None else feathered(c) for c in alignment.coverage]
-        reference_image = alignment.images[alignment.reference]
-        images = [im if t is None else faded_in(im, reference_image, t) for im, t in zip(alignment.images, trust)]
-        prepared = Prepared(images, trust, alignment, notes=list(alignment.notes))
-        ref = alignment.reference
+        hint = misalignment_hint(images, preset) if check else None
+        return Prepared(list(images), [None] * len(images), notes=[f"alignment off, but {hint}"] if hint else [])
+    alignment = align_sources(images, align, reference, preset, crop_to_common=crop)
+    trust = [None if c is None else feathered(c) for c in alignment.coverage]
+    reference_image = alignment.images[alignment.reference]
+    aligned = [im if t is None else faded_in(im, reference_image, t) for im, t in zip(alignment.images, trust)]
+    prepared = Prepared(aligned, trust, alignment, notes=list(alignment.notes))
     if deghost_motion and preset.key == "mef" and len(prepared.images) >= 2:
-        _remove_motion(prepared, ref)
+        _remove_motion(prepared, alignment.reference)
     return prepared
 
 
