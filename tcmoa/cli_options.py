@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--token-pixels", type=int, default=DEFAULT_TOKEN_PIXELS,
                       help="the token path runs on the sources scaled to at most this many pixels; the output keeps "
                            "full resolution (default %(default)s)")
-    fuse.add_argument("--runtime", choices=RUNTIMES, default="eager",
-                      help="how the token path runs: eager PyTorch, int8 linear layers (CPU), or torch.compile")
+    fuse.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                      help="how the token path runs: auto (int8 on the CPU for the shipped model, else eager), eager "
+                           "PyTorch, int8 linear layers (CPU), or torch.compile (default %(default)s)")
     fuse.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                       help="memory budget where a model still tiles (official checkpoints): tiles of at most "
                            "TILE_SIZE² px (default %(default)s)")

@@ -82,7 +82,7 @@ def test_full_resolution_looks_like_the_working_resolution(model, msrs):
 
 
 def test_int8_agrees_with_eager(model, msrs):
-    eager = Fuser(model, device="cpu").fuse(msrs, "vif").image
+    eager = Fuser(model, device="cpu", runtime="eager").fuse(msrs, "vif").image
     int8 = Fuser(model, device="cpu", runtime="int8").fuse(msrs, "vif").image
     diff = np.abs(to_uint8(int8).astype(int) - to_uint8(eager).astype(int))
     assert diff.mean() <= 1.0 and np.percentile(diff, 99) <= 4, (diff.mean(), np.percentile(diff, 99))
@@ -90,7 +90,9 @@ def test_int8_agrees_with_eager(model, msrs):
 
 
 def test_unknown_runtime_and_bad_budgets_are_clear_errors(model):
-    with pytest.raises(ValueError, match="runtime must be one of eager, int8, compile"):
+    assert Fuser(model, device="cpu").runtime == "int8"  # auto, on the CPU, for a model with an output head
+    assert Fuser(load_model("official-tiny"), device="cpu").runtime == "eager"  # official numbers stay exact
+    with pytest.raises(ValueError, match="runtime must be one of auto, eager, int8, compile"):
         Fuser(model, device="cpu", runtime="onnx")
     for bad in (100, True, 2.5e6):
         with pytest.raises(ValueError, match="token_pixels must be a whole number of pixels"):

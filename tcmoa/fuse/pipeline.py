@@ -24,7 +24,7 @@ from ..tasks import Preset, Route, get_preset
 from ..align import ALIGN_MODES, Alignment
 from .prepare import Prepared, prepare_sources
 from .runner import DEFAULT_TOKEN_PIXELS, FusionMaps, PairRunner, RunSettings
-from .runtime import prepare
+from .runtime import prepare, resolve
 from .tiling import DEFAULT_TILE_BATCH, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -111,6 +111,7 @@ class FusionResult:
     # is the running result of the earlier steps.
     mapped_pair: tuple[np.ndarray, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+    runtime: str = "eager"  # how the token path ran (tcmoa.fuse.runtime): "eager", "int8" or "compile"
     alignment: Alignment | None = None  # every source's transform, confidence and note (align != "off")
     motion: list[np.ndarray] | None = None  # exposure stacks: per source, where moving content was replaced
 
@@ -162,7 +163,7 @@ class Fuser:
     def __init__(self, model: TCMoA, device: str | torch.device | None = None, precision: str = "auto",
                  tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP,
                  tile_batch: int = DEFAULT_TILE_BATCH, max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "pad",
-                 token_pixels: int | None = DEFAULT_TOKEN_PIXELS, runtime: str = "eager"):
+                 token_pixels: int | None = DEFAULT_TOKEN_PIXELS, runtime: str = "auto"):
         if fit not in FITS:
             raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
         self.fit = fit
@@ -191,8 +192,8 @@ class Fuser:
         self.tile_batch, self.max_pixels = tile_batch, max_pixels
         self.token_pixels: int | None = None
         self.token_pixels = self._token_budget(token_pixels)
-        self.runtime = runtime
-        self.runner = PairRunner(prepare(self.model, runtime, self.device), self.device, RunSettings(
+        self.runtime = resolve(model, runtime, self.device)  # "auto" decided: what every fusion here runs
+        self.runner = PairRunner(prepare(self.model, self.runtime, self.device), self.device, RunSettings(
             precision, fit, self.tile_size, self.tile_overlap, tile_batch))
 
     # ----------------------------------------------------------------------------- public
@@ -271,7 +272,7 @@ class Fuser:
                             seconds=time.perf_counter() - start, device=str(self.device), precision=self.precision,
                             model_name=str(self.model.info.get("name", self.model.config.name)),
                             maps=captured[0] if captured else None, mapped_pair=captured[1] if captured else None,
-                            notes=notes, alignment=prepared.alignment, motion=prepared.motion)
+                            notes=notes, runtime=self.runtime, alignment=prepared.alignment, motion=prepared.motion)
 
     def _fuse_all(self, prepared: Prepared, settings: FuseSettings, maps: bool,
                   progress: Callable[[float], None] | None

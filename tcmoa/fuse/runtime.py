@@ -1,5 +1,7 @@
 """How the token path is executed: eager PyTorch (the default and the fallback), or a faster variant.
 
+    auto     int8 on the CPU for models with an output head (the shipped compact model); eager on a GPU
+             and for official checkpoints, which must reproduce the official numbers exactly
     eager    the model as it is
     int8     dynamic int8 quantisation of the backbone blocks' linear layers (weights int8, activations
              quantised per call); the TC-MoA modules, the output head and the norms stay float32
@@ -19,7 +21,7 @@ from torch import nn
 
 from ..model.network import TCMoA
 
-RUNTIMES = ("eager", "int8", "compile")
+RUNTIMES = ("auto", "eager", "int8", "compile")
 
 
 def quantized(model: TCMoA) -> TCMoA:
@@ -44,10 +46,17 @@ def compiled(model: TCMoA) -> TCMoA:
     return fast
 
 
-def prepare(model: TCMoA, runtime: str, device: torch.device) -> TCMoA:
-    """The model to run for `runtime` (one of RUNTIMES) on `device`."""
+def resolve(model: TCMoA, runtime: str, device: torch.device) -> str:
+    """The runtime `runtime` (one of RUNTIMES) means for this model on this device ("auto" decided)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "auto":
+        return "int8" if device.type == "cpu" and model.fusion_head is not None else "eager"
+    return runtime
+
+
+def prepare(model: TCMoA, runtime: str, device: torch.device) -> TCMoA:
+    """The model to run for `runtime` (one of RUNTIMES other than "auto") on `device`."""
     if runtime == "int8":
         if device.type != "cpu":
             raise ValueError("runtime 'int8' is for the CPU; on a GPU use precision bf16 or fp16")
