@@ -212,7 +212,10 @@ class TCMoA(nn.Module):
         assert self.fusion_head is not None, "apply_head needs a model with an output head"
         margin = PromptMargin.from_prompts([(t.prompt_a, t.prompt_b) for t in enc + dec], grid, control.beta)
         fused, weight = self.fusion_head(tokens, grid, pixels[0], pixels[1], margin, route, span, trust)
-        return FusionOutput(fused.clamp(0, 1), None, grid, enc, dec, weight)
+        # In place where no gradient flows (inference): the head's output is a fresh tensor, and at 24 MP a copy
+        # is 288 MB.
+        return FusionOutput(fused.clamp(0, 1) if fused.requires_grad else fused.clamp_(0, 1), None, grid, enc, dec,
+                            weight)
 
     def token_path(self, a: torch.Tensor, b: torch.Tensor, route: torch.Tensor, control: PromptControl
                    ) -> tuple[torch.Tensor, tuple[int, int], list[ModuleTrace], list[ModuleTrace]]:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..device import release_freed_memory
 from ..ycbcr import BT601_WEIGHTS
 from . import pyramid
 from .fusion_head import PROMPT_GAIN, PromptMargin, Trust, honour
@@ -332,6 +333,8 @@ class PyramidHead(nn.Module):
             quarter = [self._quarter_levels(sources, s, span, with_trust) for s in strips]
             g_a, g_b, k_a, k_b = (torch.cat(parts, dim=-2) for parts in zip(*quarter))
             coarse, base_weight = self._coarse_fusion(g_a, g_b, k_a, k_b, maps, plan, gains)
+            del quarter, g_a, g_b, k_a, k_b
+            release_freed_memory()  # the strips' peak should not stack on the coarse levels' leftovers
             fused = a.new_empty(*a.shape[:-2], h, w, dtype=torch.float32)
             for strip in strips:
                 rows = self._fine_strip(sources, strip, span, coarse, maps, plan, gains, with_trust)
