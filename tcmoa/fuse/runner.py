@@ -33,10 +33,11 @@ from ..model.network import FusionOutput, TCMoA, normalize
 from ..tasks import Route
 from .tiling import DEFAULT_TILE_BATCH, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, TileBlender, plan_tiles
 
-# The token path's default budget: 512² px. On every eval set Qabf, VIF and MEF-SSIM stay within 0.0025
-# of the unbounded path's at this budget (most above it), and the 100% crops of 12 MP fusions look alike
-# (docs/BENCHMARKS.md, "Token budget"); the token path of a 640x480 pair then costs a quarter less.
-DEFAULT_TOKEN_PIXELS = 512 * 512
+# The token path's default budget: 1024² px, the app's working resolution, so the page's image is the
+# model's whole computation and the full-resolution download, scaled down, matches it (mean 1.3 grey
+# levels, p95 <= 7 at 12 MP; at 512² the p95 reached 11). Down to 512² every eval set's Qabf, VIF and
+# MEF-SSIM stay within 0.0025 of the unbounded path's (docs/BENCHMARKS.md, "Token budget").
+DEFAULT_TOKEN_PIXELS = 1024 * 1024
 Progress = Callable[[float], None]
 PixelTrust = tuple["torch.Tensor | None", "torch.Tensor | None"]  # per source: None, or (..., 1, H, W) in [0, 1]
 
