@@ -51,7 +51,9 @@ def stretched(image: np.ndarray) -> np.ndarray:
     """Grey, its 1st..99th percentile stretched to [0, 1]: a dark infrared and a bright visible image compare."""
     g = grey(image)
     low, high = np.percentile(g, (1, 99))
-    return np.clip((g - low) / max(float(high - low), 1e-3), 0.0, 1.0)
+    if high - low < 1e-3:  # one flat tone: shown as it is
+        return g
+    return np.clip((g - low) / float(high - low), 0.0, 1.0)
 
 
 def checkerboard(reference: np.ndarray, source: np.ndarray, cells: int = CELLS) -> np.ndarray:
@@ -113,7 +115,10 @@ def panels(shown: AlignmentShown, fused_sources: Sequence[np.ndarray]) -> list[l
             row.append(("as fused: " + source_label(i, record).removeprefix(f"source {i + 1}: "),
                         marked(board, uncovered(shown.coverage[i]), UNCOVERED_RGB, hatch=True)))
         if shown.motion is not None:
-            row.append((f"moving content of source {i + 1}", marked(stretched(fused), shown.motion[i], MOVING_RGB)))
+            share = float((shown.motion[i] > 0.5).mean())
+            found = f"{100 * share:.1f}% of the image" if share > 0 else "none found"
+            row.append((f"moving content of source {i + 1}: {found}", marked(stretched(fused), shown.motion[i],
+                                                                            MOVING_RGB)))
         rows.append(row)
     return rows
 
@@ -124,7 +129,8 @@ def alignment_figure(shown: AlignmentShown, fused_sources: Sequence[np.ndarray],
     rows = panels(shown, fused_sources)
     cols = max(len(row) for row in rows)
     h, w = fused_sources[shown.reference].shape[:2]
-    fig_w, margin, gap, head, title_h, foot = width_px / DPI, 0.1, 0.1, 0.45, 0.25, 0.45
+    fig_w, margin, gap, head, title_h = width_px / DPI, 0.1, 0.1, 0.45, 0.25
+    foot = 0.2 + 0.2 * (3 if shown.motion is not None else 2)
     panel_w = (fig_w - 2 * margin - (cols - 1) * gap) / cols
     panel_h = min(panel_w * h / w, 3.2)
     row_h = title_h + panel_h + 0.05
@@ -137,11 +143,13 @@ def alignment_figure(shown: AlignmentShown, fused_sources: Sequence[np.ndarray],
             ax.imshow(np.clip(image, 0, 1), interpolation="bilinear", aspect="auto")
             ax.set_title(title, fontsize=8, pad=3)
             ax.set_axis_off()
-    fig.suptitle(f"Alignment: each source in squares with the reference (source {shown.reference + 1}); "
-                 "edges continue across the squares where they line up", fontsize=9, y=1 - 0.12 / fh, va="top")
-    fig.text(0.5, 0.2 / fh, "orange stripes: no pixels of the source there (the reference's are fused)"
-             + (" · magenta: moving content, taken from the reference exposure" if shown.motion is not None else ""),
-             ha="center", fontsize=8)
+    fig.suptitle(f"Each source over the reference (source {shown.reference + 1}) in alternating squares",
+                 fontsize=10, y=1 - 0.12 / fh, va="top")
+    legend = ["where the sources line up, edges run on from square to square",
+              "orange stripes: no pixels of the source there (the reference's are fused)"]
+    if shown.motion is not None:
+        legend.append("magenta: moving content, taken from the reference exposure")
+    fig.text(0.5, 0.1 / fh, "\n".join(legend), ha="center", va="bottom", fontsize=8, linespacing=1.4)
     return figure_to_array(fig)
 
 

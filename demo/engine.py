@@ -40,7 +40,7 @@ QUEUE_SIZE = 64  # requests waiting in all lanes together; beyond it a user is t
 APP_TILE_SIZE = 1024  # tiles of at most 1 MP where a model still tiles (the official ones, without an output head)
 UNTRAINED_WARNING = "untrained model: outputs are not meaningful fusion yet"
 # What "Align sources" starts at, on the page and in /fuse (one of tcmoa.align.ALIGN_MODES).
-DEFAULT_ALIGN = "auto"
+DEFAULT_ALIGN = "off"
 
 
 def prepare_read(fuser: Fuser, images: Sequence[np.ndarray], settings: FuseSettings) -> Prepared:
