@@ -31,12 +31,24 @@ SERVER_PATH_REFUSED = ("a file named by a path on the server is refused: send th
                        "(gradio_client's handle_file uploads it)")
 
 
+API_NAMES = ("fuse", "fuse_full")  # the documented endpoints: arguments after `sources` may be left out
+
+
 class DemoBlocks(gr.Blocks):
-    """gr.Blocks whose events refuse a file named by a server path with one clear message.
+    """gr.Blocks whose events refuse a file named by a server path with one clear message, and whose documented
+    endpoints take their later arguments as optional over plain HTTP too.
 
     Gradio refuses such a path before any callback runs, with an exception it neither explains to the
-    caller (`{"error": null}`) nor keeps out of the server log (a traceback per request).
+    caller (`{"error": null}`) nor keeps out of the server log (a traceback per request). gradio_client
+    fills in left-out arguments; a plain HTTP call with fewer values than inputs got a traceback.
     """
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        """A documented endpoint's left-out arguments take their defaults (so a call that predates the alignment
+        arguments works as it did); other events' are checked as Gradio does."""
+        if block_fn.api_name in API_NAMES:
+            inputs.extend(getattr(block, "value", None) for block in block_fn.inputs[len(inputs):])
+        super().validate_inputs(block_fn, inputs)
 
     async def preprocess_data(self, *args: Any, **kwargs: Any) -> Any:
         """The event's inputs as Gradio prepares them; a server path is one gr.Error, not a traceback."""

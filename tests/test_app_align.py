@@ -228,6 +228,16 @@ def test_fuse_reports_alignment_off_and_motion(engine, registered):
     assert all(0 <= share <= 1 for share in report["motion_share"])
 
 
+def test_a_plain_http_call_may_leave_out_the_alignment_arguments(engine):
+    demo = build_demo(engine)
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    inputs: list[Any] = [None, "vif", 1.0, 0.0, "", False]  # a call written before the alignment arguments
+    demo.validate_inputs(fns["fuse"], inputs)
+    assert inputs[6:] == [DEFAULT_ALIGN, 0, False, True]  # their defaults
+    with pytest.raises(ValueError, match="didn't receive enough input values"):
+        demo.validate_inputs(fns["sweep"], [None])  # the page's own events: checked as Gradio does
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(align="sideways"), "align must be one of off, auto, translation, similarity, affine, homography, "
                              "got 'sideways'"),
