@@ -220,7 +220,7 @@ def test_browser_wide_screen_controls_metrics_maps_and_sweep(app, browser, tmp_p
     assert fusions_after(lambda: page.get_by_text("Multi-focus: lytro triple 02").click(), "Fused 3 sources") == 1
     assert_in_view(page, IMAGE, "#status")
     status_log(page)
-    assert fusions_after(lambda: page.get_by_text("Infrared + visible: tno 18").click(), "Fused 2 sources") == 1
+    assert fusions_after(lambda: page.get_by_text("Infrared + visible: tno 18", exact=True).click(), "Fused 2 sources") == 1
     log = status_log(page)
     new_source = log[-1][1]
     assert new_source and not any(src == new_source and "3 sources" in text for text, src in log), \
@@ -255,7 +255,7 @@ def test_browser_wide_screen_controls_metrics_maps_and_sweep(app, browser, tmp_p
     full_resolution(page, counter)
 
     # another example: the sweep strip, its curve and the full-resolution file of the old sources go
-    page.get_by_text("Infrared + visible: tno 18").click()
+    page.get_by_text("Infrared + visible: tno 18", exact=True).click()
     expect(page.locator("#sweep-status")).to_contain_text("Sources or task changed")
     expect(page.locator("#sweep-strip img")).to_have_count(0)
     expect(page.locator("#sweep-curve img")).to_have_count(0)
@@ -266,7 +266,7 @@ def test_browser_wide_screen_controls_metrics_maps_and_sweep(app, browser, tmp_p
 
 def unaligned_example(page, fusions_after) -> None:
     """The unaligned example opens with alignment on and says what it did; the Alignment tab shows it; turning
-    alignment off fuses once and says what to do."""
+    alignment off says what to do; choosing a transform fuses once."""
     from playwright.sync_api import expect
 
     expect(page.locator("#align")).to_be_visible()
@@ -278,12 +278,15 @@ def unaligned_example(page, fusions_after) -> None:
     expect(page.locator("#alignment-map img")).to_be_visible(timeout=30_000)
     expect(page.locator("#alignment-report")).to_contain_text("similarity")
 
-    def align_off():
+    def choose(option: str):
         page.locator("#align input").click()
-        page.get_by_role("option", name="off: fuse as given").click()
+        page.get_by_role("option", name=option).click()
 
-    assert fusions_after(align_off, "Cannot fuse") == 1
+    # off: sources of two sizes are refused before any fusion, with the way out
+    assert fusions_after(lambda: choose("off: fuse as given"), "Cannot fuse") == 0
     expect(page.locator("#status")).to_contain_text("set “Align sources” to auto")
+    assert fusions_after(lambda: choose("similarity (shift, turn, zoom)"), "Fused 2 sources") == 1
+    expect(page.locator("#status")).to_contain_text("(similarity, confidence")
 
 
 def knobs_and_refusals(page, counter, fusions_after) -> None:
@@ -378,7 +381,7 @@ def test_browser_phone_keeps_the_image_in_view(app, browser):
     assert_in_view(page, *SOURCES, *KNOBS, IMAGE)
     # An example from the strip at the top: it fuses, and the image is scrolled into view.
     scroll_to(page, 0)
-    page.get_by_text("Infrared + visible: tno 18").click()
+    page.get_by_text("Infrared + visible: tno 18", exact=True).click()
     expect(page.locator("#status")).to_contain_text("Fused 2 sources · 512×372", timeout=90_000)
     assert_in_view(page, IMAGE)
     # Scrolled so that α just shows at the bottom, and then so far that the image is pinned at the top:
