@@ -154,7 +154,8 @@ def alignment_figure(shown: AlignmentShown, fused_sources: Sequence[np.ndarray],
 
 
 def alignment_table(shown: AlignmentShown | None) -> str:
-    """Markdown: per source what was done and how sure it is, then the other notes; empty without a fusion."""
+    """Markdown: per source what was done and how sure it is (a list), then the other notes; empty without a
+    fusion."""
     if shown is None:
         return ""
     if shown.records is None:
@@ -162,12 +163,13 @@ def alignment_table(shown: AlignmentShown | None) -> str:
                  "The squares below show whether they line up; if edges jump between squares, choose "
                  "**Align sources: auto**.")
     else:
-        rows = ["| source | what was done | confidence |", "|---|---|---|"]
+        rows = []
         for record in shown.records:
             done = (STATUS_WORDS[record.status] if record.status == "reference"
                     else page_words(record.note.removeprefix(f"source {record.index + 1}: ")))
-            confidence = "" if record.status == "reference" else f"{record.confidence:.2f}"
-            rows.append(f"| {record.index + 1} | {done} | {confidence} |")
+            if record.status != "reference" and "confidence" not in done:
+                done += f" (confidence {record.confidence:.2f})"
+            rows.append(f"- **source {record.index + 1}**: {done}")
         table = "\n".join(rows)
     per_source = {r.note for r in shown.records or ()}
     others = [f"- {page_note(note).removeprefix('Note: ')}" for note in shown.notes if note not in per_source]

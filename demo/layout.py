@@ -22,10 +22,10 @@ from .opening import Opening
 from .sources import ROUTER_WEIGHT
 
 HEADER = """# TC-MoA: general image fusion
-One model fuses registered images of a scene (infrared + visible, exposure brackets, focal stacks, medical scans):
+One model fuses images of a scene (infrared + visible, exposure brackets, focal stacks, medical scans):
 Task-Customized Mixture of Adapters ([CVPR 2024](https://arxiv.org/abs/2403.12494)). Click an example or upload
-your sources, then drag **α** and **β**: the image re-fuses as you move them; the metrics, maps and the sweep below
-show what the knobs do."""
+your sources (not registered? choose **Align sources** below), then drag **α** and **β**: the image re-fuses as you
+move them; the metrics, maps and the sweep below show what the knobs do."""
 ALPHA_INFO = "p_A' = 0.5 + α(p_A − 0.5) + β: α scales how decisively each region picks a source (0 = even mix)"
 BETA_INFO = "β shifts dominance: > 0 towards source A, < 0 towards source B"
 CSS = (Path(__file__).resolve().parent / "style.css").read_text(encoding="utf-8")
@@ -35,8 +35,7 @@ MAP_TABS = (("prompts", "Prompt maps"), ("routing", "Routing"), ("weight", "Sour
 ALIGN_LABELS = {"off": "off: fuse as given", "auto": "auto: detect and align", "translation": "translation (shift)",
                 "similarity": "similarity (shift, turn, zoom)", "affine": "affine (+ shear)",
                 "homography": "homography (perspective)"}
-ALIGN_INFO = ("Put every source into one frame first (sources from different cameras, a hand-held bracket); auto "
-              "leaves sources that already line up exactly as given")
+ALIGN_INFO = "into one frame first (other cameras, a hand-held bracket); auto leaves registered sources as given"
 # The Source-weight tab's note, by the model's output head (Engine.fusion_output; tcmoa.model.fusion_head).
 WEIGHT_NOTES = {
     "pyramid": "The weight of source A in the base band of the model's Laplacian pyramid (red: A, blue: B): which "

@@ -139,7 +139,8 @@ def test_unaligned_sources_are_aligned_and_the_page_says_how(engine, cameras):
     view = fuse(engine, list(cameras), align=AUTO, open_tab="alignment")
     assert view.fused is not None and view.fused.shape[:2] == cameras[0].shape[:2]  # the reference's frame
     assert "Note: source 2: " in view.status and "(similarity, confidence" in view.status, view.status
-    assert "| 2 | " in view.alignment_report and "similarity" in view.alignment_report
+    assert "- **source 1**: the reference frame" in view.alignment_report
+    assert "- **source 2**: placed with its centre" in view.alignment_report, view.alignment_report
     assert view.alignment is not None and view.alignment.dtype == np.uint8 and view.alignment.shape[1] == 760
     shown = view.shown
     assert shown.alignment.records[1].status == "aligned" and shown.alignment.coverage[1] is not None
