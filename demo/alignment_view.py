@@ -36,8 +36,8 @@ class AlignmentShown:
     reference: int  # 0-based
     given: tuple[np.ndarray, ...]  # uint8 display copies of the sources as given, in the reference frame's size
     records: tuple[SourceAlignment, ...] | None  # None: alignment off
-    coverage: tuple[np.ndarray | None, ...]  # display-size (H, W) float per source, None = covers all
-    motion: tuple[np.ndarray, ...] | None  # display-size moving-content masks (exposure stacks)
+    uncovered: tuple[np.ndarray | None, ...]  # display-size (H, W) bool per source: no pixels of it; None = covers all
+    moving: tuple[np.ndarray, ...] | None  # display-size (H, W) bool: moving content replaced (exposure stacks)
     notes: tuple[str, ...]  # the fusion's notes about reading, alignment and moving content
 
 
@@ -68,24 +68,20 @@ def checkerboard(reference: np.ndarray, source: np.ndarray, cells: int = CELLS) 
 
 def marked(plane: np.ndarray, mask: np.ndarray | None, colour: tuple[float, float, float],
            hatch: bool = False) -> np.ndarray:
-    """(H, W) grey -> (H, W, 3) with `mask` (> 0.5; resized to the plane) tinted `colour`, in diagonal stripes
-    when `hatch`."""
+    """(H, W) grey -> (H, W, 3) with `mask` (bool, or > 0.5; resized to the plane) tinted `colour`, in diagonal
+    stripes when `hatch`."""
     rgb = np.repeat(plane[..., None], 3, axis=-1)
     if mask is None:
         return rgb
+    mask = mask.astype(np.float32)
     if mask.shape != plane.shape:
-        mask = resize_to(mask.astype(np.float32), plane.shape)
+        mask = resize_to(mask, plane.shape)
     on = mask > 0.5
     if hatch:
         ys, xs = np.indices(plane.shape)
         on &= (ys + xs) % 12 < 6
     rgb[on] = (1 - TINT) * rgb[on] + TINT * np.asarray(colour, dtype=np.float32)
     return rgb
-
-
-def uncovered(coverage: np.ndarray | None) -> np.ndarray | None:
-    """Where a source has no pixels of its own (1 - coverage), or None where it covers all."""
-    return None if coverage is None else 1.0 - coverage
 
 
 def source_label(index: int, record: SourceAlignment | None) -> str:
@@ -113,11 +109,11 @@ def panels(shown: AlignmentShown, fused_sources: Sequence[np.ndarray]) -> list[l
         if record is not None:
             board = checkerboard(fused_sources[ref], fused)
             row.append(("as fused: " + source_label(i, record).removeprefix(f"source {i + 1}: "),
-                        marked(board, uncovered(shown.coverage[i]), UNCOVERED_RGB, hatch=True)))
-        if shown.motion is not None:
-            share = float((shown.motion[i] > 0.5).mean())
+                        marked(board, shown.uncovered[i], UNCOVERED_RGB, hatch=True)))
+        if shown.moving is not None:
+            share = float(shown.moving[i].mean())
             found = f"{100 * share:.1f}% of the image" if share > 0 else "none found"
-            row.append((f"moving content of source {i + 1}: {found}", marked(stretched(fused), shown.motion[i],
+            row.append((f"moving content of source {i + 1}: {found}", marked(stretched(fused), shown.moving[i],
                                                                             MOVING_RGB)))
         rows.append(row)
     return rows
@@ -130,7 +126,7 @@ def alignment_figure(shown: AlignmentShown, fused_sources: Sequence[np.ndarray],
     cols = max(len(row) for row in rows)
     h, w = fused_sources[shown.reference].shape[:2]
     fig_w, margin, gap, head, title_h = width_px / DPI, 0.1, 0.1, 0.45, 0.25
-    foot = 0.2 + 0.2 * (3 if shown.motion is not None else 2)
+    foot = 0.2 + 0.2 * (3 if shown.moving is not None else 2)
     panel_w = (fig_w - 2 * margin - (cols - 1) * gap) / cols
     panel_h = min(panel_w * h / w, 3.2)
     row_h = title_h + panel_h + 0.05
@@ -147,7 +143,7 @@ def alignment_figure(shown: AlignmentShown, fused_sources: Sequence[np.ndarray],
                  fontsize=10, y=1 - 0.12 / fh, va="top")
     legend = ["where the sources line up, edges run on from square to square",
               "orange stripes: no pixels of the source there (the reference's are fused)"]
-    if shown.motion is not None:
+    if shown.moving is not None:
         legend.append("magenta: moving content, taken from the reference exposure")
     fig.text(0.5, 0.1 / fh, "\n".join(legend), ha="center", va="bottom", fontsize=8, linespacing=1.4)
     return figure_to_array(fig)

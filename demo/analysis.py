@@ -103,16 +103,16 @@ class Shown:
 
 
 def shown_alignment(given: Sequence[np.ndarray], result: FusionResult, reference: int) -> AlignmentShown:
-    """Display copies for the alignment tab: the sources as given (in the reference's display size), the coverage
-    and moving-content masks at the size of the sources as fused, and what was done to each."""
+    """Display copies for the alignment tab: the sources as given (in the reference's display size), where each
+    source as fused has no pixels of its own or had moving content (bool masks), and what was done to each."""
     alignment = result.alignment
     ref = alignment.reference if alignment is not None else reference
     frame = display_copy(to_uint8(given[ref]))
     as_given = tuple(frame if i == ref else to_uint8(resize_to(im, frame.shape[:2])) for i, im in enumerate(given))
     coverage = alignment.coverage if alignment is not None else [None] * len(given)
     return AlignmentShown(ref, as_given, tuple(alignment.sources) if alignment is not None else None,
-                          tuple(None if c is None else display_copy(c) for c in coverage),
-                          None if result.motion is None else tuple(display_copy(m) for m in result.motion),
+                          tuple(None if c is None else display_copy(c) < 0.5 for c in coverage),
+                          None if result.motion is None else tuple(display_copy(m) > 0.5 for m in result.motion),
                           tuple(result.notes))
 
 
