@@ -12,12 +12,13 @@ from typing import Sequence
 
 import numpy as np
 
-from tcmoa.imaging import shrink_to, bt601_luma, to_uint8
+from tcmoa.imaging import resize_to, shrink_to, bt601_luma, to_uint8
 from tcmoa.metrics.scores import evaluate
 from tcmoa.fuse.pipeline import FusionMaps, FusionResult
 from tcmoa.fuse.figures import difference_figure, prompt_figure, routing_figure, weight_figure
 from tcmoa.fuse.sweeps import KNOBS, sweep_settings
 
+from .alignment_view import AlignmentShown, alignment_figure
 from .engine import Engine
 from .sources import Request, scaled_to
 
@@ -30,7 +31,7 @@ SWEEP_METRICS = (*PANEL_METRICS, STACK_METRIC)  # what the sweep can plot; a fus
 DISPLAY_SIDE = 1024  # the map tabs and the before/after slider work on copies at most this large
 SWEEP_PIXELS = 262_144  # the sweep fuses five times: on copies of at most 512x512 px worth
 SWEEP_COUNT = 5
-TABS = ("prompts", "routing", "weight", "difference")  # the map tabs, rendered when open
+TABS = ("prompts", "routing", "weight", "difference", "alignment")  # the map tabs, rendered when open
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -92,29 +93,44 @@ class Shown:
     roles: tuple[str, str]  # what stream A and stream B of the mapped (last) fusion step are
     background: np.ndarray  # uint8 display copy of stream A's source, under the maps
     fused: np.ndarray  # uint8 display copy
-    sources: tuple[np.ndarray, ...]  # uint8 display copies, in upload order
+    sources: tuple[np.ndarray, ...]  # uint8 display copies of the sources as fused (aligned), in upload order
     labels: tuple[str, ...]  # "visible", "infrared", ... per source
     alpha: float  # the knobs it was fused with: the sliders return to them when a typed value is refused
     beta: float
     task: str
     head: str  # the model's output head (Engine.fusion_output): what its weight map means
+    alignment: AlignmentShown | None = None  # the alignment tab's (None: nothing to show)
+
+
+def shown_alignment(given: Sequence[np.ndarray], result: FusionResult, reference: int) -> AlignmentShown:
+    """Display copies for the alignment tab: the sources as given (in the reference's display size), where each
+    source as fused has no pixels of its own or had moving content (bool masks), and what was done to each."""
+    alignment = result.alignment
+    ref = alignment.reference if alignment is not None else reference
+    frame = display_copy(to_uint8(given[ref]))
+    as_given = tuple(frame if i == ref else to_uint8(resize_to(im, frame.shape[:2])) for i, im in enumerate(given))
+    coverage = alignment.coverage if alignment is not None else [None] * len(given)
+    return AlignmentShown(ref, as_given, tuple(alignment.sources) if alignment is not None else None,
+                          tuple(None if c is None else display_copy(c) < 0.5 for c in coverage),
+                          None if result.motion is None else tuple(display_copy(m) > 0.5 for m in result.motion),
+                          tuple(result.notes))
 
 
 def shown_fusion(fused: np.ndarray, images: Sequence[np.ndarray], result: FusionResult, request: Request,
                  head: str) -> Shown:
-    """Keep display copies of one fusion (`images` as fused, by a model with output `head`) for the tabs and
-    the slider."""
-    maps, order, preset = result.maps, result.order, request.preset
-    if len(images) == 2:
-        background, roles = images[order[0]], preset.roles
+    """Keep display copies of one fusion (`images` as given to it, by a model with output `head`) for the tabs
+    and the slider."""
+    maps, order, preset, sources = result.maps, result.order, request.preset, result.sources
+    if len(sources) == 2:
+        background, roles = sources[order[0]], preset.roles
     else:  # the last step fuses the others' result (A) with the last source (B)
-        background, roles = images[order[-1]], ("sources fused so far", f"source {order[-1] + 1}")
+        background, roles = sources[order[-1]], ("sources fused so far", f"source {order[-1] + 1}")
     if maps is not None and maps.source_weight is not None:
         maps = dataclasses.replace(maps, source_weight=display_copy(maps.source_weight))
-    labels = list(preset.roles) + [f"source {i}" for i in range(3, len(images) + 1)]
+    labels = list(preset.roles) + [f"source {i}" for i in range(3, len(sources) + 1)]
     return Shown(maps, roles, display_copy(to_uint8(background)), display_copy(fused),
-                 tuple(display_copy(to_uint8(im)) for im in images), tuple(labels), result.settings.alpha,
-                 result.settings.beta, preset.key, head)
+                 tuple(display_copy(to_uint8(im)) for im in sources), tuple(labels), result.settings.alpha,
+                 result.settings.beta, preset.key, head, shown_alignment(images, result, request.reference))
 
 
 def render_tab(tab: str, shown: Shown | None) -> np.ndarray | None:
@@ -123,6 +139,8 @@ def render_tab(tab: str, shown: Shown | None) -> np.ndarray | None:
         return None
     if tab == "difference":
         return difference_figure(shown.fused, shown.sources, shown.labels)
+    if tab == "alignment":
+        return None if shown.alignment is None else alignment_figure(shown.alignment, shown.sources)
     if shown.maps is None:
         return None
     if tab == "prompts":
@@ -159,10 +177,10 @@ def run_sweep(engine: Engine, request: Request, knob: str) -> SweepResult:
     start = time.perf_counter()
     knob_range = KNOBS[knob]
     values = tuple(knob_range.sweep(SWEEP_COUNT))
-    small = scaled_to(request.images, SWEEP_PIXELS)
+    small = scaled_to(request.images, SWEEP_PIXELS, request.reference)
     results = engine.fuse(small, sweep_settings(request.settings, knob, values))
     thumbs = tuple(to_uint8(r.image) for r in results)
-    scores = tuple(fusion_scores(t, small, request.preset.key) for t in thumbs)
+    scores = tuple(fusion_scores(t, r.sources, request.preset.key) for t, r in zip(thumbs, results))
     return SweepResult(knob, values, thumbs, scores, float(getattr(request.settings, knob)),
                        time.perf_counter() - start)
 

@@ -24,30 +24,35 @@ from tcmoa.metrics.baselines import run_baseline
 from tcmoa.tasks import Preset
 
 from . import analysis
+from .alignment_view import alignment_table, page_note
 from .analysis import Shown, SweepResult
 from .engine import MAX_SOURCES, PREVIEW_PIXELS, PREVIEW_TOKEN_PIXELS, UNTRAINED_WARNING, WORKING_PIXELS, Engine
-from .sources import (InputError, KnobError, Request, TooFewSources, blend_route, present, prepare, scaled_to,
-                      user_message)
+from .sources import (AlignOptions, InputError, KnobError, Request, TooFewSources, blend_route, present, prepare,
+                      scaled_to, user_message)
 
 log = logging.getLogger("tcmoa.demo")
 BASELINE_NAMES = {"average": "Average", "laplacian": "Laplacian pyramid", "mertens": "Mertens"}
 SKIP: Any = gr.skip()  # an output a step leaves as it is
 BAD_INPUT = (InputError, ImageError, ValueError, RuntimeError)  # explained to the user as they are
+# tcmoa.align.default_reference in words, where it is not source 1
+REFERENCE_DEFAULTS = {"mef": "the middle exposure", "mff": "the sharpest focal plane"}
 
 
 class FuseView(NamedTuple):
     """Everything one fusion shows, in the order of the page's outputs (None clears one, SKIP keeps it)."""
 
-    fused: np.ndarray | str | None  # uint8, at the working resolution (the page gets it as a named PNG file)
-    comparison: tuple[np.ndarray, np.ndarray] | None  # (source, fused) for the before/after slider
-    status: str  # Markdown
-    metrics: str | None  # Markdown table
-    baselines: list[tuple[np.ndarray, str]] | None  # (image, caption) pairs
-    prompts: np.ndarray | None  # the map tabs' figures (analysis.TABS order); closed tabs are None
-    routing: np.ndarray | None
-    weight: np.ndarray | None
-    difference: np.ndarray | None
-    shown: Shown | None  # kept by the session for the tabs, the slider and the full-resolution action
+    fused: np.ndarray | str | None = SKIP  # uint8, at the working resolution (the page gets it as a named PNG file)
+    comparison: tuple[np.ndarray, np.ndarray] | None = SKIP  # (source, fused) for the before/after slider
+    status: str = SKIP  # Markdown
+    metrics: str | None = SKIP  # Markdown table
+    baselines: list[tuple[np.ndarray, str]] | None = SKIP  # (image, caption) pairs
+    prompts: np.ndarray | None = SKIP  # the map tabs' figures (analysis.TABS order); closed tabs are None
+    routing: np.ndarray | None = SKIP
+    weight: np.ndarray | None = SKIP
+    difference: np.ndarray | None = SKIP
+    alignment: np.ndarray | None = SKIP
+    alignment_report: str | None = SKIP  # Markdown: what alignment did to each source (the alignment tab's words)
+    shown: Shown | None = SKIP  # kept by the session for the tabs, the slider and the full-resolution action
     alpha: Any = SKIP  # the sliders: set back to the fused values when a typed value is refused
     beta: Any = SKIP
 
@@ -55,10 +60,10 @@ class FuseView(NamedTuple):
 # ------------------------------------------------------------------------------ inputs
 def page_request(engine: Engine, slots: Sequence[object], task: object, alpha: object, beta: object, *,
                  blend: bool = False, router_weights: Sequence[object] = (), resize: bool = False,
-                 what: str = "fusion") -> Request:
+                 align: AlignOptions = AlignOptions(), what: str = "fusion") -> Request:
     """The page's controls as a checked request (the task's own router, or the user's blend)."""
     route = blend_route(engine, router_weights) if blend else None
-    return prepare(engine, slots, task, alpha, beta, route=route, resize=resize, what=what)
+    return prepare(engine, slots, task, alpha, beta, route=route, resize=resize, align=align, what=what)
 
 
 def add_source_note(shown: int) -> str | None:
@@ -89,8 +94,8 @@ def next_step(slots: Sequence[object], task: str, verb: str = "fuse") -> str:
 # ------------------------------------------------------------------------------ fusion
 def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, *,
                blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False,
-               baselines: bool = False, compare: int = 1, open_tab: str = "prompts", shown: Shown | None = None,
-               pixels: int = WORKING_PIXELS) -> Iterator[FuseView]:
+               align: AlignOptions = AlignOptions(), baselines: bool = False, compare: int = 1,
+               open_tab: str = "prompts", shown: Shown | None = None, pixels: int = WORKING_PIXELS) -> Iterator[FuseView]:
     """Fuse the filled slots at the working resolution: first the image and status, then metrics,
     baselines and the open map tab.
 
@@ -101,12 +106,13 @@ def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object
     try:
         start = time.perf_counter()
         request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
-                               resize=resize)
-        images = scaled_to(request.images, pixels)
+                               resize=resize, align=align)
+        images = scaled_to(request.images, pixels, request.reference)
         result = engine.fuse(images, [request.settings], maps=True)[0]
         fused = to_uint8(result.image)
         shown = analysis.shown_fusion(fused, images, result, request, engine.fusion_output)
-        status = status_line(engine, result, request, time.perf_counter() - start, blend)
+        scaled = images[request.reference].shape != request.images[request.reference].shape
+        status = status_line(engine, result, request, time.perf_counter() - start, blend, scaled)
     except KnobError as exc:
         yield refused_view(str(exc), shown, engine, task)
         return
@@ -120,30 +126,32 @@ def fuse_steps(engine: Engine, slots: Sequence[object], task: str, alpha: object
         log.exception("fusion failed")
         yield failed_view(f"internal error ({type(exc).__name__}); the server log has the details")
         return
-    yield FuseView(fused, compare_pair(shown, compare), status, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP, shown)
+    yield FuseView(fused=fused, comparison=compare_pair(shown, compare), status=status,
+                   alignment_report=alignment_table(shown.alignment), shown=shown)
     try:
-        gallery = baseline_gallery(images, request.preset, fused) if baselines else None
-        metrics = analysis.scores_table(fused, images, request.preset.key, gallery[1:] if gallery else ())
+        gallery = baseline_gallery(result.sources, request.preset, fused) if baselines else None
+        metrics = analysis.scores_table(fused, result.sources, request.preset.key, gallery[1:] if gallery else ())
         figures = analysis.tab_figures(open_tab, shown)
     except Exception as exc:  # the image stands; say what is missing
         log.exception("metrics or maps failed")
         gallery, metrics = None, f"⚠️ metrics unavailable: internal error ({type(exc).__name__})"
         figures = [None] * len(analysis.TABS)
-    prompts, routing, weight, difference = figures  # analysis.TABS order
-    yield FuseView(SKIP, SKIP, SKIP, metrics, gallery, prompts, routing, weight, difference, SKIP)
+    prompts, routing, weight, difference, alignment = figures  # analysis.TABS order
+    yield FuseView(metrics=metrics, baselines=gallery, prompts=prompts, routing=routing, weight=weight,
+                   difference=difference, alignment=alignment)
 
 
 def preview_view(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, *,
                  blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False,
-                 shown: Shown | None = None) -> FuseView:
+                 align: AlignOptions = AlignOptions(), shown: Shown | None = None) -> FuseView:
     """While a slider moves: the image fused at PREVIEW_PIXELS, its token path at PREVIEW_TOKEN_PIXELS, nothing
     else (the final fusion follows)."""
     try:
         start = time.perf_counter()
         request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
-                               resize=resize)
+                               resize=resize, align=align)
         settings = dataclasses.replace(request.settings, token_pixels=PREVIEW_TOKEN_PIXELS)
-        result = engine.fuse(scaled_to(request.images, PREVIEW_PIXELS), [settings])[0]
+        result = engine.fuse(scaled_to(request.images, PREVIEW_PIXELS, request.reference), [settings])[0]
     except KnobError as exc:
         return refused_view(str(exc), shown, engine, task)
     except TooFewSources:
@@ -156,7 +164,7 @@ def preview_view(engine: Engine, slots: Sequence[object], task: str, alpha: obje
     h, w = result.image.shape[:2]
     status = (f"**Preview** {w}×{h} px · {time.perf_counter() - start:.2f} s · α = {result.settings.alpha:.2f}, "
               f"β = {result.settings.beta:+.2f} · ⏳ the full fusion follows when the slider rests")
-    return FuseView(to_uint8(result.image), SKIP, status, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP)
+    return FuseView(fused=to_uint8(result.image), status=status)
 
 
 def failed_view(message: str) -> FuseView:
@@ -166,7 +174,7 @@ def failed_view(message: str) -> FuseView:
 
 def waiting_view(status: str) -> FuseView:
     """Every output cleared (they belonged to other sources) and `status` in the status line."""
-    return FuseView(None, None, status, None, None, None, None, None, None, None)
+    return FuseView(None, None, status, None, None, None, None, None, None, None, None, None)
 
 
 def refused_view(message: str, shown: Shown | None, engine: Engine, task: object) -> FuseView:
@@ -176,8 +184,7 @@ def refused_view(message: str, shown: Shown | None, engine: Engine, task: object
     else:
         alpha, beta = (task_defaults(engine, str(task))[:2] if str(task) in PRESETS else (SKIP, SKIP))
     kept = f" (kept α = {alpha:.2f}, β = {beta:+.2f})" if shown is not None else ""
-    return FuseView(SKIP, SKIP, f"⚠️ **Value refused:** {message}{kept}", SKIP, SKIP, SKIP, SKIP, SKIP, SKIP, SKIP,
-                    alpha, beta)
+    return FuseView(status=f"⚠️ **Value refused:** {message}{kept}", alpha=alpha, beta=beta)
 
 
 def final_view(steps: Iterator[FuseView]) -> FuseView:
@@ -200,15 +207,18 @@ def baseline_gallery(images: Sequence[np.ndarray], preset: Preset, fused: np.nda
     return out
 
 
-def status_line(engine: Engine, result: FusionResult, request: Request, total: float, blend: bool) -> str:
-    """One Markdown line: what was fused, at what size, how long it took, on what, with which model."""
+def status_line(engine: Engine, result: FusionResult, request: Request, total: float, blend: bool,
+                scaled: bool = False) -> str:
+    """One Markdown line: what was fused, at what size, how long it took, on what, with which model; then the
+    notes (alignment's included; the misalignment hint as a suggestion), and whether the sources were `scaled`
+    to the working resolution."""
     h, w = result.image.shape[:2]
     route = "blended routers" if blend else f"router `{result.settings.route}`"
     line = (f"**Fused** {len(request.images)} sources · {w}×{h} px · **{total:.2f} s** (fusion "
             f"{result.seconds:.2f} s) · {engine.device_label} · model **{engine.model_label}** · "
             f"α = {result.settings.alpha:.2f}, β = {result.settings.beta:+.2f} · {route}")
-    notes = [f"Note: {note}" for note in (*request.notes, *result.notes)]
-    if (w, h) != request.size:
+    notes = [page_note(note) for note in (*request.notes, *result.notes)]
+    if scaled:
         notes.append(f"Note: shown at the working resolution; **Full resolution** fuses the {request.size[0]}×"
                      f"{request.size[1]} px originals")
     if not engine.trained:
@@ -226,12 +236,13 @@ def compare_pair(shown: Shown | None, index: float | str | None) -> tuple[np.nda
 
 # ------------------------------------------------------------------------------ sweep strip
 def sweep_view(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, knob: str,
-               metric: str, *, blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False
+               metric: str, *, blend: bool = False, router_weights: Sequence[float] = (), resize: bool = False,
+               align: AlignOptions = AlignOptions()
                ) -> tuple[list[tuple[np.ndarray, str]] | None, np.ndarray | None, str, SweepResult | None]:
     """The sweep strip: (thumbnails, curve, status, the sweep kept for re-plotting); problems in the status."""
     try:
         request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
-                               resize=resize, what="the sweep")
+                               resize=resize, align=align, what="the sweep")
         sweep = analysis.run_sweep(engine, request, knob)
     except TooFewSources:
         return None, None, next_step(slots, task, "sweep"), None
@@ -277,6 +288,13 @@ def task_info(engine: Engine, task: str) -> str:
         seen = f"unseen task: zero-shot through the `{route}` router"
     order = " Source order does not matter (sorted by content)." if preset.order_free else ""
     return f"**{preset.label}**: A = {preset.roles[0]}, B = {preset.roles[1]} · {seen} · {preset.colour_rule}.{order}"
+
+
+def reference_choices(task: str, n: int) -> list[tuple[str, int]]:
+    """"Keep the frame of" choices for `n` sources: 0 = the task's own choice (said in words), then each source."""
+    preset = get_preset(task)
+    default = REFERENCE_DEFAULTS.get(preset.key, f"source 1 ({preset.roles[0]})")
+    return [(f"the task's choice: {default}", 0)] + [(f"source {k}", k) for k in range(1, clamp_sources(n) + 1)]
 
 
 def swap_sources(first: object, second: object) -> tuple[object, object]:

@@ -57,6 +57,10 @@ class Inputs:
     show_baselines: gr.Checkbox
     blend: gr.Checkbox
     routers: list[gr.Slider]
+    align: gr.Dropdown  # "Align sources": tcmoa.align.ALIGN_MODES
+    reference: gr.Dropdown  # the source whose frame the output keeps: 0 = the task's choice, else 1-based
+    crop: gr.Checkbox  # crop to the area every source covers
+    deghost: gr.Checkbox  # exposure stacks: remove moving content (shown for the mef task only)
     examples: gr.Dataset  # clicking one loads its sources, task and settings in one update
     example_sets: list[ExampleSet]  # the Dataset's rows, by index
 
@@ -73,6 +77,7 @@ class Outputs:
     baselines: gr.Gallery
     tabs: dict[str, gr.Tab]  # analysis.TABS keys
     figures: dict[str, gr.Image]
+    alignment_report: gr.Markdown  # the alignment tab's words: what was done to each source
     sweep_knob: gr.Radio
     sweep_metric: gr.Dropdown
     sweep: gr.Button

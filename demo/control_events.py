@@ -50,6 +50,18 @@ def slot_changes(n: int, task: str | None = None, files: Sequence[object] | None
     return SlotChanges(n, slots, gr.update(choices=[(f"Source {i}", i) for i in range(1, n + 1)], value=1))
 
 
+def reference_update(task: str, n: int, current: object = 0) -> Any:
+    """"Keep the frame of" for `task` and `n` open slots: the choice kept while its source is open, else the task's."""
+    keep = current if isinstance(current, int) and 0 <= current <= cb.clamp_sources(n) else 0
+    return gr.update(choices=cb.reference_choices(task, n), value=keep)
+
+
+def alignment_defaults(i: Inputs, task: str, align: str) -> dict[Component, Any]:
+    """The alignment controls as a task or an example opens: `align`, the task's reference, no crop, moving content
+    removed (its box shown for exposure stacks only)."""
+    return {i.align: align, i.crop: False, i.deghost: gr.update(value=True, visible=task == "mef")}
+
+
 def slot_updates(page: Page, changes: SlotChanges) -> dict[Component, Any]:
     """SlotChanges on the page's components."""
     return {page.session.n_sources: changes.n, **dict(zip(page.inputs.slots, changes.slots, strict=True)),
@@ -96,10 +108,13 @@ def wire_task(engine: Engine, page: Page) -> None:
         labels: dict[Component, Any] = {slot: gr.update(label=text)
                                         for slot, text in zip(i.slots, cb.slot_labels(task), strict=True)}
         return {**labels, **knob_defaults(engine, i, task), i.info: cb.task_info(engine, task),
-                page.outputs.status: fusing_status(task), s.request: values[s.request] + 1}
+                i.reference: reference_update(task, values[s.n_sources]),
+                i.deghost: gr.update(visible=task == "mef"), page.outputs.status: fusing_status(task),
+                s.request: values[s.request] + 1}
 
-    i.task.select(on_task, {i.task, s.request}, [*i.slots, i.alpha, i.beta, *i.routers, i.info, page.outputs.status,
-                                                 s.request], **QUICK)
+    i.task.select(on_task, {i.task, s.n_sources, s.request},
+                  [*i.slots, i.alpha, i.beta, *i.routers, i.info, i.reference, i.deghost, page.outputs.status,
+                   s.request], **QUICK)
 
 
 def wire_examples(engine: Engine, page: Page) -> None:
@@ -112,21 +127,24 @@ def wire_examples(engine: Engine, page: Page) -> None:
 
     def clear_result() -> dict[Component, Any]:
         return {o.status: "⏳ Loading the example…", o.fused: None, o.comparison: None, o.metrics: None,
-                **{figure: None for figure in o.figures.values()}, s.shown: None}
+                **{figure: None for figure in o.figures.values()}, o.alignment_report: None, s.shown: None}
 
     def on_example(values: dict[Component, Any]) -> dict[Component, Any]:
         example = i.example_sets[values[i.examples]]
         slots = slot_changes(len(example.files), example.task, example.row()[1:])
         return {i.task: example.task, **slot_updates(page, slots), **knob_defaults(engine, i, example.task),
-                i.blend: False, i.info: cb.task_info(engine, example.task), o.status: fusing_status(example.task),
+                **alignment_defaults(i, example.task, example.align),
+                i.reference: reference_update(example.task, slots.n), i.blend: False,
+                i.info: cb.task_info(engine, example.task), o.status: fusing_status(example.task),
                 s.from_example: True, s.request: values[s.request] + 1}
 
     i.examples.click(None, js=SHOW_RESULT)
-    i.examples.click(clear_result, None, [o.status, o.fused, o.comparison, o.metrics, *o.figures.values(), s.shown],
+    i.examples.click(clear_result, None, [o.status, o.fused, o.comparison, o.metrics, *o.figures.values(),
+                                          o.alignment_report, s.shown],
                      queue=False, api_visibility="private").then(
         on_example, {i.examples, s.request},
-        [i.task, s.n_sources, *i.slots, o.compare_with, i.alpha, i.beta, i.blend, *i.routers, i.info, o.status,
-         s.from_example, s.request], **QUICK)
+        [i.task, s.n_sources, *i.slots, o.compare_with, i.alpha, i.beta, i.blend, *i.routers, i.align, i.reference,
+         i.crop, i.deghost, i.info, o.status, s.from_example, s.request], **QUICK)
 
 
 def wire_controls(engine: Engine, page: Page) -> None:
@@ -140,22 +158,28 @@ def wire_controls(engine: Engine, page: Page) -> None:
         first, second = cb.swap_sources(values[i.slots[0]], values[i.slots[1]])
         return {i.slots[0]: first, i.slots[1]: second, s.request: values[s.request] + 1}
 
+    def slots_open(values: dict[Component, Any], n: int) -> dict[Component, Any]:
+        changes = slot_changes(n)
+        return {**slot_updates(page, changes),
+                i.reference: reference_update(values[i.task], changes.n, values[i.reference])}
+
     def on_add(values: dict[Component, Any]) -> dict[Component, Any]:
         note = cb.add_source_note(values[s.n_sources])
         if note:
             gr.Info(note)
-        return slot_updates(page, slot_changes(values[s.n_sources] + 1))
+        return slots_open(values, values[s.n_sources] + 1)
 
     def on_remove(values: dict[Component, Any]) -> dict[Component, Any]:
         n = values[s.n_sources]
         emptied = n > 2 and values[i.slots[n - 1]] is not None  # the fusion changes only if the slot held a source
-        return {**slot_updates(page, slot_changes(n - 1)), s.request: values[s.request] + (1 if emptied else 0)}
+        return {**slots_open(values, n - 1), s.request: values[s.request] + (1 if emptied else 0)}
 
-    slot_outputs = [s.n_sources, *i.slots, o.compare_with]
+    slot_outputs = [s.n_sources, *i.slots, o.compare_with, i.reference]
     i.reset.click(on_reset, {i.task, s.request}, [i.alpha, i.beta, i.blend, *i.routers, s.request], **QUICK)
     i.swap.click(on_swap, {*i.slots[:2], s.request}, [*i.slots[:2], s.request], **QUICK)
-    i.add.click(on_add, {s.n_sources}, slot_outputs, **QUICK)
-    i.remove.click(on_remove, {s.n_sources, s.request, *i.slots}, [*slot_outputs, s.request], **QUICK)
+    i.add.click(on_add, {s.n_sources, i.task, i.reference}, slot_outputs, **QUICK)
+    i.remove.click(on_remove, {s.n_sources, s.request, i.task, i.reference, *i.slots}, [*slot_outputs, s.request],
+                   **QUICK)
     i.show_baselines.change(lambda on: gr.update(visible=on), i.show_baselines, o.baselines, **QUICK)
     o.compare_with.change(lambda values: cb.compare_pair(values[s.shown], values[o.compare_with]),
                           {s.shown, o.compare_with}, o.comparison, **QUICK)

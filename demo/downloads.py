@@ -23,7 +23,7 @@ from tcmoa.imaging import save_image
 from .analysis import Shown
 from .callbacks import BAD_INPUT, FuseView, log, next_step, page_request
 from .engine import Engine
-from .sources import TooFewSources, user_message
+from .sources import AlignOptions, TooFewSources, user_message
 
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "tcmoa-demo-outputs"
 KEEP_S = 3600  # an hour: long enough to click a download link, short enough to keep the disk bounded
@@ -95,12 +95,13 @@ def browser_copy(source: object, folder: Path = OUTPUT_DIR) -> str | None:
 
 def full_view(engine: Engine, slots: Sequence[object], task: str, alpha: object, beta: object, *,
               blend: bool = False, router_weights: Sequence[object] = (), resize: bool = False,
-              progress: Callable[[float], None] | None = None) -> tuple[str | None, str]:
+              align: AlignOptions = AlignOptions(), progress: Callable[[float], None] | None = None
+              ) -> tuple[str | None, str]:
     """The "Full resolution" action: (path of the named PNG or None, a status line); problems in the status."""
     start = time.perf_counter()
     try:
         request = page_request(engine, slots, task, alpha, beta, blend=blend, router_weights=router_weights,
-                               resize=resize)
+                               resize=resize, align=align)
         result = engine.fuse(list(request.images), [request.settings], progress=progress)[0]
         path = named_png(result.image, result_name("fused_full", request.preset.key, result.settings.alpha, result.settings.beta))
     except Cancelled:

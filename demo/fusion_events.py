@@ -20,6 +20,7 @@ from .callbacks import SKIP
 from .components import Inputs, Page
 from .downloads import Cancelled, full_view, named_view
 from .engine import FULL_CONCURRENCY, FULL_LANE, FUSION_CONCURRENCY, FUSION_LANE, Engine
+from .sources import AlignOptions
 
 T = TypeVar("T")
 Values = Mapping[Component, Any]  # an event's inputs, given as a set: {component: value}
@@ -40,32 +41,36 @@ class Controls:
     blend: bool
     resize: bool
     router_weights: tuple[Any, ...]
+    align: AlignOptions  # "Align sources", the reference frame, crop, remove moving content
 
     def options(self) -> dict[str, Any]:
         """The callbacks' keyword options."""
-        return dict(blend=self.blend, router_weights=self.router_weights, resize=self.resize)
+        return dict(blend=self.blend, router_weights=self.router_weights, resize=self.resize, align=self.align)
 
     def knobs(self) -> tuple[Any, ...]:
         """Everything but the sources: a preview of these knobs is dropped once a final fusion started with them."""
-        return (self.task, self.alpha, self.beta, self.blend, self.resize, *self.router_weights)
+        return (self.task, self.alpha, self.beta, self.blend, self.resize, *self.router_weights, self.align)
 
 
 def control_inputs(i: Inputs) -> set[Block]:
     """The components `read_controls` reads (an event's inputs: a set, so its callback gets a dict)."""
-    return {i.task, i.alpha, i.beta, i.blend, i.resize, *i.slots, *i.routers}
+    return {i.task, i.alpha, i.beta, i.blend, i.resize, *i.slots, *i.routers, i.align, i.reference, i.crop,
+            i.deghost}
 
 
 def read_controls(i: Inputs, values: Values) -> Controls:
     """The Controls in an event's {component: value} inputs."""
+    align = AlignOptions(values[i.align], values[i.reference] or None, bool(values[i.crop]), bool(values[i.deghost]))
     return Controls(values[i.task], values[i.alpha], values[i.beta], tuple(values[s] for s in i.slots),
-                    bool(values[i.blend]), bool(values[i.resize]), tuple(values[r] for r in i.routers))
+                    bool(values[i.blend]), bool(values[i.resize]), tuple(values[r] for r in i.routers), align)
 
 
 def view_targets(page: Page) -> dict[str, Component]:
     """The component that shows each field of a cb.FuseView."""
     i, o = page.inputs, page.outputs
     return {"fused": o.fused, "comparison": o.comparison, "status": o.status, "metrics": o.metrics,
-            "baselines": o.baselines, **o.figures, "shown": page.session.shown, "alpha": i.alpha, "beta": i.beta}
+            "baselines": o.baselines, **o.figures, "alignment_report": o.alignment_report, "shown": page.session.shown,
+            "alpha": i.alpha, "beta": i.beta}
 
 
 def view_updates(page: Page, view: cb.FuseView) -> dict[Component, Any]:
@@ -108,7 +113,7 @@ def final_actions(page: Page) -> list[Any]:
     i = page.inputs
     return [*(s.clear for s in i.slots), i.alpha.release, i.beta.release,
             i.blend.input, i.resize.input, i.show_baselines.input, *(r.release for r in i.routers),
-            i.fuse.click, page.session.request.change]
+            i.align.select, i.reference.select, i.crop.input, i.deghost.input, i.fuse.click, page.session.request.change]
 
 
 def wire_fusion(engine: Engine, page: Page) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from tcmoa import PRESETS
+from tcmoa.align import ALIGN_MODES
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 
 from . import callbacks as cb
@@ -21,15 +22,20 @@ from .opening import Opening
 from .sources import ROUTER_WEIGHT
 
 HEADER = """# TC-MoA: general image fusion
-One model fuses registered images of a scene (infrared + visible, exposure brackets, focal stacks, medical scans):
+One model fuses images of a scene (infrared + visible, exposure brackets, focal stacks, medical scans):
 Task-Customized Mixture of Adapters ([CVPR 2024](https://arxiv.org/abs/2403.12494)). Click an example or upload
-your sources, then drag **α** and **β**: the image re-fuses as you move them; the metrics, maps and the sweep below
-show what the knobs do."""
+your sources (not registered? choose **Align sources** below), then drag **α** and **β**: the image re-fuses as you
+move them; the metrics, maps and the sweep below show what the knobs do."""
 ALPHA_INFO = "p_A' = 0.5 + α(p_A − 0.5) + β: α scales how decisively each region picks a source (0 = even mix)"
 BETA_INFO = "β shifts dominance: > 0 towards source A, < 0 towards source B"
 CSS = (Path(__file__).resolve().parent / "style.css").read_text(encoding="utf-8")
 MAP_TABS = (("prompts", "Prompt maps"), ("routing", "Routing"), ("weight", "Source weight"),
-            ("difference", "Difference"))
+            ("difference", "Difference"), ("alignment", "Alignment"))
+# "Align sources": each mode of tcmoa.align.ALIGN_MODES in words.
+ALIGN_LABELS = {"off": "off: fuse as given", "auto": "auto: detect and align", "translation": "translation (shift)",
+                "similarity": "similarity (shift, turn, zoom)", "affine": "affine (+ shear)",
+                "homography": "homography (perspective)"}
+ALIGN_INFO = "into one frame first (other cameras, a hand-held bracket); auto leaves registered sources as given"
 # The Source-weight tab's note, by the model's output head (Engine.fusion_output; tcmoa.model.fusion_head).
 WEIGHT_NOTES = {
     "pyramid": "The weight of source A in the base band of the model's Laplacian pyramid (red: A, blue: B): which "
@@ -109,9 +115,27 @@ def result_panel(opening: Opening) -> dict[str, Any]:
     return dict(fused=fused, status=status, full=full, cancel=cancel, full_status=full_status, full_file=full_file)
 
 
-def option_panel(engine: Engine, task: str) -> dict[str, Any]:
-    """Resize, the classical baselines, and the router blend (its weights start at the task's own router)."""
-    _, _, weights = cb.task_defaults(engine, task)
+def alignment_options(opening: Opening) -> dict[str, Any]:
+    """Align sources, the reference frame, crop, and (exposure stacks) remove moving content."""
+    task, n = opening.task, cb.clamp_sources(len(opening.files))
+    with gr.Group(elem_id="alignment-options"):
+        with gr.Row():
+            align = gr.Dropdown([(ALIGN_LABELS[mode], mode) for mode in ALIGN_MODES], value=opening.align,
+                                label="Align sources", info=ALIGN_INFO, elem_id="align")
+            reference = gr.Dropdown(cb.reference_choices(task, n), value=0, label="Keep the frame of",
+                                    info="the output keeps this source's frame and size", elem_id="reference")
+        with gr.Row():
+            crop = gr.Checkbox(False, label="Crop to the common area", elem_id="crop")
+            deghost = gr.Checkbox(True, label="Remove moving content (exposure stacks)", visible=task == "mef",
+                                  elem_id="deghost")
+    return dict(align=align, reference=reference, crop=crop, deghost=deghost)
+
+
+def option_panel(engine: Engine, opening: Opening) -> dict[str, Any]:
+    """Alignment, resize, the classical baselines, and the router blend (its weights start at the task's own
+    router)."""
+    _, _, weights = cb.task_defaults(engine, opening.task)
+    aligning = alignment_options(opening)
     with gr.Row():
         resize = gr.Checkbox(False, label="Resize sources to source 1's size")
         show_baselines = gr.Checkbox(False, label="Show classical baselines", elem_id="show-baselines")
@@ -119,7 +143,7 @@ def option_panel(engine: Engine, task: str) -> dict[str, Any]:
         blend = gr.Checkbox(False, label="Blend routers (instead of the task's own router)")
         routers = [knob_slider(ROUTER_WEIGHT, w, f"{name} router", "", f"router-{name}")
                    for name, w in zip(engine.router_names, weights, strict=True)]
-    return dict(resize=resize, show_baselines=show_baselines, blend=blend, routers=routers)
+    return dict(resize=resize, show_baselines=show_baselines, blend=blend, routers=routers, **aligning)
 
 
 def analysis_panel(head: str, opening: Opening) -> dict[str, Any]:
@@ -139,10 +163,12 @@ def analysis_panel(head: str, opening: Opening) -> dict[str, Any]:
             with gr.Tab(title, id=key, elem_id=f"{key}-tab") as tabs[key]:
                 if key == "weight":
                     gr.Markdown(WEIGHT_NOTES[head], elem_id="weight-note")
+                if key == "alignment":
+                    report = gr.Markdown(view.alignment_report or "", elem_id="alignment-report")
                 figures[key] = gr.Image(getattr(view, key), label=title, show_label=False, interactive=False,
                                         format="png", buttons=["download", "fullscreen"], elem_id=f"{key}-map")
     return dict(comparison=comparison, compare_with=compare_with, metrics=metrics, baselines=baselines, tabs=tabs,
-                figures=figures)
+                figures=figures, alignment_report=report)
 
 
 def sweep_panel() -> dict[str, Any]:
@@ -184,7 +210,7 @@ def page_layout(engine: Engine, opening: Opening) -> Page:
             with gr.Column(elem_id="knobs"):
                 knobs = knob_panel(engine, opening.task)
         with gr.Column(elem_id="analysis"):
-            options = option_panel(engine, opening.task)
+            options = option_panel(engine, opening)
             analysis = analysis_panel(engine.fusion_output, opening)
             sweep = sweep_panel()
     inputs = Inputs(**sources, **knobs, **options, full=result.pop("full"), cancel=result.pop("cancel"))

@@ -14,8 +14,9 @@ from . import callbacks as cb
 from . import gpu
 from .analysis import TABS, Shown
 from .downloads import named_view
-from .engine import Engine
+from .engine import DEFAULT_ALIGN, Engine
 from .example_sets import ExampleSet, find_examples
+from .sources import AlignOptions
 
 log = logging.getLogger("tcmoa.demo")
 OPENING_EXAMPLE = ("vif", "msrs_00047N")  # a night street: the pedestrian only the infrared shows
@@ -31,6 +32,11 @@ class Opening:
     example: ExampleSet | None  # None: the page opens empty
     view: cb.FuseView  # fused: the named PNG's path; the open tab's figure drawn
     seconds: float  # what the opening fusion cost at start-up
+
+    @property
+    def align(self) -> str:
+        """"Align sources" as the page opens (the opening example's)."""
+        return self.example.align if self.example else DEFAULT_ALIGN
 
     @property
     def files(self) -> list[str]:
@@ -51,7 +57,7 @@ def opening_view(engine: Engine, sets: list[ExampleSet] | None = None) -> Openin
     start = time.perf_counter()
     alpha, beta, _ = cb.task_defaults(engine, example.task)
     view = cb.final_view(cb.fuse_steps(engine, [str(f) for f in example.files], example.task, alpha, beta,
-                                       open_tab=TABS[0]))
+                                       align=AlignOptions(example.align), open_tab=TABS[0]))
     if not isinstance(view.shown, Shown):  # never expected of a bundled example: open empty
         log.warning("the opening example %s did not fuse: %s", example.label, view.status)
         return Opening(example.task, None, cb.waiting_view(EMPTY_STATUS), 0.0)

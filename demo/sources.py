@@ -16,15 +16,16 @@ import numpy as np
 from PIL import Image
 
 from tcmoa import ImageError, get_preset, read_image
+from tcmoa.align import ALIGN_MODES, default_reference
 from tcmoa.colour import SizeMismatchError
 from tcmoa.fuse.pipeline import FuseSettings, match_sizes
 from tcmoa.imaging import ImageSource, resize_to
 from tcmoa.model.moa import ALPHA_RANGE, BETA_RANGE, KnobRange
 from tcmoa.tasks import Preset, Route
 
-from .engine import MAX_SOURCES, MIN_SIDE, Engine
+from .engine import DEFAULT_ALIGN, MAX_SOURCES, MIN_SIDE, Engine
 
-RESIZE_HINT = "or tick “Resize sources to source 1's size”"
+RESIZE_HINT = "set “Align sources” to auto if they come from different cameras, or tick “Resize sources to source 1's size”"
 ROUTER_WEIGHT = KnobRange("router weight", 0.0, 1.0, 0.05)
 
 
@@ -121,25 +122,64 @@ def blend_route(engine: Engine, weights: Sequence[object]) -> list[float]:
 
 
 @dataclass(frozen=True)
+class AlignOptions:
+    """How the sources are put into one frame, as the page or /fuse asks (checked by `check_align`)."""
+
+    align: object = DEFAULT_ALIGN  # one of tcmoa.align.ALIGN_MODES, any case
+    reference: object = None  # the source (1-based) whose frame the output keeps; None or 0: the task's choice
+    crop: object = False  # crop to the area every source covers
+    deghost: object = True  # exposure stacks: moving content taken from the reference exposure
+
+
+@dataclass(frozen=True)
+class CheckedAlign:
+    """AlignOptions as Fuser.settings takes them."""
+
+    align: str
+    reference: int | None  # 0-based; None: the task's choice (tcmoa.align.default_reference)
+    crop: bool
+    deghost: bool
+
+
+def check_align(options: AlignOptions, count: int) -> CheckedAlign:
+    """The options checked for `count` sources, else InputError naming the valid values."""
+    align = options.align.strip().lower() if isinstance(options.align, str) else options.align
+    if align not in ALIGN_MODES:
+        raise InputError(f"align must be one of {', '.join(ALIGN_MODES)}, got {options.align!r}")
+    reference = options.reference
+    if isinstance(reference, float) and reference.is_integer():
+        reference = int(reference)  # a JSON or Gradio number: 2.0 is source 2
+    if reference is not None and (isinstance(reference, bool) or not isinstance(reference, int)
+                                  or not 0 <= reference <= count):
+        raise InputError(f"reference must be a source number from 1 to {count} (0 or none: the task's choice), "
+                         f"got {options.reference!r}")
+    return CheckedAlign(str(align), reference - 1 if reference else None, strict_bool(options.crop, "crop"),
+                        strict_bool(options.deghost, "deghost"))
+
+
+@dataclass(frozen=True)
 class Request:
-    """A checked request: the task, the Fuser.fuse settings, and the sources at one size (full resolution)."""
+    """A checked request: the task, the Fuser.fuse settings, and the sources (full resolution; one size unless
+    aligned)."""
 
     preset: Preset
-    settings: FuseSettings  # validated and resolved for the model by Fuser.settings (sources already one size)
+    settings: FuseSettings  # validated and resolved for the model by Fuser.settings
     images: tuple[np.ndarray, ...]
     notes: tuple[str, ...]  # e.g. "source 2 resized from 48x32 to 96x64"
+    reference: int = 0  # the source whose frame (and size) the output keeps
 
     @property
     def size(self) -> tuple[int, int]:
-        """(width, height) of the sources."""
-        h, w = self.images[0].shape[:2]
+        """(width, height) of the reference source: the output's size (before any crop)."""
+        h, w = self.images[self.reference].shape[:2]
         return w, h
 
 
 def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object, beta: object, *,
-            route: Route | None = None, resize: object = False, what: str = "fusion") -> Request:
-    """Validate a request, cheap checks first: task, count, α, β, then the sources (headers, then read, same size),
-    then the settings as the model resolves them (its router unless one is given)."""
+            route: Route | None = None, resize: object = False, align: AlignOptions = AlignOptions(),
+            what: str = "fusion") -> Request:
+    """Validate a request, cheap checks first: task, count, α, β, alignment, then the sources (headers, then read,
+    one size unless aligned), then the settings as the model resolves them (its router unless one is given)."""
     try:
         preset = get_preset(str(task))
     except ValueError as exc:
@@ -149,26 +189,36 @@ def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object
         raise TooFewSources(f"{what} needs at least 2 source images, got {len(sources)} "
                          f"({' and '.join(preset.roles)}: upload them or click an example)")
     alpha_value, beta_value = check_knobs(alpha, beta)
+    framing = check_align(align, len(sources))
     notes: list[str] = []
-    images, resized = match_sizes(read_sources(engine, sources, notes), "first" if resize else None)
-    notes += resized
-    h, w = images[0].shape[:2]
-    if min(h, w) < MIN_SIDE:
-        raise InputError(f"the sources are {w}x{h} px; this demo needs at least {MIN_SIDE} px on each side "
-                         "(the smallest size all its metrics are defined for)")
+    images = read_sources(engine, sources, notes)
+    if framing.align == "off":
+        images, resized = match_sizes(images, "first" if resize else None)
+        notes += resized
+    for k, image in enumerate(images, start=1):
+        h, w = image.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            raise InputError(f"source {k} is {w}x{h} px; this demo needs at least {MIN_SIDE} px on each side "
+                             "(the smallest size all its metrics are defined for)")
+    # the frame the output keeps, as the alignment stage (and de-ghosting) will choose it
+    reference = default_reference(images, preset) if framing.reference is None else framing.reference
     # route None: the preset's own router
-    settings = engine.fuser.settings(preset, alpha=alpha_value, beta=beta_value, route=route)
-    return Request(preset, settings, tuple(images), tuple(notes))
+    settings = engine.fuser.settings(preset, alpha=alpha_value, beta=beta_value, route=route, align=framing.align,
+                                     reference=framing.reference, crop=framing.crop, deghost=framing.deghost)
+    return Request(preset, settings, tuple(images), tuple(notes), reference)
 
 
-def scaled_to(images: Sequence[np.ndarray], pixels: int) -> list[np.ndarray]:
-    """Same-size images scaled by one factor to at most `pixels` (never below MIN_SIDE on the short side)."""
-    h, w = images[0].shape[:2]
-    scale = max(min(1.0, math.sqrt(pixels / (h * w))), min(1.0, MIN_SIDE / min(h, w)))
+def scaled_to(images: Sequence[np.ndarray], pixels: int, reference: int = 0) -> list[np.ndarray]:
+    """Images scaled by one factor (so any transform between them keeps its kind), the reference to at most
+    `pixels`; never a source below MIN_SIDE on its short side."""
+    h, w = images[reference].shape[:2]
+    shortest = min(min(im.shape[:2]) for im in images)
+    scale = max(min(1.0, math.sqrt(pixels / (h * w))), min(1.0, MIN_SIDE / shortest))
     if scale >= 1.0:
         return list(images)
-    size = (max(1, int(h * scale + 1e-6)), max(1, int(w * scale + 1e-6)))  # rounded down: within the budget
-    return [resize_to(im, size) for im in images]
+    # rounded down: within the budget
+    return [resize_to(im, (max(1, int(im.shape[0] * scale + 1e-6)), max(1, int(im.shape[1] * scale + 1e-6))))
+            for im in images]
 
 
 def strict_bool(value: object, name: str) -> bool:

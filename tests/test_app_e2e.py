@@ -36,6 +36,7 @@ SCREENSHOT = REPO / "docs" / "app_screenshot.png"
 EXAMPLES = REPO / "demo" / "examples"
 TNO = EXAMPLES / "vif" / "tno_18"
 TRIPLE = EXAMPLES / "mff" / "lytro_triple_02"
+CAMERAS = EXAMPLES / "unaligned" / "tno_18_thermal_camera"
 WIDE, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}  # a laptop's window, a phone's
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),  # inside gradio's queue (pandas 3)
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
@@ -114,10 +115,17 @@ def test_fuse_endpoint_with_gradio_client(app, tmp_path):
     assert report["sources"] == 3 and report["router"]["mff"] == 0.5 and Image.open(fused).size == (512, 512)
     small = tmp_path / "small.png"
     Image.new("L", (64, 64)).save(small)
+    cameras = [handle_file(str(CAMERAS / name)) for name in ("1_visible.png", "2_infrared.png")]
+    fused, report = client.predict(cameras, "vif", 1.0, 0.0, "", False, "auto", 0, False, True, api_name="/fuse")
+    moved = report["alignment"]["sources"][1]
+    assert moved["source"] == 2 and moved["status"] == "aligned" and len(moved["matrix"]) == 3, report
+    assert Image.open(fused).size == (512, 372)  # the visible frame
     bad_calls = [
-        (([handle_file(str(TNO / "1_visible.png")), handle_file(str(small))], "vif", 1.0, 0.0),
+        (([handle_file(str(TNO / "1_visible.png")), handle_file(str(small))], "vif", 1.0, 0.0, "", False, "off"),
          "source 2 is 64x64 but source 1 is 512x372 (width x height); fusion needs registered sources of one size "
-         "(or pass resize=True)"),
+         "(pass align='auto' if they come from different cameras, or resize=True)"),
+        ((cameras, "vif", 1.0, 0.0, "", False, "sideways"),
+         "align must be one of off, auto, translation, similarity, affine, homography, got 'sideways'"),
         ((three, "mff", "abc", 0.0), "alpha must be a number in [0, 3], got 'abc'"),
         ((three, "mff", None, 0.0), "alpha must be a number in [0, 3], got None"),
         ((three, "mff", True, 0.0), "alpha must be a number in [0, 3], got True"),  # JSON true is not 1.0
@@ -212,7 +220,7 @@ def test_browser_wide_screen_controls_metrics_maps_and_sweep(app, browser, tmp_p
     assert fusions_after(lambda: page.get_by_text("Multi-focus: lytro triple 02").click(), "Fused 3 sources") == 1
     assert_in_view(page, IMAGE, "#status")
     status_log(page)
-    assert fusions_after(lambda: page.get_by_text("Infrared + visible: tno 18").click(), "Fused 2 sources") == 1
+    assert fusions_after(lambda: page.get_by_text("Infrared + visible: tno 18", exact=True).click(), "Fused 2 sources") == 1
     log = status_log(page)
     new_source = log[-1][1]
     assert new_source and not any(src == new_source and "3 sources" in text for text, src in log), \
@@ -247,11 +255,38 @@ def test_browser_wide_screen_controls_metrics_maps_and_sweep(app, browser, tmp_p
     full_resolution(page, counter)
 
     # another example: the sweep strip, its curve and the full-resolution file of the old sources go
-    page.get_by_text("Infrared + visible: tno 18").click()
+    page.get_by_text("Infrared + visible: tno 18", exact=True).click()
     expect(page.locator("#sweep-status")).to_contain_text("Sources or task changed")
     expect(page.locator("#sweep-strip img")).to_have_count(0)
     expect(page.locator("#sweep-curve img")).to_have_count(0)
     expect(page.locator("#full-file")).to_be_hidden()
+    counter.settle()
+    unaligned_example(page, fusions_after)
+
+
+def unaligned_example(page, fusions_after) -> None:
+    """The unaligned example opens with alignment on and says what it did; the Alignment tab shows it; turning
+    alignment off says what to do; choosing a transform fuses once."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#align")).to_be_visible()
+    assert fusions_after(lambda: page.get_by_text("Infrared + visible: tno 18 thermal camera (unaligned)").click(),
+                         "Fused 2 sources · 512×372") == 1
+    expect(page.locator("#status")).to_contain_text("source 2: placed with its centre")
+    expect(page.locator("#align input")).to_have_value("auto: detect and align")
+    page.get_by_role("tab", name="Alignment").click()
+    expect(page.locator("#alignment-map img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#alignment-report")).to_contain_text("similarity")
+
+    def choose(option: str):
+        page.locator("#align input").click()
+        page.get_by_role("option", name=option).click()
+
+    # off: sources of two sizes are refused before any fusion, with the way out
+    assert fusions_after(lambda: choose("off: fuse as given"), "Cannot fuse") == 0
+    expect(page.locator("#status")).to_contain_text("set “Align sources” to auto")
+    assert fusions_after(lambda: choose("similarity (shift, turn, zoom)"), "Fused 2 sources") == 1
+    expect(page.locator("#status")).to_contain_text("(similarity, confidence")
 
 
 def knobs_and_refusals(page, counter, fusions_after) -> None:
@@ -346,7 +381,7 @@ def test_browser_phone_keeps_the_image_in_view(app, browser):
     assert_in_view(page, *SOURCES, *KNOBS, IMAGE)
     # An example from the strip at the top: it fuses, and the image is scrolled into view.
     scroll_to(page, 0)
-    page.get_by_text("Infrared + visible: tno 18").click()
+    page.get_by_text("Infrared + visible: tno 18", exact=True).click()
     expect(page.locator("#status")).to_contain_text("Fused 2 sources · 512×372", timeout=90_000)
     assert_in_view(page, IMAGE)
     # Scrolled so that α just shows at the bottom, and then so far that the image is pinned at the top:

@@ -109,7 +109,7 @@ def test_resize_flag_is_parsed_strictly(engine):
     assert "resize must be true or false, got 'yes please'" in api_error(engine, [pair[0], other], "vif", 1.0, 0.0,
                                                                            "", "yes please")
     # "false" was read as true: the mismatch was silently resized
-    assert "(or pass resize=True)" in api_error(engine, [pair[0], other], "vif", 1.0, 0.0, "", "false")
+    assert "or resize=True)" in api_error(engine, [pair[0], other], "vif", 1.0, 0.0, "", "false", "off")
     assert [strict_bool(v, "x") for v in (True, "True", "1", 1, False, "false", "0", 0)] == [True] * 4 + [False] * 4
     with pytest.raises(ValueError):
         strict_bool(2, "x")

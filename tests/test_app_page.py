@@ -130,13 +130,14 @@ def test_build_demo_wiring(engine):
     demo = build_demo(engine)
     fns = {fn.api_name: fn for fn in demo.fns.values()}
     assert fns["fuse"].api_visibility == "public"  # the /fuse endpoint for gradio_client
-    assert labels(fns["fuse"].inputs) == ["sources", "task", "alpha", "beta", "router", "resize"]
+    assert labels(fns["fuse"].inputs) == ["sources", "task", "alpha", "beta", "router", "resize", "align", "reference",
+                                          "crop", "deghost"]
     assert labels(fns["fuse"].outputs) == ["fused", "report"]
     live = fns["live_fuse"]
     assert live.trigger_mode == "always_last"  # while one runs, only the latest request waits
     events = [event for _, event in live.targets]
     # Only user events fuse (".change" also fires on values a callback sets): one action, one fusion.
-    assert events.count("change") == 1 and set(events) == {"clear", "input", "release", "click", "change"}
+    assert events.count("change") == 1 and set(events) == {"clear", "input", "release", "click", "select", "change"}
     preview_id, preview = next((k, fn) for k, fn in demo.fns.items() if fn.api_name == "preview")
     assert {event for _, event in preview.targets} == {"input"} and preview.trigger_mode == "always_last"
     # every action that runs the final fusion also cancels a preview still queued or running: no late preview
@@ -162,7 +163,7 @@ def test_build_demo_wiring(engine):
     by_id = {block.elem_id: block for block in demo.blocks.values() if getattr(block, "elem_id", None)}
     first = next(live.fn(request, values))
     assert first[by_id["status"]].startswith("⏳ Fusing")
-    assert [first[by_id[f"{key}-map"]] for key in analysis.TABS] == [None] * 4
+    assert [first[by_id[f"{key}-map"]] for key in analysis.TABS] == [None] * len(analysis.TABS)
     # A preview of the knobs a final fusion already started with shows nothing (Gradio sends the preview it
     # held back after the release: it would replace the final with "the full fusion follows"); others show.
     assert preview.fn(request, initial_values(preview.inputs)) is cb.SKIP
