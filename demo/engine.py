@@ -13,7 +13,7 @@ import torch
 from tcmoa import Fuser, load_model
 from tcmoa.device import release_freed_memory
 from tcmoa.fuse.pipeline import FuseSettings, FusionResult, preparation_key
-from tcmoa.fuse.prepare import Prepared, prepare_sources
+from tcmoa.fuse.prepare import Prepared
 from tcmoa.imaging import MIN_SIDE as MIN_SIDE  # the library's one minimum side (demo/sources.py takes it from here)
 
 from . import gpu
@@ -43,17 +43,6 @@ UNTRAINED_WARNING = "untrained model: outputs are not meaningful fusion yet"
 DEFAULT_ALIGN = "off"
 
 
-def prepare_read(fuser: Fuser, images: Sequence[np.ndarray], settings: FuseSettings) -> Prepared:
-    """Fuser.prepare for sources the demo has read (demo.sources); sources of different sizes under alignment go
-    to the alignment stage as they are (Fuser.prepare's reading asks for one size even then)."""
-    if settings.align == "off" or len({im.shape[:2] for im in images}) == 1:
-        return fuser.prepare(list(images), settings)
-    prepared = prepare_sources(images, settings.preset, settings.align, settings.reference, settings.crop,
-                               settings.deghost)
-    prepared.key = preparation_key(settings)
-    return prepared
-
-
 class PreparedCache:
     """The last few source sets' preparation (reading checks, alignment, de-ghosting), by content and settings.
 
@@ -68,7 +57,7 @@ class PreparedCache:
     def get(self, fuser: Fuser, images: Sequence[np.ndarray], settings: FuseSettings) -> Prepared:
         """The preparation of `images` under `settings`: kept, or made now (and kept when small enough)."""
         if max(im.shape[0] * im.shape[1] for im in images) > self.max_pixels:
-            return prepare_read(fuser, images, settings)
+            return fuser.prepare(list(images), settings)
         digest = hashlib.blake2b(digest_size=16)
         for image in images:
             digest.update(repr((image.shape, image.dtype.str)).encode())
@@ -78,7 +67,7 @@ class PreparedCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        prepared = prepare_read(fuser, images, settings)
+        prepared = fuser.prepare(list(images), settings)
         with self._lock:
             self._items[key] = prepared
             while len(self._items) > self.size:

@@ -203,8 +203,11 @@ def prepare(engine: Engine, slots: Sequence[object], task: object, alpha: object
     # the frame the output keeps, as the alignment stage (and de-ghosting) will choose it
     reference = default_reference(images, preset) if framing.reference is None else framing.reference
     # route None: the preset's own router
+    # check_alignment: with alignment off the page still says when the sources look misaligned (once per
+    # source set: the preparation is kept)
     settings = engine.fuser.settings(preset, alpha=alpha_value, beta=beta_value, route=route, align=framing.align,
-                                     reference=framing.reference, crop=framing.crop, deghost=framing.deghost)
+                                     reference=framing.reference, crop=framing.crop, deghost=framing.deghost,
+                                     check_alignment=True)
     return Request(preset, settings, tuple(images), tuple(notes), reference)
 
 

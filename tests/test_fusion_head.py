@@ -10,9 +10,10 @@ import torch
 from tcmoa.model import pyramid
 from tcmoa.model.checkpoint import load_backbone, load_model, save_model
 from tcmoa.model.config import get_config
-from tcmoa.model import pyramid_head
 from tcmoa.model.fusion_head import PROMPT_GAIN, PromptMargin, SourceWeightHead, pad_to
-from tcmoa.model.pyramid_head import BETA_GAIN, PyramidHead, level_sizes
+from tcmoa.model.pyramid import level_sizes
+from tcmoa.model.pyramid_head import BETA_GAIN, PyramidHead
+from tcmoa.model.strips import plan_strips
 from tcmoa.model.moa import PromptControl
 from tcmoa.model.network import TCMoA, normalize
 
@@ -335,7 +336,7 @@ def test_strips_give_the_whole_image_formula(pyr, monkeypatch, channels, size, s
     with torch.no_grad():
         whole, whole_w = head(tokens, grid, a, b, margin, route, span)
         monkeypatch.setattr(head, "strip_pixels", 16 * span[1])  # strips of 16 rows, halos of 32
-        assert len(pyramid_head.plan_strips(span[0], span[1], pixels=head.strip_pixels)) > 4
+        assert len(plan_strips(span[0], span[1], pixels=head.strip_pixels)) > 4
         strips, strips_w = head(tokens, grid, a, b, margin, route, span)
     assert whole.shape == (1, channels, *size)
     torch.testing.assert_close(strips, whole, atol=1e-5, rtol=0)

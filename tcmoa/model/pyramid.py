@@ -103,3 +103,11 @@ def collapse(pyramid: list[Tensor]) -> Tensor:
     for band in reversed(pyramid[:-1]):
         x = band + up(x, band.shape[-2:])
     return x
+
+
+def level_sizes(size: Sequence[int], count: int) -> list[tuple[int, int]]:
+    """The sizes of `count` pyramid levels of an image of `size`, finest first (each half, rounded up)."""
+    sizes = [(int(size[0]), int(size[1]))]
+    for _ in range(count - 1):
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    return sizes

@@ -9,7 +9,8 @@ than in arithmetic). Only the two finest levels (full and half resolution, 15/16
 local: they are computed per strip, each strip with a halo of rows wider than their reach, so a strip's
 core rows equal the whole image's exactly. Everything from the quarter resolution down (the coarser
 bands, the base, the base's own pyramid) is computed once for the whole image from the strips'
-quarter-resolution Gaussian levels. An image of at most STRIP_PIXELS is one strip: the plain formula.
+quarter-resolution Gaussian levels (tcmoa/model/strips.py). An image of at most STRIP_PIXELS is one
+strip: the plain formula.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from ..device import release_freed_memory
 from ..ycbcr import BT601_WEIGHTS
 from . import pyramid
 from .fusion_head import PROMPT_GAIN, PromptMargin, Trust, honour
+from .pyramid import level_sizes
+from .strips import FINE_LEVELS, STRIP_PIXELS, Strip, plan_strips, span_rows
 
 BETA_GAIN = 8.0  # logit per unit of the 2-beta shift, at every level
 # Initial gains of the energy and clip terms. A band twice as strong in A (log ratio 0.69) gives
@@ -35,14 +38,6 @@ INITIAL_CLIP_GAIN = 4.0
 LUMA = BT601_WEIGHTS  # the weights are chosen on luminance and applied to every channel
 ENERGY_FLOOR = 2e-3  # keeps log(energy) finite in flat regions (about half a grey level of band-pass)
 CLIP_HIGH, CLIP_LOW, CLIP_SOFTNESS = 0.95, 0.02, 0.01  # "clipped" luma: >= ~242/255 or <= ~5/255
-# Strips: the finest FINE_LEVELS levels are computed per strip of at most STRIP_PIXELS (plus halo).
-# Their reach is between 8 and 16 rows (tests/test_fusion_head.py: a halo of 8 changes rows, 16 does
-# not); HALO doubles that and is a whole number of quarter-resolution rows, so strips share the grid.
-FINE_LEVELS = 2
-STRIP_PIXELS = 1 << 20
-HALO = 32
-
-
 def luma(img: Tensor) -> Tensor:
     """BT.601 luma (B, 1, H, W) of an RGB batch (B, 3, H, W), in float32; a grey batch (B, 1, H, W) is its own."""
     if img.shape[1] == 1:
@@ -86,32 +81,6 @@ def to_level_rows(grid_map: Tensor, size: Sequence[int], top: int, rows: int) ->
     return F.interpolate(band, size=(rows, int(size[1])), mode="bilinear", align_corners=False)
 
 
-def level_sizes(size: Sequence[int], count: int) -> list[tuple[int, int]]:
-    """The sizes of `count` pyramid levels of an image of `size`, finest first (each half, rounded up)."""
-    sizes = [(int(size[0]), int(size[1]))]
-    for _ in range(count - 1):
-        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
-    return sizes
-
-
-def span_rows(x: Tensor, top: int, bottom: int, span: Sequence[int]) -> Tensor:
-    """Rows [top, bottom) of x (B, C, H, W) extended to `span` (H', W') as runner.pad_to pads it.
-
-    Mirrored beyond the bottom and right edges (replicated where the image is too small to mirror).
-    """
-    h, w = x.shape[-2:]
-    mirror = span[0] - h < h and span[1] - w < w
-    rows = torch.arange(top, bottom)
-    if bottom > h:  # rows past the edge: mirrored (2(h-1) - r) or the last row repeated
-        rows = torch.where(rows < h, rows, 2 * (h - 1) - rows if mirror else torch.full_like(rows, h - 1))
-        part = x.index_select(-2, rows)
-    else:
-        part = x[..., top:bottom, :]
-    if span[1] > w:
-        part = F.pad(part, (0, span[1] - w, 0, 0), mode="reflect" if mirror else "replicate")
-    return part
-
-
 Sources = tuple[tuple[Tensor, "Tensor | None"], tuple[Tensor, "Tensor | None"]]  # (pixels, trust) of A and of B
 
 
@@ -128,27 +97,6 @@ def side_maps(rows: Tensor, trust: Tensor | None, strip: "Strip", span: Sequence
 def trust_of(side: Tensor) -> Tensor | None:
     """The trust channel of side maps, or None (trusted everywhere) when they carry none."""
     return side[:, 1:] if side.shape[1] > 1 else None
-
-
-@dataclass(frozen=True)
-class Strip:
-    """Rows [top, bottom) are computed; rows [core_top, core_bottom) are kept (the rest is halo)."""
-
-    top: int
-    bottom: int
-    core_top: int
-    core_bottom: int
-
-
-def plan_strips(height: int, width: int, fine: int = FINE_LEVELS, pixels: int = STRIP_PIXELS,
-                halo: int = HALO) -> list[Strip]:
-    """Strips of at most `pixels` core pixels over `height` rows, every boundary on the level-`fine` grid."""
-    align = 1 << fine
-    rows = max(align, pixels // max(width, 1) // align * align)
-    if rows >= height:
-        return [Strip(0, height, 0, height)]
-    cores = list(range(0, height, rows))
-    return [Strip(max(0, c - halo), min(height, c + rows + halo), c, min(height, c + rows)) for c in cores]
 
 
 @dataclass(frozen=True)
