@@ -116,3 +116,11 @@ def test_a_preparation_is_reused_only_for_its_settings(fuser):
     assert again.alignment is prepared.alignment
     with pytest.raises(ValueError, match="prepared= was made for other"):
         fuser.fuse(pair, fuser.settings("vif", align="off"), prepared=prepared)
+
+
+def test_resizing_to_another_aspect_ratio_says_it_stretches(fuser):
+    a = np.full((96, 128), 0.5, np.float32)  # 4:3
+    same_shape = fuser.fuse([a, np.full((48, 64), 0.4, np.float32)], "vif", resize="first")
+    assert any(n == "source 2 resized from 64x48 to 128x96" for n in same_shape.notes), same_shape.notes
+    other = fuser.fuse([a, np.full((64, 56), 0.4, np.float32)], "vif", resize="first")  # 7:8
+    assert any("stretched from 7:8 to 4:3" in n and "align='auto'" in n for n in other.notes), other.notes

@@ -152,9 +152,21 @@ def match_sizes(images: Sequence[np.ndarray], resize: str | None) -> tuple[list[
     h, w = out[0].shape[:2]
     for i, im in enumerate(out[1:], start=2):
         if im.shape[:2] != (h, w):
-            notes.append(f"source {i} resized from {im.shape[1]}x{im.shape[0]} to {w}x{h}")
+            note = f"source {i} resized from {im.shape[1]}x{im.shape[0]} to {w}x{h}"
+            if abs(im.shape[1] * h - w * im.shape[0]) > 0.01 * w * im.shape[0]:  # another aspect ratio
+                note += (f", stretched from {aspect(im.shape[1], im.shape[0])} to {aspect(w, h)}; if they come from "
+                         "different cameras, align them instead (align='auto')")
+            notes.append(note)
             out[i - 1] = resize_to(im, (h, w))
     return out, notes
+
+
+def aspect(width: int, height: int) -> str:
+    """An aspect ratio in words: '4:3', '16:9', else '1.33:1'."""
+    for a, b in ((1, 1), (4, 3), (3, 4), (3, 2), (2, 3), (16, 9), (9, 16), (5, 4), (4, 5), (7, 8), (8, 7)):
+        if abs(width * b - height * a) <= 0.01 * height * a:
+            return f"{a}:{b}"
+    return f"{width / height:.2f}:1"
 
 
 class Fuser:
