@@ -13,7 +13,7 @@ import socket
 import sys
 
 from demo import build_demo, launch_options, load_engine
-from tcmoa.device import pick_device
+from tcmoa.device import pick_device, reuse_freed_memory
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"app.py: --device: {exc}", file=sys.stderr)
         sys.exit(2)
     check_port(args.host, args.port)
+    reuse_freed_memory()  # this process is the app's: tensors reuse freed memory (tcmoa.device)
     try:
         engine = load_engine(args.model, args.device)
     except (FileNotFoundError, ValueError, KeyError) as exc:  # bad path / preset / device: one clear line

@@ -1,5 +1,8 @@
 """The runtime A/B: eager PyTorch against int8, torch.compile and ONNX Runtime, in one process, one run.
 
+The library offers eager and int8 (tcmoa.fuse.runtime); torch.compile and ONNX Runtime are candidates
+built here, which lost (docs/BENCHMARKS.md, "Runtimes") and so are not offered.
+
     python -m benchmarks.runtimes [--runs 5] [--sizes 640x480 4000x3000] [--ort]
 
 For each size, the bundled MSRS pair (scaled) is fused end to end by `Fuser.fuse` with every runtime,
@@ -26,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from tcmoa.device import reuse_freed_memory
 from tcmoa.fuse.pipeline import Fuser
 from tcmoa.imaging import image_files, read_image, resize_to, to_uint8
 from tcmoa.model.checkpoint import load_model
@@ -76,11 +80,23 @@ def with_onnx_runtime(model: TCMoA) -> TCMoA:
     return fast
 
 
+def with_torch_compile(model: TCMoA) -> TCMoA:
+    """A copy of `model` whose token path is compiled by torch.compile (inductor, static shapes), once per size.
+
+    Static shapes: with dynamic=True the first call at 640x480 had not finished after 14 minutes on
+    this 2-core machine (shared with other jobs at the time).
+    """
+    fast = copy.copy(model)  # shares the weights; only the bound token path differs
+    fast.token_path = torch.compile(model.token_path, dynamic=False)  # type: ignore[method-assign]
+    return fast
+
+
 def fusers(model: TCMoA, ort: bool) -> dict[str, Fuser]:
-    """One Fuser per runtime, all at the library's defaults otherwise."""
-    out = {name: Fuser(model, device="cpu", max_pixels=10**9, runtime=name) for name in ("eager", "int8", "compile")}
+    """One Fuser per runtime, all at the library's defaults otherwise: the library's two, and the candidates."""
+    out = {name: Fuser(model, device="cpu", max_pixels=10**9, runtime=name) for name in ("eager", "int8")}
+    out["compile"] = Fuser(with_torch_compile(model), device="cpu", max_pixels=10**9, runtime="eager")
     if ort:
-        out["onnxruntime"] = Fuser(with_onnx_runtime(model), device="cpu", max_pixels=10**9)
+        out["onnxruntime"] = Fuser(with_onnx_runtime(model), device="cpu", max_pixels=10**9, runtime="eager")
     return out
 
 
@@ -104,6 +120,7 @@ def main() -> None:
     ap.add_argument("--ort", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    reuse_freed_memory()  # as the app and the CLI do
     model = load_model(None)
     images = [read_image(p) for p in sorted(image_files(PAIR).values())]
     print("| size | runtime | first call s | best s | best CPU s | speed-up | max diff | mean diff |")

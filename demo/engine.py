@@ -108,7 +108,7 @@ class Engine:
         try:
             return self._fuse_jobs(list(images), list(jobs), maps, progress)
         finally:
-            release_freed_memory()
+            release_freed_memory(max((im.shape[0] * im.shape[1] for im in images), default=0))
 
     @property
     def device_label(self) -> str:

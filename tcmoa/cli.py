@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from .model.checkpoint import CheckpointError, load_model
 from .distributed import process_group, rank_device
-from .device import pick_device
+from .device import pick_device, reuse_freed_memory
 from .imaging import SAVE_FORMATS, ImageError, image_files, name_clashes, probe_image, save_image
 from .model.moa import ALPHA_RANGE, BETA_RANGE
 from .colour import SizeMismatchError, check_source_count
@@ -272,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         getattr(importlib.import_module(module), function)(["pack", *argv[1:]] if argv[0] == "pack" else argv[1:])
         return EXIT_OK
     args = build_parser().parse_args(argv)
+    reuse_freed_memory()  # this process is the CLI's: tensors reuse freed memory (tcmoa.device)
     try:
         with process_group(args.device, backend="gloo"):  # under torchrun
             code = run_fuse(fuse_options(args)) if args.command == "fuse" else run_info(ModelOptions(args.model, args.device))

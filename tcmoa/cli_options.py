@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "full resolution (default %(default)s)")
     fuse.add_argument("--runtime", choices=RUNTIMES, default="auto",
                       help="how the token path runs: auto (int8 on the CPU for the shipped model, else eager), eager "
-                           "PyTorch, int8 linear layers (CPU), or torch.compile (default %(default)s)")
+                           "PyTorch, or int8 linear layers (CPU) (default %(default)s)")
     fuse.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                       help="memory budget where a model still tiles (official checkpoints): tiles of at most "
                            "TILE_SIZE² px (default %(default)s)")

@@ -35,14 +35,24 @@ class ImageError(ValueError):
     """An input image could not be read or is not usable; the message says why and what to do."""
 
 
+def unit_float(pixels: object, top: float = 255.0) -> np.ndarray:
+    """Integer samples (an array or a PIL image) / `top` as float32, dividing in place: a 24 MP RGB image
+    needs one 288-MB float array, not two."""
+    out = np.asarray(pixels, dtype=np.float32)
+    if not out.flags.writeable or out is pixels:
+        out = out.copy()
+    out /= top
+    return out
+
+
 def pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
                   notes: list[str] | None = None) -> np.ndarray:
     """Convert a loaded PIL image of any common mode to float32 [0,1] (H,W) or (H,W,3)."""
     mode = im.mode
     if mode in ("1", "L"):
-        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+        return unit_float(im.convert("L"))
     if mode in ("LA", "La"):
-        return np.asarray(im.getchannel(0), dtype=np.float32) / 255.0  # alpha ignored
+        return unit_float(im.getchannel(0))  # alpha ignored
     if mode.startswith("I;16"):
         # I;16 / I;16L / I;16B / I;16N: numpy reads the right byte order from the mode.
         return scale_16bit(np.asarray(im).astype(np.int64), label, sbit, notes)
@@ -54,7 +64,7 @@ def pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
     if mode == "F":
         return _scale_float_mode(np.asarray(im, dtype=np.float32), label, notes)
     if mode == "RGB":
-        return np.asarray(im, dtype=np.float32) / 255.0
+        return unit_float(im)
     if mode in ("RGBA", "RGBX"):
         return np.asarray(im, dtype=np.float32)[..., :3] / 255.0  # alpha ignored
     if mode in ("P", "PA", "RGBa"):
@@ -67,7 +77,7 @@ def pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
         raise ImageError(
             f"{label}: unsupported image mode '{mode}'; convert it to RGB or grey first"
         ) from exc
-    return np.asarray(rgb, dtype=np.float32) / 255.0
+    return unit_float(rgb)
 
 
 def _scale_float_mode(a: np.ndarray, label: str, notes: list[str] | None = None) -> np.ndarray:

@@ -33,10 +33,16 @@ def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, clip: bool = 
         raise ValueError(
             f"ycbcr_to_rgb expects three equal (H, W) planes, got {y.shape}, {dcb.shape}, {dcr.shape}"
         )
-    r = y + _CR_SCALE * dcr
-    b = y + _CB_SCALE * dcb
-    g = (y - _KR * r - _KB * b) / _KG  # solves Y = KR*R + KG*G + KB*B exactly
-    out = np.stack([r, g, b], axis=-1).astype(np.float32, copy=False)
+    # Written into the output's channels in place, the same operations in the same order as
+    # r = y + CR*dcr; b = y + CB*dcb; g = (y - KR*r - KB*b) / KG, with no full-size temporaries beyond
+    # dcb and dcr (at 24 MP, three planes and a stacked copy were 0.6 GB).
+    out = np.empty((*y.shape, 3), np.float32)
+    r, g, b = out[..., 0], out[..., 1], out[..., 2]
+    np.add(y, np.multiply(dcr, _CR_SCALE, out=dcr), out=r)
+    np.add(y, np.multiply(dcb, _CB_SCALE, out=dcb), out=b)
+    np.subtract(y, np.multiply(r, _KR, out=g), out=g)  # solves Y = KR*R + KG*G + KB*B exactly
+    np.subtract(g, np.multiply(b, _KB, out=dcb), out=g)
+    np.divide(g, _KG, out=g)
     return np.clip(out, 0.0, 1.0, out=out) if clip else out
 
 

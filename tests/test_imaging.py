@@ -325,6 +325,20 @@ def test_ycbcr_round_trip_and_known_values() -> None:
     assert ycbcr_to_rgb(np.ones((2, 2)), np.zeros((2, 2)), np.zeros((2, 2))).max() <= 1.0
 
 
+def test_ycbcr_to_rgb_computes_the_written_formula_exactly() -> None:
+    """The in-place version gives the same bits as the formula written out with temporaries."""
+    y, cb, cr = (RNG.random((70, 90)).astype(np.float32) for _ in range(3))
+    r = y + np.float32(1.402) * (cr - np.float32(0.5))
+    b = y + np.float32(1.772) * (cb - np.float32(0.5))
+    g = (y - np.float32(0.299) * r - np.float32(0.114) * b) / np.float32(0.587)
+    plain = np.stack([r, g, b], axis=-1)
+    np.testing.assert_array_equal(ycbcr_to_rgb(y, cb, cr, clip=False), plain)
+    np.testing.assert_array_equal(ycbcr_to_rgb(y, cb, cr), np.clip(plain, 0, 1))
+    before = cb.copy()
+    ycbcr_to_rgb(y, cb, cr)
+    np.testing.assert_array_equal(cb, before)  # the caller's planes are not written
+
+
 def test_to_grey() -> None:
     rgb = RNG.random((5, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(bt601_luma(rgb), rgb @ np.array([0.299, 0.587, 0.114], np.float32), atol=1e-6)
@@ -339,6 +353,19 @@ def test_to_uint8() -> None:
     a = np.array([-0.2, 0.0, 0.4 / 255, 0.6 / 255, 1.0, 1.3], np.float32)
     np.testing.assert_array_equal(to_uint8(a), [0, 0, 0, 1, 255, 255])
     assert to_uint8(a).dtype == np.uint8
+
+
+@pytest.mark.parametrize("shape", [(600, 7), (600, 7, 3), (1, 3)])
+def test_to_uint8_by_rows_matches_the_whole_image_formula(shape: tuple[int, ...]) -> None:
+    a = (RNG.random(shape) * 1.4 - 0.2).astype(np.float32)  # out-of-range values clip
+    np.testing.assert_array_equal(to_uint8(a), np.clip(np.rint(a * np.float32(255)), 0, 255).astype(np.uint8))
+
+
+def test_uint8_arrays_read_as_exact_fractions_without_touching_the_input() -> None:
+    a = RNG.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    before = a.copy()
+    np.testing.assert_array_equal(read_image(a), a.astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(a, before)
 
 
 def test_save_png_jpeg_and_16bit(tmp_path: Path) -> None:

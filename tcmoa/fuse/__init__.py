@@ -3,7 +3,7 @@
     pipeline      Fuser: read, prepare, order sources, fuse pairwise, restore colour
     prepare       before fusion: align the sources (tcmoa.align), de-ghost exposure stacks, trust maps
     runner        one pair through the model: the token path within its budget, the head at full resolution
-    runtime       how the token path runs: eager, int8 or torch.compile
+    runtime       how the token path runs: eager or int8
     tiling        overlapping tiles on the token grid, blended without seams (models without a head)
     folder_queue  folder fusion shared by the ranks of a torchrun job
     figures       prompt, routing, source-weight and difference figures (RGB arrays)

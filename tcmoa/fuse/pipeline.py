@@ -111,7 +111,7 @@ class FusionResult:
     # is the running result of the earlier steps.
     mapped_pair: tuple[np.ndarray, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
-    runtime: str = "eager"  # how the token path ran (tcmoa.fuse.runtime): "eager", "int8" or "compile"
+    runtime: str = "eager"  # how the token path ran (tcmoa.fuse.runtime): "eager" or "int8"
     alignment: Alignment | None = None  # every source's transform, confidence and note (align != "off")
     motion: list[np.ndarray] | None = None  # exposure stacks: per source, where moving content was replaced
 

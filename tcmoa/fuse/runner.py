@@ -142,7 +142,7 @@ class PairRunner:
         token path's budget (None: unbounded); `trust` per source None or (1, H, W) in [0, 1], where it may
         be used (the output head honours it; a model without one cannot, and fuses what it is given).
         """
-        release_freed_memory()  # what reading and ordering the sources freed, before this pair's peak
+        release_freed_memory(a.shape[1] * a.shape[2])  # what reading and ordering the sources freed, before this pair's peak
         small = self.token_size(a.shape[1], a.shape[2], token_pixels)
         if small is not None:
             fused, maps = self._fuse_whole(a, b, small, route, control, want_maps, trust)
@@ -151,8 +151,11 @@ class PairRunner:
         if progress is not None:
             progress(1.0)
         fused = fused.clamp_(0, 1)  # in place: at 24 MP a copy is 288 MB
-        if not torch.isfinite(fused).all():
-            raise RuntimeError("the model produced NaN/inf values; the checkpoint may be corrupt")
+        # clamp_ has made every inf 0 or 1 and left NaN, which the sum carries: no full-size temporaries
+        # (torch.isfinite makes several, 0.4 GB at 24 MP), and a sum of values in [0, 1] cannot overflow.
+        if not torch.isfinite(fused.sum()):
+            raise RuntimeError("the model produced NaN values; the checkpoint may be corrupt")
+        release_freed_memory(a.shape[1] * a.shape[2])  # the head's strips, before the caller's next steps
         return fused, maps
 
     # ----------------------------------------------------------------------------- whole, token path bounded
@@ -174,7 +177,7 @@ class PairRunner:
             weights = self.model.route_weights(route, self.device)
             tokens, grid, enc, dec = self.model.token_path(small_a, small_b, weights, control)
             del small_a, small_b, token_pair
-            release_freed_memory()  # the token path's activations, before the full-resolution head
+            release_freed_memory(h * w)  # the token path's activations, before the full-resolution head
             kept = map_trust(trust, lambda t: t[None].to(self.device))
             out = self.model.apply_head(tokens, grid, enc, dec, weights, control, (full_a, full_b), span, kept)
         fused = out.fused[0]

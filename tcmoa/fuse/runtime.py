@@ -1,15 +1,15 @@
-"""How the token path is executed: eager PyTorch (the default and the fallback), or a faster variant.
+"""How the token path is executed: eager PyTorch (the fallback, and the default on a GPU), or int8 on the CPU.
 
     auto     int8 on the CPU for models with an output head (the shipped compact model); eager on a GPU
              and for official checkpoints, which must reproduce the official numbers exactly
     eager    the model as it is
     int8     dynamic int8 quantisation of the backbone blocks' linear layers (weights int8, activations
              quantised per call); the TC-MoA modules, the output head and the norms stay float32
-    compile  torch.compile of the token path (inductor; C++ on the CPU), exact to float rounding; it
-             compiles again for every new input size (seconds each), so it suits batches of one size
 
-docs/BENCHMARKS.md ("Runtimes") measures each against eager in one run, speed and quality; the
-default is the one that won there.
+docs/BENCHMARKS.md ("Runtimes") measures each against eager in one run, speed and quality, beside the
+candidates that lost and are not offered: torch.compile (1.18x at 640x480 after a 45-s cold compile, and
+it recompiled on every 12 MP call) and ONNX Runtime (1.22x at 640x480, 1.04x at 12 MP; a new dependency
+needs 1.5x at both). int8 won and is the default on the CPU.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from torch import nn
 
 from ..model.network import TCMoA
 
-RUNTIMES = ("auto", "eager", "int8", "compile")
+RUNTIMES = ("auto", "eager", "int8")
 
 
 def quantized(model: TCMoA) -> TCMoA:
@@ -32,17 +32,6 @@ def quantized(model: TCMoA) -> TCMoA:
         for name in ("blocks", "decoder_blocks"):
             blocks = getattr(fast, name)
             setattr(fast, name, torch.ao.quantization.quantize_dynamic(blocks, {nn.Linear}, dtype=torch.qint8))
-    return fast
-
-
-def compiled(model: TCMoA) -> TCMoA:
-    """A copy of `model` whose token path is compiled by torch.compile, once per input size.
-
-    Static shapes: with dynamic=True the first call at 640x480 had not finished after 14 minutes on
-    this 2-core machine (shared with other jobs at the time; docs/BENCHMARKS.md, "Runtimes").
-    """
-    fast = copy.copy(model)  # shares the weights; only the bound token_path differs
-    fast.token_path = torch.compile(model.token_path, dynamic=False)  # type: ignore[method-assign]
     return fast
 
 
@@ -61,6 +50,4 @@ def prepare(model: TCMoA, runtime: str, device: torch.device) -> TCMoA:
         if device.type != "cpu":
             raise ValueError("runtime 'int8' is for the CPU; on a GPU use precision bf16 or fp16")
         return quantized(model)
-    if runtime == "compile":
-        return compiled(model)
     return model

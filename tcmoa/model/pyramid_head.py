@@ -282,7 +282,7 @@ class PyramidHead(nn.Module):
             g_a, g_b, k_a, k_b = (torch.cat(parts, dim=-2) for parts in zip(*quarter))
             coarse, base_weight = self._coarse_fusion(g_a, g_b, k_a, k_b, maps, plan, gains)
             del quarter, g_a, g_b, k_a, k_b
-            release_freed_memory()  # the strips' peak should not stack on the coarse levels' leftovers
+            release_freed_memory(span[0] * span[1])  # the strips' peak should not stack on the coarse levels' leftovers
             fused = a.new_empty(*a.shape[:-2], h, w, dtype=torch.float32)
             for strip in strips:
                 rows = self._fine_strip(sources, strip, span, coarse, maps, plan, gains, with_trust)
