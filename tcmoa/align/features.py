@@ -18,15 +18,16 @@ RATIO = 0.75  # Lowe's ratio test
 MAX_FEATURES = 1500
 
 
-def _equalised(grey: np.ndarray) -> np.ndarray:
+def equalised(grey: np.ndarray) -> np.ndarray:
+    """A grey in [0, 1] as uint8 with its histogram flattened (any monotone tone curve undone)."""
     return cv2.equalizeHist(np.clip(grey * 255 + 0.5, 0, 255).astype(np.uint8))
 
 
 def feature_seed(reference: Level, source: Level) -> np.ndarray | None:
     """A similarity (source level -> reference level coordinates) from matched keypoints, or None."""
     sift = cv2.SIFT_create(nfeatures=MAX_FEATURES)  # type: ignore[attr-defined]
-    kr, dr = sift.detectAndCompute(_equalised(reference.grey), None)
-    ks, ds = sift.detectAndCompute(_equalised(source.grey), None)
+    kr, dr = sift.detectAndCompute(equalised(reference.grey), None)
+    ks, ds = sift.detectAndCompute(equalised(source.grey), None)
     if dr is None or ds is None or len(kr) < MIN_INLIERS or len(ks) < MIN_INLIERS:
         return None
     pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(ds, dr, k=2)

@@ -24,6 +24,7 @@ import numpy as np
 from ..imaging import resize_to
 from ..tasks import Preset, get_preset
 from .estimate import Estimate, agreement, estimate, frame_fit
+from .polish import polish
 from .reference import default_reference
 from .result import ALIGN_MODES, Alignment, SourceAlignment
 from .structure import Pyramid, is_flat
@@ -46,6 +47,7 @@ class Policy:
     tolerance: float = 0.05  # of the longest side: a shift up to this may still be "registered" ...
     min_gain: float = 0.3  # ... when the edge agreement rises less than this (relative)
     features: bool = False  # same modality: SIFT matches as extra starting points
+    polish: bool = False  # same modality: an aligned source's transform polished by ECC (tcmoa.align.polish)
     automatic: bool = True  # False: auto never warps (the measure is not reliable for this pair)
 
 
@@ -53,8 +55,8 @@ class Policy:
 # (a PET zoomed onto the skull) and no score told right from wrong, so auto never warps them.
 POLICIES = {
     "vif": Policy(),
-    "mef": Policy(features=True),
-    "mff": Policy(features=True),
+    "mef": Policy(features=True, polish=True),
+    "mff": Policy(features=True, polish=True),
     "mri-ct": Policy(models=("similarity",), tolerance=0.08, min_gain=0.75),
     "mri-pet": Policy(models=("similarity",), automatic=False),
     "mri-spect": Policy(models=("similarity",), automatic=False),
@@ -173,9 +175,10 @@ def _align_one(index: int, src: np.ndarray, ref: np.ndarray, ref_pyr: Pyramid | 
         return (*_as_given(index, src, ref, "failed", d.consensus, f"{fail}{d.why}{suggestion}"), None)
     found = d.estimate
     assert found is not None
-    image, cover = warp_into(src, found.matrix, ref)
-    note = f"{label}: {describe(found.matrix, src.shape[:2], ref.shape[:2])} ({found.model}, confidence {d.consensus:.2f})"
-    return SourceAlignment(index, "aligned", found.model, found.matrix, d.consensus, note), image, cover
+    matrix = polish(ref, src, found.matrix, found.model) if policy.polish else found.matrix
+    image, cover = warp_into(src, matrix, ref)
+    note = f"{label}: {describe(matrix, src.shape[:2], ref.shape[:2])} ({found.model}, confidence {d.consensus:.2f})"
+    return SourceAlignment(index, "aligned", found.model, matrix, d.consensus, note), image, cover
 
 
 def align_sources(images: Sequence[np.ndarray], mode: str = "auto", reference: int | None = None,
