@@ -206,3 +206,29 @@ def test_default_reference_and_the_misalignment_hint(exposures, visible_infrared
     hint = misalignment_hint([over, shifted], "mef")
     assert hint is not None and hint.startswith("the sources look misaligned by about") and "align=auto" in hint
     assert "differ in size" in str(misalignment_hint([over, under[:100, :100]], "mef"))
+
+
+def test_the_ecc_polish_sharpens_a_same_modality_estimate_and_never_runs_for_vif(exposures, visible_infrared,
+                                                                                monkeypatch):
+    from tcmoa.align import register
+    from tcmoa.align.polish import polish
+
+    over, under = exposures
+    move = centred(under, 1.04, 3.0, -8.0, 6.0)
+    moved = warped(under, move)
+    truth = np.linalg.inv(move)
+    off = centred(over, 1.002, 0.15, 0.9, -0.7) @ truth  # an estimate about a pixel off
+    assert corner_error(off, truth, *under.shape[:2]) > 0.8
+    polished = polish(over, moved, off, "similarity")
+    assert corner_error(polished, truth, *under.shape[:2]) < 0.3
+    far = centred(over, 1.0, 0.0, 12.0, 0.0) @ truth  # another placement: the polish keeps the estimate as given
+    assert polish(over, moved, far, "similarity") is far
+
+    calls: list[str] = []
+    monkeypatch.setattr(register, "polish", lambda *a: calls.append("polished") or a[2])
+    vi, ir = visible_infrared
+    shift = centred(ir, 1.0, 2.0, 10.0, -6.0)
+    assert align_sources([vi, warped(ir, shift)], "auto", reference=0, task="vif").sources[1].status == "aligned"
+    assert calls == []
+    assert align_sources([over, moved], "auto", reference=0, task="mef").sources[1].status == "aligned"
+    assert calls == ["polished"]

@@ -28,11 +28,13 @@ of the two sources where they overlap, tcmoa.align.result); and a note in words.
 
 How it works: tcmoa.align.structure (gradient-orientation fields, which agree across modalities),
 search (a global search over scale, rotation and translation), refine (Gauss-Newton, coarse to
-fine), features (SIFT + RANSAC for exposures and focal planes), transforms (models, checks and
+fine), features (SIFT + RANSAC for exposures and focal planes), polish (ECC's
+sub-pixel polish of an aligned exposure or focal plane), transforms (models, checks and
 words), warp (the full-resolution warp, coverage and the common area), consensus (the confidence),
 register (the decisions), hint (the look for alignment off), deghost (moving content in exposure
 stacks: the motion masks and the reference's content mapped into each exposure).
-Estimation runs on copies at most 384 px long; only the final warp touches full resolution.
+Estimation runs on copies at most 384 px long (the same-modality polish at most 1024); only the final
+warp touches full resolution.
 """
 from .deghost import deghost, exposure_map, motion_masks
 from .hint import misalignment_hint

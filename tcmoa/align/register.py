@@ -12,7 +12,8 @@ Per source, after the estimate (tcmoa.align.estimate) the decision is, in order:
    or at most the preset's tolerance while the edge agreement rose less than its min_gain. The
    rule and its constants were chosen on the training pairs (benchmarks/registration.py
    --calibrate), never on the evaluation sets.
-3. **aligned**: warped into the reference frame, with a note of what moved.
+3. **aligned**: warped into the reference frame, with a note of what moved (exposures and focal
+   planes after a sub-pixel polish by ECC, tcmoa.align.polish, kept only when it stays close).
 """
 from __future__ import annotations
 
