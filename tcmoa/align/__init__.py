@@ -29,7 +29,7 @@ of the two sources where they overlap, tcmoa.align.result); and a note in words.
 How it works: tcmoa.align.structure (gradient-orientation fields, which agree across modalities),
 search (a global search over scale, rotation and translation), refine (Gauss-Newton, coarse to
 fine), features (SIFT + RANSAC for exposures and focal planes), polish (ECC's
-sub-pixel polish of an aligned exposure or focal plane), transforms (models, checks and
+sub-pixel polish of an aligned exposure), transforms (models, checks and
 words), warp (the full-resolution warp, coverage and the common area), consensus (the confidence),
 register (the decisions), hint (the look for alignment off), deghost (moving content in exposure
 stacks: the motion masks and the reference's content mapped into each exposure).
