@@ -225,7 +225,12 @@ def test_the_ecc_polish_sharpens_a_same_modality_estimate_and_never_runs_for_vif
     assert polish(over, moved, far, "similarity") is far
 
     calls: list[str] = []
-    monkeypatch.setattr(register, "polish", lambda *a: calls.append("polished") or a[2])
+
+    def recorded(*args: object) -> object:  # the estimate as given, and a record of the call
+        calls.append("polished")
+        return args[2]
+
+    monkeypatch.setattr(register, "polish", recorded)
     vi, ir = visible_infrared
     shift = centred(ir, 1.0, 2.0, 10.0, -6.0)
     assert align_sources([vi, warped(ir, shift)], "auto", reference=0, task="vif").sources[1].status == "aligned"
