@@ -65,6 +65,20 @@ def scroll_to(page, y: float) -> None:
     page.evaluate("(y) => window.scrollTo(0, y)", y)
 
 
+def scroll_to_top_of(page, selector: str, settle_s: float = 0.3, tries: int = 10) -> None:
+    """Scroll so that `selector` sits at the window's top, again until the layout above it has settled (a
+    late-loading image or a collapsing placeholder above it moves it after the first scroll)."""
+    import time
+
+    for _ in range(tries):
+        y = page_y(page, selector)
+        scroll_to(page, y)
+        time.sleep(settle_s)
+        if abs(page_y(page, selector) - y) < 1:
+            return
+    raise AssertionError(f"{selector} kept moving: the page's layout did not settle")
+
+
 def page_y(page, selector: str) -> float:
     """An element's top, in px from the page's top."""
     return page.evaluate("(s) => document.querySelector(s).getBoundingClientRect().top + scrollY", selector)

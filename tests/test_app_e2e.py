@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 from benchmarks.app_process import free_port  # noqa: E402
 from tests.browser_page import (IMAGE, KNOBS, SOURCES, assert_in_view, hold_on_knob, open_page,  # noqa: E402
-                                outside_window, page_y, scroll_to, status_log)
+                                outside_window, page_y, scroll_to, scroll_to_top_of, status_log)
 from demo import build_demo, launch_options, load_engine  # noqa: E402
 from tcmoa import Fuser  # noqa: E402
 
@@ -377,7 +377,7 @@ def test_browser_phone_keeps_the_image_in_view(app, browser):
 
     url, counter, _ = app
     page = open_page(browser, url, PHONE)
-    scroll_to(page, page_y(page, "#source-1"))  # the sources at the top: they, the knobs and the image in one view
+    scroll_to_top_of(page, "#source-1")  # the sources at the top: they, the knobs and the image in one view
     assert_in_view(page, *SOURCES, *KNOBS, IMAGE)
     # An example from the strip at the top: it fuses, and the image is scrolled into view.
     scroll_to(page, 0)
