@@ -45,7 +45,7 @@ from tcmoa import read_image
 from tcmoa.device import reuse_freed_memory
 from tcmoa.imaging import resize_to
 
-from .app_process import REPO, free_port, memory_mib, start_app
+from .app_process import REPO, free_port, memory_mib, running_app
 
 EXAMPLE = REPO / "demo" / "examples" / "vif" / "msrs_00047N"
 
@@ -221,32 +221,30 @@ def measure_drag(engine, sources: list[np.ndarray], runs: int) -> None:
           f"| release-to-final | {statistics.median(to_final):.0f} | {max(to_final):.0f} |\n{load_line()}")
 
 
+def app_options(model: str | None, device: str | None) -> list[str]:
+    """app.py's command-line options for this model and device (none: its defaults)."""
+    return (["--model", model] if model else []) + (["--device", device] if device else [])
+
+
 def measure_cold_start(model: str | None, device: str | None, sources: list[np.ndarray]) -> None:
     """app.py from a new process: seconds until it answers, then the first and second /fuse of `sources`."""
     import tempfile
 
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     from tcmoa.imaging import save_image
 
-    options = (["--model", model] if model else []) + (["--device", device] if device else [])
     print(f"cold start; before: {load_line()}")
     with tempfile.TemporaryDirectory() as tmp:
         files = [handle_file(str(save_image(Path(tmp) / f"{k}.png", im))) for k, im in enumerate(sources)]
-        port = free_port()
         t0 = time.perf_counter()
-        app = start_app(port, Path(tmp) / "app.log", options)
-        try:
-            serving = time.perf_counter() - t0
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with running_app(Path(tmp) / "app.log", app_options(model, device)) as (_, client):
+            serving = time.perf_counter() - t0  # start_app returns once the app answers
             calls = []
             for alpha in (1.0, 1.5):
                 t1 = time.perf_counter()
                 client.predict(files, "vif", alpha, 0.0, api_name="/fuse")
                 calls.append(time.perf_counter() - t1)
-        finally:
-            app.terminate()
-            app.wait()
     print(f"\n| cold start (app.py, {len(sources[0][0])}x{len(sources[0])} pair) | s |\n|---|---:|\n"
           f"| start until it answers (imports, model, page) | {serving:.1f} |\n| first /fuse | {calls[0]:.2f} |\n"
           f"| second /fuse (warm) | {calls[1]:.2f} |\n| **until the first result** | **{serving + calls[0]:.1f}** |\n"
@@ -257,24 +255,17 @@ def measure_memory(model: str | None, device: str | None) -> None:
     """The app's own process (app.py): RSS after load, and after 20 /fuse calls over three example sets."""
     import tempfile
 
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    options = (["--model", model] if model else []) + (["--device", device] if device else [])
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        app = start_app(port, Path(tmp) / "app.log", options)
-        try:
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-            after_load, _ = memory_mib(app.pid)
-            sets = [("vif", "vif/tno_18"), ("mff", "mff/lytro_triple_02"), ("mef", "mef/mefb_cave")]
-            for i in range(20):
-                task, folder = sets[i % len(sets)]
-                files = [handle_file(str(f)) for f in sorted((REPO / "demo" / "examples" / folder).iterdir())]
-                client.predict(files, task, 1.0 + 0.1 * (i % 5), 0.0, api_name="/fuse")
-            after_20, peak = memory_mib(app.pid)
-        finally:
-            app.terminate()
-            app.wait()
+    with tempfile.TemporaryDirectory() as tmp, running_app(Path(tmp) / "app.log", app_options(model, device)) \
+            as (app, client):
+        after_load, _ = memory_mib(app.pid)
+        sets = [("vif", "vif/tno_18"), ("mff", "mff/lytro_triple_02"), ("mef", "mef/mefb_cave")]
+        for i in range(20):
+            task, folder = sets[i % len(sets)]
+            files = [handle_file(str(f)) for f in sorted((REPO / "demo" / "examples" / folder).iterdir())]
+            client.predict(files, task, 1.0 + 0.1 * (i % 5), 0.0, api_name="/fuse")
+        after_20, peak = memory_mib(app.pid)
     print(f"\n| app.py resident memory | MiB |\n|---|---:|\n| after load | {after_load:.0f} |\n"
           f"| after 20 fusions (/fuse: 512-px pairs and a triple) | {after_20:.0f} |\n| peak | {peak:.0f} |")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .app_process import REPO, free_port, memory_mib, start_app
+from .app_process import REPO, memory_mib, running_app
 
 SMALL = REPO / "demo" / "examples" / "vif" / "tno_18"
 
@@ -125,16 +125,11 @@ def main() -> None:
     parser.add_argument("--max-small", type=int, default=40, help="most small requests while the large ones run")
     parser.add_argument("--concurrent", type=int, default=50, help="concurrent small requests in scenario 2")
     args = parser.parse_args()
-    from gradio_client import Client
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         large = large_pair(args.large_mp, folder)
         small = sorted(SMALL.iterdir())
-        port = free_port()
-        app = start_app(port, folder / "app.log", ["--device", "cpu"])
-        try:
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with running_app(folder / "app.log", ["--device", "cpu"]) as (app, client):
             after_load, _ = memory_mib(app.pid)
             print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores); "
                   f"app.py resident after load: {after_load:.0f} MiB; large files: "
@@ -142,9 +137,6 @@ def main() -> None:
             large_beside_small(client, large, small, args.large_endpoint, args.small_every, args.max_small)
             many_small(client, small, args.concurrent)
             rss, peak = memory_mib(app.pid)
-        finally:
-            app.terminate()
-            app.wait()
     print(f"\napp.py resident memory: peak {peak:.0f} MiB, at the end {rss:.0f} MiB; load average after: "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 

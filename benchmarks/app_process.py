@@ -6,8 +6,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,3 +42,17 @@ def start_app(port: int, log: Path, options: Sequence[str] = ()) -> subprocess.P
             time.sleep(0.5)
     app.terminate()
     raise SystemExit("app.py did not start within 5 minutes")
+
+
+@contextmanager
+def running_app(log: Path, options: Sequence[str] = ()) -> Iterator[tuple[subprocess.Popen, Any]]:
+    """app.py started on a free port (start_app) and a gradio_client Client talking to it; stopped on leaving."""
+    from gradio_client import Client
+
+    port = free_port()
+    app = start_app(port, log, options)
+    try:
+        yield app, Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        app.terminate()
+        app.wait()
