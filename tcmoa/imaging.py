@@ -278,11 +278,12 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     a = np.asarray(img)
     if a.dtype == np.uint8:
         return a
-    out = np.empty(a.shape, np.uint8)
-    for top in range(0, max(len(a), 1), UINT8_ROWS):  # by rows: a float temporary of a few MB, not of the image
-        scaled = np.multiply(a[top:top + UINT8_ROWS], 255.0, dtype=np.float32)
+    rows = a.reshape(1) if a.ndim == 0 else a
+    out = np.empty(rows.shape, np.uint8)
+    for top in range(0, len(rows), UINT8_ROWS):  # by rows: a float temporary of a few MB, not of the image
+        scaled = np.multiply(rows[top:top + UINT8_ROWS], 255.0, dtype=np.float32)
         out[top:top + UINT8_ROWS] = np.clip(np.rint(scaled, out=scaled), 0, 255, out=scaled)
-    return out
+    return out.reshape(a.shape)
 
 
 def save_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8, *, quality: int = 95) -> Path:
@@ -305,9 +306,7 @@ def save_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8, *, quali
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # 4:4:4 chroma: fused results carry fine colour edges that 4:2:0 would smear.
-    kwargs: dict[str, int] = {"quality": quality, "subsampling": 0} if fmt == "JPEG" else {}
-    if fmt == "PNG":
-        kwargs = {"compress_level": PNG_COMPRESS_LEVEL}
+    kwargs = {"JPEG": {"quality": quality, "subsampling": 0}, "PNG": {"compress_level": PNG_COMPRESS_LEVEL}}.get(fmt, {})
     # Atomic: written beside the target under a hidden name, then renamed into place, so an
     # interrupt (Ctrl-C), a full disk or a crash never leaves a partial file at `path`.
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
@@ -345,5 +344,5 @@ def shrink_to(image: np.ndarray, side: int) -> np.ndarray:
         return image
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     if image.dtype == np.uint8:
-        return to_uint8(resize_to(image.astype(np.float32) / 255.0, size))
+        return to_uint8(resize_to(unit_float(image), size))
     return resize_to(image, size)

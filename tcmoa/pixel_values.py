@@ -66,11 +66,11 @@ def pil_to_float(im: Image.Image, label: str, sbit: int | None = None,
     if mode == "RGB":
         return unit_float(im)
     if mode in ("RGBA", "RGBX"):
-        return np.asarray(im, dtype=np.float32)[..., :3] / 255.0  # alpha ignored
+        return unit_float(np.asarray(im)[..., :3])  # alpha ignored
     if mode in ("P", "PA", "RGBa"):
         # Via RGBA so Pillow does not warn about palette transparency; alpha is then dropped,
         # transparent pixels keep their palette colour.
-        return np.asarray(im.convert("RGBA"), dtype=np.float32)[..., :3] / 255.0
+        return unit_float(np.asarray(im.convert("RGBA"))[..., :3])
     try:  # CMYK, YCbCr, HSV, LAB, ...: Pillow's own conversion
         rgb = im.convert("RGB")
     except Exception as exc:

@@ -355,7 +355,7 @@ def test_to_uint8() -> None:
     assert to_uint8(a).dtype == np.uint8
 
 
-@pytest.mark.parametrize("shape", [(600, 7), (600, 7, 3), (1, 3)])
+@pytest.mark.parametrize("shape", [(600, 7), (600, 7, 3), (1, 3), ()])
 def test_to_uint8_by_rows_matches_the_whole_image_formula(shape: tuple[int, ...]) -> None:
     a = (RNG.random(shape) * 1.4 - 0.2).astype(np.float32)  # out-of-range values clip
     np.testing.assert_array_equal(to_uint8(a), np.clip(np.rint(a * np.float32(255)), 0, 255).astype(np.uint8))
