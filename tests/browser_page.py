@@ -65,18 +65,24 @@ def scroll_to(page, y: float) -> None:
     page.evaluate("(y) => window.scrollTo(0, y)", y)
 
 
-def scroll_to_top_of(page, selector: str, settle_s: float = 0.3, tries: int = 10) -> None:
-    """Scroll so that `selector` sits at the window's top, again until the layout above it has settled (a
-    late-loading image or a collapsing placeholder above it moves it after the first scroll)."""
-    import time
+def assert_in_view_from(page, top: str, *selectors: str, timeout_ms: float = 10_000) -> None:
+    """With `top` scrolled to the window's top, every element wholly in the window and on top, within
+    `timeout_ms`. The scroll is made again at every check: for a moment after the page opens the layout
+    above `top` may still change (a fresh clone's CI saw the sources 209 and 380 px off after one scroll)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    for _ in range(tries):
-        y = page_y(page, selector)
-        scroll_to(page, y)
-        time.sleep(settle_s)
-        if abs(page_y(page, selector) - y) < 1:
-            return
-    raise AssertionError(f"{selector} kept moving: the page's layout did not settle")
+    check = f"""([top, selectors]) => {{
+        const e = document.querySelector(top);
+        if (!e) return false;
+        window.scrollTo(0, e.getBoundingClientRect().top + scrollY);
+        return ({NOT_IN_VIEW})(selectors).length === 0;
+    }}"""
+    try:
+        page.wait_for_function(check, arg=[top, list(selectors)], timeout=timeout_ms)
+    except PlaywrightTimeout:
+        reasons = outside_window(page, *selectors)
+        raise AssertionError(f"not in view at {page.viewport_size} with {top} at the top, scrolled "
+                             f"{page.evaluate('scrollY')}: {reasons}") from None
 
 
 def page_y(page, selector: str) -> float:

@@ -25,8 +25,8 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks.app_process import free_port  # noqa: E402
-from tests.browser_page import (IMAGE, KNOBS, SOURCES, assert_in_view, hold_on_knob, open_page,  # noqa: E402
-                                outside_window, page_y, scroll_to, scroll_to_top_of, status_log)
+from tests.browser_page import (IMAGE, KNOBS, SOURCES, assert_in_view, assert_in_view_from, hold_on_knob, open_page,  # noqa: E402
+                                outside_window, page_y, scroll_to, status_log)
 from demo import build_demo, launch_options, load_engine  # noqa: E402
 from tcmoa import Fuser  # noqa: E402
 
@@ -377,8 +377,7 @@ def test_browser_phone_keeps_the_image_in_view(app, browser):
 
     url, counter, _ = app
     page = open_page(browser, url, PHONE)
-    scroll_to_top_of(page, "#source-1")  # the sources at the top: they, the knobs and the image in one view
-    assert_in_view(page, *SOURCES, *KNOBS, IMAGE)
+    assert_in_view_from(page, "#source-1", *SOURCES, *KNOBS, IMAGE)  # the sources at the top: all in one view
     # An example from the strip at the top: it fuses, and the image is scrolled into view.
     scroll_to(page, 0)
     page.get_by_text("Infrared + visible: tno 18", exact=True).click()
