@@ -117,6 +117,23 @@ def test_a_thermal_frame_is_found_inside_a_larger_colour_frame(visible_infrared)
     assert all(im.shape[:2] == (ch, cw) for im in cropped.images) and cropped.coverage == [None, None]
 
 
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_a_smaller_copy_is_placed_to_a_fraction_of_its_own_pixel(exposures, factor):
+    # A source several times smaller than a large reference (estimated on a copy shrunk to 384 px) is refined on
+    # its own finest level, not on a coarser one blown up (that cost 2-7.5 px here, and one 1/2-size copy was lost).
+    over = cv2.resize(exposures[0], None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)  # 1280×850
+    h, w = over.shape[:2]
+    size = (round(w / factor), round(h / factor))
+    small = cv2.resize(over, size, interpolation=cv2.INTER_AREA)
+    y0, x0 = 7, 11
+    crop = np.ascontiguousarray(small[y0:y0 + size[1] * 4 // 5, x0:x0 + size[0] * 4 // 5])
+    sx, sy = size[0] / w, size[1] / h
+    truth = np.array([[1 / sx, 0, (x0 + 0.5) / sx - 0.5], [0, 1 / sy, (y0 + 0.5) / sy - 0.5], [0, 0, 1]])
+    src = align_sources([over, crop], "similarity", reference=0, task="mef").sources[1]
+    assert src.status == "aligned", src.note
+    assert corner_error(src.matrix, truth, *crop.shape[:2]) < 0.25 * factor  # a quarter of one of its pixels
+
+
 def test_a_source_turned_upside_down_is_turned_back(exposures):
     over, under = exposures
     result = align_sources([over, np.ascontiguousarray(under[::-1, ::-1])], "auto", reference=0, task="mef")

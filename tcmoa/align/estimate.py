@@ -60,9 +60,11 @@ def frame_fit(src_shape: tuple[int, int], ref_shape: tuple[int, int]) -> np.ndar
 def _at_levels(ref: Pyramid, src: Pyramid, k: int, matrix: np.ndarray) -> tuple[Level, Level, np.ndarray]:
     """Reference level k, the source level whose pixels are closest in size, and the matrix between them."""
     rl = ref.levels[k]
-    full_scale = decompose(matrix)[0]
-    sizes = [abs(math.log(full_scale * lv.to_level[0, 0] / rl.to_level[0, 0]) + 0.15) for lv in src.levels]
-    sl = src.levels[int(np.argmin(sizes))]  # + 0.15: a slightly finer source level is preferred
+    full_scale = decompose(matrix)[0]  # reference px per source px, at full resolution
+    # One pixel of source level lv spans full_scale · rl_scale / lv_scale pixels of reference level k: near 1 is
+    # the source's own detail at the reference's; + 0.15 prefers a slightly finer source level (ratio ~0.86).
+    sizes = [abs(math.log(full_scale * rl.to_level[0, 0] / lv.to_level[0, 0]) + 0.15) for lv in src.levels]
+    sl = src.levels[int(np.argmin(sizes))]
     return rl, sl, rl.to_level @ matrix @ np.linalg.inv(sl.to_level)
 
 
