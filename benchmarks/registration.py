@@ -121,8 +121,7 @@ def run_set(eval_set: EvalSet, args: argparse.Namespace, fuser) -> list[dict]:
         for n, (item, sources) in enumerate(items):
             mov = 1 - default_reference(sources, eval_set.task)
             own_matrix = own[item].sources[mov].matrix if own[item].sources[mov].status == "aligned" else np.eye(3)
-            errs, vs_own, info = one_warp(sources, eval_set.task, strength, rng,
-                                          None if strength == "resolution" else own_matrix)
+            errs, vs_own, info = one_warp(sources, eval_set.task, strength, rng, own_matrix)
             for m, (e, sec) in errs.items():
                 errors[m].append(e)
                 seconds[m].append(sec)
