@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from tcmoa.align import ALIGN_MODES, align_sources, default_reference, misalignment_hint
-from tcmoa.align.transforms import corner_error, describe, implausibility, similarity
+from tcmoa.align.transforms import apply, corner_error, corners, describe, implausibility, similarity
+from tcmoa.align.warp import common_area
 from tcmoa.imaging import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,32 @@ def test_blank_tiny_and_unrelated_sources_are_left_as_given_with_a_reason(visibl
     unrelated = align_sources([vi, np.ascontiguousarray(other)], "similarity")
     assert unrelated.sources[1].status == "failed", unrelated.sources[1].note
     assert "left as given" in unrelated.sources[1].note and "align=" in unrelated.sources[1].note
+
+
+def test_a_source_of_another_shape_left_as_given_records_the_stretch_it_gets(visible_infrared):
+    # A source left as given but of another size is resized onto the reference (aspect and all): the recorded
+    # matrix must say where its corners went, not a centred uniform zoom (that was up to 107 px off).
+    vi = cv2.resize(visible_infrared[0], (1600, 900), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    blank = np.full((480, 640), 0.4, np.float32)
+    result = align_sources([vi, blank], "auto")
+    src = result.sources[1]
+    assert src.status == "failed" and "resized from 640×480 to 1600×900" in src.note
+    assert result.images[1].shape == (900, 1600)
+    assert np.abs(apply(src.matrix, corners(480, 640)) - corners(900, 1600)).max() < 1e-9
+
+
+@pytest.mark.parametrize("shape", [(1062, 1600), (999, 1333), (1160, 730)])
+def test_the_common_area_of_a_nearly_whole_cover_is_nearly_whole(shape):
+    # A fully covered small pixel averages to 0.99999988 in float32 at some sizes; it must still count as
+    # covered (the crop was empty or a sliver at these sizes).
+    h, w = shape
+    cover = np.ones(shape, np.float32)
+    cover[:, :20] = 0  # a 20 px strip on the left is not covered
+    box = common_area([cover], shape)
+    assert box is not None
+    top, left, bh, bw = box
+    assert left >= 20 and cover[top:top + bh, left:left + bw].min() == 1
+    assert bh >= 0.97 * h and bw >= 0.97 * (w - 20)
 
 
 def test_eight_sources_one_of_them_blank(exposures):

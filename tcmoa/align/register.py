@@ -29,7 +29,7 @@ from .polish import polish
 from .reference import default_reference
 from .result import ALIGN_MODES, Alignment, SourceAlignment
 from .structure import Pyramid, is_flat
-from .transforms import apply, corners, decompose, describe, implausibility
+from .transforms import apply, corners, decompose, describe, implausibility, resample_matrix
 from .warp import common_area, warp_into
 
 MIN_SIDE = 24  # px: below it a pyramid has no coarse level to search on
@@ -101,7 +101,8 @@ def _as_given(index: int, image: np.ndarray, ref: np.ndarray, status: str, confi
     if image.shape[:2] == (h, w):
         return record, image
     note = f"{note}; resized from {image.shape[1]}×{image.shape[0]} to {w}×{h}"
-    record = SourceAlignment(index, status, "identity", frame_fit(image.shape[:2], (h, w)), record.confidence, note)
+    stretch = resample_matrix(w / image.shape[1], h / image.shape[0])  # what resize_to does, aspect and all
+    record = SourceAlignment(index, status, "identity", stretch, record.confidence, note)
     return record, resize_to(image, (h, w))
 
 

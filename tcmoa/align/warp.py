@@ -47,8 +47,8 @@ def common_area(coverage: list[np.ndarray | None], shape: tuple[int, int]) -> tu
     f = min(1.0, CROP_SIDE / max(h, w))
     size = (max(1, round(w * f)), max(1, round(h * f)))
     inside = np.ones(size[::-1], bool)
-    for c in masks:  # a small pixel counts only when all of it is covered
-        inside &= cv2.resize((c >= FULL).astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 1.0
+    for c in masks:  # a small pixel counts only when all of it is covered (its float32 mean 1 but for rounding)
+        inside &= cv2.resize((c >= FULL).astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 1.0 - 1e-5
     box = _largest_rectangle(inside)
     if box is None:
         return None
