@@ -135,6 +135,17 @@ def test_a_smaller_copy_is_placed_to_a_fraction_of_its_own_pixel(exposures, fact
     assert corner_error(src.matrix, truth, *crop.shape[:2]) < 0.25 * factor  # a quarter of one of its pixels
 
 
+def test_a_wide_frame_is_placed_on_a_third_of_it_chosen_as_the_reference(visible_infrared):
+    # A narrow camera's frame chosen as the reference beside a wide one at the same pixel scale: the wide
+    # source's true zoom is 3× the fitted one, beyond the search before (it failed as "scale 0.47×").
+    big = cv2.resize(visible_infrared[0], None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC).clip(0, 1)  # 1280×930
+    y0, x0 = 300, 400
+    crop = np.ascontiguousarray(big[y0:y0 + 310, x0:x0 + 426])
+    src = align_sources([crop, big], "auto", reference=0, task="vif").sources[1]
+    assert src.status == "aligned", src.note
+    assert corner_error(src.matrix, np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]]), *big.shape[:2]) < 1.0
+
+
 def test_a_source_turned_upside_down_is_turned_back(exposures):
     over, under = exposures
     result = align_sources([over, np.ascontiguousarray(under[::-1, ::-1])], "auto", reference=0, task="mef")

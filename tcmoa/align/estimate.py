@@ -30,6 +30,9 @@ COARSE_AREA = 6000  # px: the search runs on the coarsest level at least this la
 SCALE_STEP = 2 ** (1 / 6)  # 12 % between searched scales: a basin the refinement still converges from
 SAME_SIZE_EXPONENTS = range(-2, 3)  # 0.79× .. 1.26×
 OTHER_SIZE_EXPONENTS = range(-9, 4)  # the source's frame covering 0.35 .. 1.4 of the fitted size
+# A source larger than the reference may hold it as a crop at the same pixel scale (a narrow thermal frame
+# chosen as the reference beside a wide colour one): up to 3.2× the fitted zoom.
+LARGER_SOURCE_EXPONENTS = range(-9, 11)
 ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
 ALL_ANGLES = tuple(float(a) for a in range(0, 360, 10))
 SEARCH_KEEP = 4
@@ -95,7 +98,9 @@ def candidates(ref: Pyramid, src: Pyramid, k: int, wide: bool, features: bool,
     fit = frame_fit(src.full_shape, ref.full_shape)
     rl, sl, fit_level = _at_levels(ref, src, k, fit)
     base = decompose(fit_level)[0]
-    exponents = SAME_SIZE_EXPONENTS if src.full_shape == ref.full_shape else OTHER_SIZE_EXPONENTS
+    (sh, sw), (rh, rw) = src.full_shape, ref.full_shape
+    exponents = SAME_SIZE_EXPONENTS if (sh, sw) == (rh, rw) else \
+        LARGER_SOURCE_EXPONENTS if sh * sw > rh * rw else OTHER_SIZE_EXPONENTS
     scales = np.array([base * SCALE_STEP ** e for e in ([0] if shift_only else exponents)])
     if wide:  # every rotation, at fewer zooms: the fallback for a camera turned on its side or upside down
         scales = scales[len(scales) // 2 - 1: len(scales) // 2 + 2] if len(exponents) == len(SAME_SIZE_EXPONENTS) else scales
