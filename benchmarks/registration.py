@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import need_data
-from benchmarks.registration_protocol import STRENGTHS, ecc_baseline, edge_overlay, random_warp, sift_baseline
+from benchmarks.registration_protocol import OTHER_CAMERA, STRENGTHS, ecc_baseline, edge_overlay, random_warp, sift_baseline
 from tcmoa.align import align_sources, default_reference
 from tcmoa.align.estimate import frame_fit
 from tcmoa.align.transforms import corner_error
@@ -117,7 +117,7 @@ def fused_qabf(fuser, sources: list[np.ndarray], info: dict, task: str) -> tuple
 def run_set(eval_set: EvalSet, args: argparse.Namespace, fuser) -> list[dict]:
     """Every strength on the set's pairs: one row per strength with each method's numbers."""
     rows = []
-    strengths = [s for s in args.strengths if s != "resolution" or eval_set.task == "vif"]
+    strengths = [s for s in args.strengths if s not in OTHER_CAMERA or eval_set.task == "vif"]
     items = pairs(eval_set, args.limit)
     own = {i: align_sources(s, "similarity", task=eval_set.task) for i, s in items}
     for strength in strengths:

@@ -9,6 +9,7 @@ A warp moves one source of a registered pair by a known random transform about t
 | medium | ≤ 5 % | ±5° | 0.9-1.1 | none |
 | large | ≤ 10 % | ±10° | 0.8-1.25 | corners moved up to ~5 % |
 | resolution | the source shrunk to 1/3, a 70-85 % window of it kept (a thermal camera beside a colour one) |
+| narrow | a 40-60 % window of the source (each side) shrunk 2-3× (a narrow thermal camera beside a wide colour one) |
 
 The baselines work on raw intensities, on copies at most BASELINE_SIDE px long: OpenCV's ECC
 (affine; homography for large warps) from the frame fit, and SIFT + RANSAC (a homography).
@@ -25,7 +26,8 @@ from tcmoa.align.estimate import frame_fit
 from tcmoa.align.structure import shrink, to_grey
 from tcmoa.align.transforms import resample_matrix, rescale, similarity
 
-STRENGTHS = ("small", "medium", "large", "resolution")
+STRENGTHS = ("small", "medium", "large", "resolution", "narrow")
+OTHER_CAMERA = ("resolution", "narrow")  # a source of another size: infrared + visible only
 BASELINE_SIDE = 512
 
 
@@ -42,6 +44,8 @@ def random_warp(image: np.ndarray, strength: str, rng: np.random.Generator) -> W
     h, w = image.shape[:2]
     if strength == "resolution":
         return _thermal_view(image, rng)
+    if strength == "narrow":
+        return _narrow_view(image, rng)
     shift, angle, zoom, persp = {"small": (0.02, 1, (1, 1), 0), "medium": (0.05, 5, (0.9, 1.1), 0),
                                  "large": (0.10, 10, (0.8, 1.25), 0.05)}[strength]
     scale = math.exp(rng.uniform(math.log(zoom[0]), math.log(zoom[1])))
@@ -68,6 +72,17 @@ def _thermal_view(image: np.ndarray, rng: np.random.Generator) -> Warp:
     to_small = resample_matrix(size[0] / w, size[1] / h)  # full -> small coordinates
     offset = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])  # crop -> small
     return Warp(crop, np.linalg.inv(to_small) @ offset)
+
+
+def _narrow_view(image: np.ndarray, rng: np.random.Generator) -> Warp:
+    h, w = image.shape[:2]
+    share, zoom = rng.uniform(0.4, 0.6), rng.uniform(2.0, 3.0)
+    ch, cw = int(h * share), int(w * share)
+    y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    size = (max(8, round(cw / zoom)), max(8, round(ch / zoom)))
+    small = cv2.resize(np.ascontiguousarray(image[y0:y0 + ch, x0:x0 + cw]), size, interpolation=cv2.INTER_AREA)
+    offset = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])  # window -> full
+    return Warp(small, offset @ np.linalg.inv(resample_matrix(size[0] / cw, size[1] / ch)))
 
 
 def _work_greys(reference: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
