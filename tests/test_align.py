@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tcmoa.align import ALIGN_MODES, align_sources, default_reference, misalignment_hint
-from tcmoa.align.transforms import apply, corner_error, corners, describe, implausibility, similarity
+from tcmoa.align.transforms import apply, corner_error, corners, describe, implausibility, resample_matrix, similarity
 from tcmoa.align.warp import common_area
 from tcmoa.imaging import read_image
 
@@ -144,6 +144,21 @@ def test_a_wide_frame_is_placed_on_a_third_of_it_chosen_as_the_reference(visible
     src = align_sources([crop, big], "auto", reference=0, task="vif").sources[1]
     assert src.status == "aligned", src.note
     assert corner_error(src.matrix, np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]]), *big.shape[:2]) < 1.0
+
+
+def test_a_narrow_view_shrunk_beside_a_wide_frame_is_found(exposures):
+    # A narrow camera's view (45 % of the wide frame's side) at 2.5× fewer pixels: about 40 px wide on the
+    # coarse search level, where it was never found; a second search one level finer places it.
+    big = cv2.resize(exposures[0], None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC).clip(0, 1)  # 1280×850
+    h, w = big.shape[:2]
+    ch, cw = int(h * 0.45), int(w * 0.45)
+    y0, x0 = int(0.1 * (h - ch)), int(0.5 * (w - cw))
+    size = (round(cw / 2.5), round(ch / 2.5))
+    narrow = cv2.resize(big[y0:y0 + ch, x0:x0 + cw], size, interpolation=cv2.INTER_AREA)
+    truth = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]]) @ np.linalg.inv(resample_matrix(size[0] / cw, size[1] / ch))
+    src = align_sources([big, narrow], "auto", reference=0, task="vif").sources[1]
+    assert src.status == "aligned", src.note
+    assert corner_error(src.matrix, truth, *narrow.shape[:2]) < 2.5  # one of its pixels
 
 
 def test_a_source_turned_upside_down_is_turned_back(exposures):

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..imaging import resize_to
 from ..tasks import Preset, get_preset
-from .estimate import Estimate, agreement, estimate, frame_fit
+from .estimate import Estimate, agreement, estimate, frame_fit, search_passes
 from .polish import polish
 from .reference import default_reference
 from .result import ALIGN_MODES, Alignment, SourceAlignment
@@ -139,8 +139,9 @@ def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Dec
             return Decision("unchanged", None, as_given, 0.0, 0.0)
     base = decompose(frame_fit(src_shape, ref_shape))[0]
     best: Decision | None = None
-    for wide in (False, True):
-        estimates = estimate(ref_pyr, src_pyr, policy.models if auto else (mode,), wide=wide, features=policy.features)
+    for wide, finer in search_passes(ref_pyr, src_pyr):
+        estimates = estimate(ref_pyr, src_pyr, policy.models if auto else (mode,), wide=wide, features=policy.features,
+                             finer=finer)
         simplest = estimates[0]
         shift = _shift(simplest.matrix, src_shape, ref_shape)
         gain = simplest.score / max(simplest.start_score, 1e-6) - 1
