@@ -168,12 +168,12 @@ def estimate(ref: Pyramid, src: Pyramid, models: tuple[str, ...], wide: bool = F
     `wide` searches every rotation (a source upside down), not just ±10°; `features` adds a SIFT match;
     `finer` searches one level finer (a frame covering a fraction of the reference: see `search_passes`).
     """
-    k0 = max(search_level(ref) - finer, 0)
+    k0 = max(search_level(ref) - (1 if finer else 0), 0)
     coarse_model = "translation" if models[0] == "translation" else "similarity"
     ranked, fit = _coarse(ref, src, k0, coarse_model, wide, features)
     if len(ranked) > 1 and k0 > 0:  # the runner-up gets one more level to show which is right
-        finer = [_refine_at(ref, src, k0 - 1, c.matrix, coarse_model, FINE_ITERATIONS) for c in ranked]
-        ranked = _rank(ref, src, finer, [c.matrix is fit for c in ranked], k0)
+        refined = [_refine_at(ref, src, k0 - 1, c.matrix, coarse_model, FINE_ITERATIONS) for c in ranked]
+        ranked = _rank(ref, src, refined, [c.matrix is fit for c in ranked], k0)
         k0 -= 1
     # How close the best distinct other pose comes: near 1, the scene offers two answers.
     rival = ranked[1].score / ranked[0].score if len(ranked) > 1 and ranked[0].score > 0 else 0.0
