@@ -67,7 +67,7 @@ def registered_check(eval_set: EvalSet) -> dict:
 
 
 def one_warp(sources: list[np.ndarray], task: str, strength: str, rng: np.random.Generator,
-             own: np.ndarray | None) -> tuple[dict[str, tuple[float, float]], float | None, dict]:
+             own: np.ndarray) -> tuple[dict[str, tuple[float, float]], float, dict]:
     """Errors {method: (corner error px, seconds)}, ours against its own estimate, and what the fuse step needs."""
     ref_index = default_reference(sources, task)
     mov_index = 1 - ref_index
@@ -86,7 +86,7 @@ def one_warp(sources: list[np.ndarray], task: str, strength: str, rng: np.random
         start = time.perf_counter()
         found[name] = (run(), time.perf_counter() - start)
     errors = {m: (corner_error(mat, warp.truth, *shape), sec) for m, (mat, sec) in found.items()}
-    versus_own = None if own is None else corner_error(found["ours"][0], own @ warp.truth, *shape)
+    versus_own = corner_error(found["ours"][0], own @ warp.truth, *shape)
     return errors, versus_own, {"result": result, "warp": warp, "ref": ref_index, "mov": mov_index}
 
 
@@ -130,8 +130,7 @@ def run_set(eval_set: EvalSet, args: argparse.Namespace, fuser) -> list[dict]:
             for m, (e, sec) in errs.items():
                 errors[m].append(e)
                 seconds[m].append(sec)
-            if vs_own is not None:
-                versus_own.append(vs_own)
+            versus_own.append(vs_own)
             if fuser is not None and n < args.fuse_limit:
                 qabf.append(fused_qabf(fuser, sources, info, eval_set.task))
             if args.overlays and n == 0:

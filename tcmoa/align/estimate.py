@@ -100,11 +100,12 @@ def candidates(ref: Pyramid, src: Pyramid, k: int, wide: bool, features: bool,
     rl, sl, fit_level = _at_levels(ref, src, k, fit)
     base = decompose(fit_level)[0]
     (sh, sw), (rh, rw) = src.full_shape, ref.full_shape
-    exponents = SAME_SIZE_EXPONENTS if (sh, sw) == (rh, rw) else \
-        LARGER_SOURCE_EXPONENTS if sh * sw > rh * rw and not wide else OTHER_SIZE_EXPONENTS  # (every angle: as before)
+    same_size = (sh, sw) == (rh, rw)
+    exponents = SAME_SIZE_EXPONENTS if same_size else \
+        LARGER_SOURCE_EXPONENTS if sh * sw > rh * rw and not wide else OTHER_SIZE_EXPONENTS
     scales = np.array([base * SCALE_STEP ** e for e in ([0] if shift_only else exponents)])
-    if wide:  # every rotation, at fewer zooms: the fallback for a camera turned on its side or upside down
-        scales = scales[len(scales) // 2 - 1: len(scales) // 2 + 2] if len(exponents) == len(SAME_SIZE_EXPONENTS) else scales
+    if wide and same_size:  # every rotation, at fewer zooms: the fallback for a camera turned on its side or upside down
+        scales = scales[len(scales) // 2 - 1: len(scales) // 2 + 2]
     angles = np.array([0.0] if shift_only else ALL_ANGLES if wide else ANGLES)
     found = search(rl, sl, scales, angles, keep=SEARCH_KEEP)
     starts = [fit, *(_to_full(rl, sl, c.matrix) for c in found)]
