@@ -6,6 +6,7 @@ so every recovered transform is checked by its corner error against the truth.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 
 from tcmoa.align import ALIGN_MODES, align_sources, default_reference, misalignment_hint
+from tcmoa.align.register import MIN_SCORE_OTHER_SIZE, POLICIES, decide
+from tcmoa.align.structure import Pyramid
 from tcmoa.align.transforms import apply, corner_error, corners, describe, implausibility, resample_matrix, similarity
 from tcmoa.align.warp import common_area
 from tcmoa.imaging import read_image
@@ -98,7 +101,8 @@ def test_off_costs_nothing_and_returns_the_inputs(visible_infrared):
     assert result.sources[1].note == "source 2: not checked (alignment off)"
 
 
-def test_a_thermal_frame_is_found_inside_a_larger_colour_frame(visible_infrared):
+def thermal_view(visible_infrared: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(visible, the infrared shrunk to a third and cropped, the crop's true matrix onto the visible)."""
     vi, ir = visible_infrared
     h, w = ir.shape[:2]
     small = cv2.resize(ir, (w // 3, h // 3), interpolation=cv2.INTER_AREA)
@@ -106,6 +110,11 @@ def test_a_thermal_frame_is_found_inside_a_larger_colour_frame(visible_infrared)
     crop = np.ascontiguousarray(small[y0:y0 + 96, x0:x0 + 128])
     sx, sy = (w // 3) / w, (h // 3) / h
     truth = np.array([[1 / sx, 0, (x0 + 0.5) / sx - 0.5], [0, 1 / sy, (y0 + 0.5) / sy - 0.5], [0, 0, 1]])
+    return vi, crop, truth
+
+
+def test_a_thermal_frame_is_found_inside_a_larger_colour_frame(visible_infrared):
+    vi, crop, truth = thermal_view(visible_infrared)
     result = align_sources([vi, crop], "auto", task="vif")
     src = result.sources[1]
     assert src.status == "aligned", src.note
@@ -116,6 +125,23 @@ def test_a_thermal_frame_is_found_inside_a_larger_colour_frame(visible_infrared)
     assert result.coverage[1][top:top + ch, left:left + cw].min() >= 0.999
     cropped = align_sources([vi, crop], "auto", task="vif", crop_to_common=True)
     assert all(im.shape[:2] == (ch, cw) for im in cropped.images) and cropped.coverage == [None, None]
+
+
+def test_a_source_of_another_size_must_also_correlate_to_be_placed(visible_infrared):
+    # Few tiles vote on a frame covering part of the reference, so such a placement must also reach the policy's
+    # score floor (on training warps wrong ones scored 0.18-0.24, right ones at least 0.28); same-size sources
+    # are judged by their many tiles alone.
+    vi, crop, _ = thermal_view(visible_infrared)
+    ref_pyr, src_pyr = Pyramid.of(vi), Pyramid.of(crop)
+    placed = decide(ref_pyr, src_pyr, "auto", POLICIES["vif"])
+    assert placed.status == "aligned" and placed.estimate is not None
+    assert placed.estimate.score >= MIN_SCORE_OTHER_SIZE
+    strict = replace(POLICIES["vif"], min_score_other_size=placed.estimate.score + 0.01)
+    refused = decide(ref_pyr, src_pyr, "auto", strict)
+    assert refused.status == "failed" and "the edges barely agree" in str(refused.why)
+    moved = warped(visible_infrared[1], centred(visible_infrared[1], 1.0, 2.0, 12.0, -8.0))
+    same_size = decide(ref_pyr, Pyramid.of(moved), "auto", strict)
+    assert same_size.status == "aligned", same_size.why
 
 
 @pytest.mark.parametrize("factor", [2, 3, 4])

@@ -56,15 +56,21 @@ class Policy:
     features: bool = False  # same modality: SIFT matches as extra starting points
     polish: bool = False  # same modality: an aligned source's transform polished by ECC (tcmoa.align.polish)
     automatic: bool = True  # False: auto never warps (the measure is not reliable for this pair)
+    # A source of another size than the reference is searched over many zooms and covers only part of it, so
+    # few tiles vote: its placement must also correlate at least this well (finest level) to be believed.
+    min_score_other_size: float = 0.0
 
 
+# VIF sources of another size (training: llvip32, roadscene171; narrow views and thermal-at-a-third): right
+# placements scored at least 0.28, wrong ones (>= 20 px off, confidence >= 0.3) 0.18-0.24.
+MIN_SCORE_OTHER_SIZE = 0.24
 # The ECC polish on training warps (27 FusionDN exposure pairs, 27 synthetic focal pairs): exposures 0.63 -> 0.55 px
 # mean corner error, focal pairs 0.156 -> 0.153 px (no gain, and on MFFW's breathing planes it fits the breathing):
 # on for exposures only.
 # MRI + PET/SPECT: on the training slices the estimate of a registered pair wandered tens of pixels
 # (a PET zoomed onto the skull) and no score told right from wrong, so auto never warps them.
 POLICIES = {
-    "vif": Policy(),
+    "vif": Policy(min_score_other_size=MIN_SCORE_OTHER_SIZE),
     "mef": Policy(features=True, polish=True),
     "mff": Policy(features=True),
     "mri-ct": Policy(models=("similarity",), tolerance=0.08, min_gain=0.75),
@@ -152,6 +158,8 @@ def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Dec
         why = implausibility(found.matrix, src_shape, ref_shape, base)
         if why is None and agree < MIN_CONFIDENCE:
             why = f"too little of the image agrees with any placement (confidence {agree:.2f})"
+        if why is None and src_shape != ref_shape and found.score < policy.min_score_other_size:
+            why = f"the edges barely agree at the best placement (score {found.score:.2f})"
         if auto and not policy.automatic:  # no search of every rotation either: nothing would be applied
             why = ("automatic alignment is not reliable for this pair of modalities (they share too little structure); "
                    f"the best estimate ({describe(found.matrix, src_shape, ref_shape)}) was not applied; "
