@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tcmoa.align import ALIGN_MODES, align_sources, default_reference, misalignment_hint
-from tcmoa.align.register import MIN_SCORE_OTHER_SIZE, POLICIES, decide
+from tcmoa.align.register import MIN_SCORE_OTHER_SIZE, POLICIES, Policy, decide
 from tcmoa.align.structure import Pyramid
 from tcmoa.align.transforms import apply, corner_error, corners, describe, implausibility, resample_matrix, similarity
 from tcmoa.align.warp import common_area
@@ -208,7 +208,22 @@ def test_blank_tiny_and_unrelated_sources_are_left_as_given_with_a_reason(visibl
     other = exposures[0][: vi.shape[0], : vi.shape[1]]  # another scene altogether: nothing overlaps
     unrelated = align_sources([vi, np.ascontiguousarray(other)], "similarity")
     assert unrelated.sources[1].status == "failed", unrelated.sources[1].note
-    assert "left as given" in unrelated.sources[1].note and "align=" in unrelated.sources[1].note
+    assert "left as given" in unrelated.sources[1].note and "show the same scene" in unrelated.sources[1].note
+    assert "align=" not in unrelated.sources[1].note  # the transform it was given would fail the same way
+
+
+def test_auto_offers_a_transform_for_pet_only_where_that_would_apply_its_estimate(exposures):
+    # auto never warps MRI + PET; it offers align=similarity only when that would apply the estimate it shows.
+    pet = align_sources(example("mri-pet", "harvard_30057"), "auto", task="mri-pet").sources[1]
+    assert pet.status == "failed" and "was not applied" in pet.note
+    assert "align=similarity would not apply it either: too little of the image agrees" in pet.note
+    over, under = exposures
+    moved = warped(under, centred(under, 1.05, 3.0, -6.0, 4.0))
+    ref_pyr, src_pyr = Pyramid.of(over), Pyramid.of(moved)
+    cautious = Policy(models=("similarity",), automatic=False)
+    offered = decide(ref_pyr, src_pyr, "auto", cautious)
+    assert offered.status == "failed" and "choose align=similarity to apply it" in str(offered.why)
+    assert decide(ref_pyr, src_pyr, "similarity", cautious).status == "aligned"
 
 
 def test_a_source_of_another_shape_left_as_given_records_the_stretch_it_gets(visible_infrared):

@@ -77,7 +77,9 @@ POLICIES = {
     "mri-pet": Policy(models=("similarity",), automatic=False),
     "mri-spect": Policy(models=("similarity",), automatic=False),
 }
-SUGGESTION = "check that the sources show the same scene, or choose a transform (align=similarity) and check the overlay"
+SUGGESTION = "check that the sources show the same scene and overlap"
+# Only auto's homography can be refused where the similarity would not be: then the similarity is worth a try.
+SIMILARITY_SUGGESTION = "check that the sources show the same scene, or choose align=similarity and check the overlay"
 
 
 def _check_mode(mode: str) -> str:
@@ -161,9 +163,11 @@ def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Dec
         if why is None and src_shape != ref_shape and found.score < policy.min_score_other_size:
             why = f"the edges barely agree at the best placement (score {found.score:.2f})"
         if auto and not policy.automatic:  # no search of every rotation either: nothing would be applied
+            # align=similarity runs this very estimate first: offer it only when that would apply it.
+            offer = "choose align=similarity to apply it and check the overlay" if why is None else \
+                f"align=similarity would not apply it either: {why}"
             why = ("automatic alignment is not reliable for this pair of modalities (they share too little structure); "
-                   f"the best estimate ({describe(found.matrix, src_shape, ref_shape)}) was not applied; "
-                   "choose align=similarity to apply it and check the overlay")
+                   f"the best estimate ({describe(found.matrix, src_shape, ref_shape)}) was not applied; {offer}")
             return Decision("failed", found, agree, shift, gain, why)
         decision = Decision("failed" if why else "aligned", found, agree, shift, gain, why)
         if best is None or (why is None and (best.why is not None or agree > best.consensus)):
@@ -191,7 +195,8 @@ def _align_one(index: int, src: np.ndarray, ref: np.ndarray, ref_pyr: Pyramid | 
         return (*_as_given(index, src, ref, "unchanged", d.consensus,
                            f"{label}: already aligned with the reference (left as given)"), None)
     if d.status == "failed":
-        suggestion = "" if "align=similarity" in str(d.why) else f"; {SUGGESTION}"
+        other_model = mode == "auto" and d.estimate is not None and d.estimate.model != "similarity"
+        suggestion = "" if "align=similarity" in str(d.why) else f"; {SIMILARITY_SUGGESTION if other_model else SUGGESTION}"
         return (*_as_given(index, src, ref, "failed", d.consensus, f"{fail}{d.why}{suggestion}"), None)
     found = d.estimate
     assert found is not None
