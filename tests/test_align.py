@@ -212,6 +212,23 @@ def test_blank_tiny_and_unrelated_sources_are_left_as_given_with_a_reason(visibl
     assert "align=" not in unrelated.sources[1].note  # the transform it was given would fail the same way
 
 
+def test_a_same_size_placement_needs_a_few_agreeing_tiles_not_just_a_share(exposures, monkeypatch):
+    # One tile of three, or two of five, agree by chance: MEFB's House and Lake1 large warps were placed 290-350 px
+    # wrong that way. The tile count comes from tcmoa.align.consensus; here it is set to show the rule alone.
+    from tcmoa.align import register
+
+    over, under = exposures
+    moved = warped(under, centred(under, 1.05, 3.0, -6.0, 4.0))
+    ref_pyr, src_pyr = Pyramid.of(over), Pyramid.of(moved)
+    for tiles, status in ((4, "failed"), (8, "aligned")):  # half of them agree: 2 tiles, then 4
+        monkeypatch.setattr(register, "agreement", lambda *args, n=tiles, **kw: (0.5, n))
+        decision = decide(ref_pyr, src_pyr, "similarity", POLICIES["mef"])
+        assert decision.status == status, decision.why
+    monkeypatch.setattr(register, "agreement", lambda *args, **kw: (0.5, 4))
+    assert "too few parts of the image agree with the best placement (2 tiles)" in str(
+        decide(ref_pyr, src_pyr, "similarity", POLICIES["mef"]).why)
+
+
 def test_auto_offers_a_transform_for_pet_only_where_that_would_apply_its_estimate(exposures):
     # auto never warps MRI + PET; it offers align=similarity only when that would apply the estimate it shows.
     pet = align_sources(example("mri-pet", "harvard_30057"), "auto", task="mri-pet").sources[1]

@@ -4,9 +4,11 @@ Per source, after the estimate (tcmoa.align.estimate) the decision is, in order:
 
 1. **failed** (left as given) when the images cannot say: a blank source, one too small, an
    estimate that is implausible (a fold, a mirror, no overlap; tcmoa.align.transforms), a
-   placement too few tiles agree with (confidence below MIN_CONFIDENCE, even with every rotation
-   searched; tcmoa.align.consensus), or (auto only) a modality pair whose automatic alignment
-   proved unreliable on the training data (MRI + PET/SPECT: see POLICIES).
+   placement too few tiles agree with (confidence below MIN_CONFIDENCE, or for a same-size source
+   fewer than MIN_AGREEING_TILES agreeing; tcmoa.align.consensus) or, for a source of another size,
+   whose edges correlate too little (the policy's min_score_other_size), each even with every
+   rotation searched; or (auto only) a modality pair whose automatic alignment proved unreliable
+   on the training data (MRI + PET/SPECT: see POLICIES).
 2. **unchanged** (auto only): the tiles agree as given (consensus at least REGISTERED_CONSENSUS,
    checked first, before any estimate), or the estimate moved the corners at most MIN_SHIFT_PX,
    or at most the preset's tolerance while the edge agreement rose less than its min_gain. The
@@ -38,6 +40,10 @@ MIN_SIDE = 24  # px: below it a pyramid has no coarse level to search on
 # the estimate moved up to 1.7 % while one medium warp moved only 1 %: no share separates them).
 MIN_SHIFT_PX = 2.0
 MIN_CONFIDENCE = 0.3  # tile consensus below which no placement is believed
+# ... and a share of very few structured tiles is no evidence (one tile in three agrees by chance): a same-size
+# source needs this many agreeing tiles (every right same-size placement of the training warps had at least 4;
+# one of a different size is held to MIN_SCORE_OTHER_SIZE instead, its right placements had as few as 2).
+MIN_AGREEING_TILES = 3
 REGISTERED_CONSENSUS = 0.35  # tile consensus as given (finest level) from which a source counts as registered
 # auto takes the homography when it raises the edge agreement by HOMOGRAPHY_GAIN and its tiles agree at least as
 # well: on training warps a true similarity (medium) let the homography gain at most 0.07 while bending it by
@@ -126,15 +132,16 @@ class Decision:
     why: str | None = None  # for "failed"
 
 
-def _choose(ref_pyr: Pyramid, src_pyr: Pyramid, found: list[Estimate]) -> tuple[Estimate, float]:
-    """The first model's estimate, or a later one whose edges and tiles agree clearly better; with its consensus."""
-    best, best_agree = found[0], agreement(ref_pyr, src_pyr, found[0].matrix)[0]
+def _choose(ref_pyr: Pyramid, src_pyr: Pyramid, found: list[Estimate]) -> tuple[Estimate, float, int]:
+    """The first model's estimate, or a later one whose edges and tiles agree clearly better; with its consensus
+    and the number of tiles that agree."""
+    best, (best_agree, tiles) = found[0], agreement(ref_pyr, src_pyr, found[0].matrix)
     for e in found[1:]:
         if e.score > best.score * (1 + HOMOGRAPHY_GAIN):
-            agree = agreement(ref_pyr, src_pyr, e.matrix)[0]
+            agree, count = agreement(ref_pyr, src_pyr, e.matrix)
             if agree >= best_agree + HOMOGRAPHY_CONSENSUS:
-                best, best_agree = e, agree
-    return best, best_agree
+                best, best_agree, tiles = e, agree, count
+    return best, best_agree, round(best_agree * tiles)
 
 
 def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Decision:
@@ -156,10 +163,12 @@ def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Dec
         registered = shift <= MIN_SHIFT_PX or (shift <= policy.tolerance * max(ref_shape) and gain <= policy.min_gain)
         if auto and src_shape == ref_shape and registered and not wide:
             return Decision("unchanged", simplest, agreement(ref_pyr, src_pyr, np.eye(3))[0], shift, gain)
-        found, agree = _choose(ref_pyr, src_pyr, estimates)
+        found, agree, agreeing = _choose(ref_pyr, src_pyr, estimates)
         why = implausibility(found.matrix, src_shape, ref_shape, base)
         if why is None and agree < MIN_CONFIDENCE:
             why = f"too little of the image agrees with any placement (confidence {agree:.2f})"
+        if why is None and src_shape == ref_shape and agreeing < MIN_AGREEING_TILES:
+            why = f"too few parts of the image agree with the best placement ({agreeing} tiles)"
         if why is None and src_shape != ref_shape and found.score < policy.min_score_other_size:
             why = f"the edges barely agree at the best placement (score {found.score:.2f})"
         if auto and not policy.automatic:  # no search of every rotation either: nothing would be applied
