@@ -148,7 +148,8 @@ def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Dec
     """Estimate one source and decide (see the module docstring); searches every rotation before failing."""
     auto = mode == "auto"
     ref_shape, src_shape = ref_pyr.full_shape, src_pyr.full_shape
-    if auto and src_shape == ref_shape:  # the tiles agree where they are: registered, nothing to estimate
+    same_size = src_shape == ref_shape
+    if auto and same_size:  # the tiles agree where they are: registered, nothing to estimate
         as_given = agreement(ref_pyr, src_pyr, np.eye(3), side=max(ref_pyr.levels[0].shape))[0]
         if as_given >= REGISTERED_CONSENSUS:
             return Decision("unchanged", None, as_given, 0.0, 0.0)
@@ -161,15 +162,15 @@ def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Dec
         shift = _shift(simplest.matrix, src_shape, ref_shape)
         gain = simplest.score / max(simplest.start_score, 1e-6) - 1
         registered = shift <= MIN_SHIFT_PX or (shift <= policy.tolerance * max(ref_shape) and gain <= policy.min_gain)
-        if auto and src_shape == ref_shape and registered and not wide:
+        if auto and same_size and registered and not wide:
             return Decision("unchanged", simplest, agreement(ref_pyr, src_pyr, np.eye(3))[0], shift, gain)
         found, agree, agreeing = _choose(ref_pyr, src_pyr, estimates)
         why = implausibility(found.matrix, src_shape, ref_shape, base)
         if why is None and agree < MIN_CONFIDENCE:
             why = f"too little of the image agrees with any placement (confidence {agree:.2f})"
-        if why is None and src_shape == ref_shape and agreeing < MIN_AGREEING_TILES:
+        if why is None and same_size and agreeing < MIN_AGREEING_TILES:
             why = f"too few parts of the image agree with the best placement ({agreeing} tiles)"
-        if why is None and src_shape != ref_shape and found.score < policy.min_score_other_size:
+        if why is None and not same_size and found.score < policy.min_score_other_size:
             why = f"the edges barely agree at the best placement (score {found.score:.2f})"
         if auto and not policy.automatic:  # no search of every rotation either: nothing would be applied
             # align=similarity runs this very estimate first: offer it only when that would apply it.
