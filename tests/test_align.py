@@ -229,6 +229,23 @@ def test_a_same_size_placement_needs_a_few_agreeing_tiles_not_just_a_share(expos
         decide(ref_pyr, src_pyr, "similarity", POLICIES["mef"]).why)
 
 
+def test_a_refused_homography_is_offered_the_similarity_only_when_it_bent_too_far(exposures, monkeypatch):
+    # auto takes the homography only where its tiles and score are at least the similarity's, so a refusal for too
+    # little agreement would refuse the similarity too; only a fold or mirror is the homography's alone.
+    from tcmoa.align import register
+
+    over, under = exposures
+    moved = warped(under, centred(under, 1.05, 3.0, -6.0, 4.0))
+    ref_pyr, src_pyr = Pyramid.of(over), Pyramid.of(moved)
+    bent = register.estimate(ref_pyr, src_pyr, ("homography",))[0]
+    monkeypatch.setattr(register, "_choose", lambda *args: (bent, 0.1, 3))  # a homography few tiles agree with
+    weak = decide(ref_pyr, src_pyr, "auto", POLICIES["mef"])
+    assert weak.status == "failed" and "confidence 0.10" in str(weak.why) and "align=" not in str(weak.why)
+    monkeypatch.setattr(register, "implausibility", lambda *args: "it would fold the image")
+    folded = decide(ref_pyr, src_pyr, "auto", POLICIES["mef"])
+    assert "it would fold the image; " in str(folded.why) and "choose align=similarity" in str(folded.why)
+
+
 def test_auto_offers_a_transform_for_pet_only_where_that_would_apply_its_estimate(exposures):
     # auto never warps MRI + PET; it offers align=similarity only when that would apply the estimate it shows.
     pet = align_sources(example("mri-pet", "harvard_30057"), "auto", task="mri-pet").sources[1]

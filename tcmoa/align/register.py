@@ -84,7 +84,8 @@ POLICIES = {
     "mri-spect": Policy(models=("similarity",), automatic=False),
 }
 SUGGESTION = "check that the sources show the same scene and overlap"
-# Only auto's homography can be refused where the similarity would not be: then the similarity is worth a try.
+# Only an implausible homography (auto) can be refused where the similarity would not be: its tiles and score are
+# at least the similarity's, so a refusal for too little agreement would refuse the similarity too.
 SIMILARITY_SUGGESTION = "check that the sources show the same scene, or choose align=similarity and check the overlay"
 
 
@@ -166,6 +167,8 @@ def decide(ref_pyr: Pyramid, src_pyr: Pyramid, mode: str, policy: Policy) -> Dec
             return Decision("unchanged", simplest, agreement(ref_pyr, src_pyr, np.eye(3))[0], shift, gain)
         found, agree, agreeing = _choose(ref_pyr, src_pyr, estimates)
         why = implausibility(found.matrix, src_shape, ref_shape, base)
+        if why is not None and auto and found.model != "similarity":  # a bend the similarity cannot make: worth a try
+            why = f"{why}; {SIMILARITY_SUGGESTION}"
         if why is None and agree < MIN_CONFIDENCE:
             why = f"too little of the image agrees with any placement (confidence {agree:.2f})"
         if why is None and same_size and agreeing < MIN_AGREEING_TILES:
@@ -205,8 +208,7 @@ def _align_one(index: int, src: np.ndarray, ref: np.ndarray, ref_pyr: Pyramid | 
         return (*_as_given(index, src, ref, "unchanged", d.consensus,
                            f"{label}: already aligned with the reference (left as given)"), None)
     if d.status == "failed":
-        other_model = mode == "auto" and d.estimate is not None and d.estimate.model != "similarity"
-        suggestion = "" if "align=similarity" in str(d.why) else f"; {SIMILARITY_SUGGESTION if other_model else SUGGESTION}"
+        suggestion = "" if "align=similarity" in str(d.why) else f"; {SUGGESTION}"
         return (*_as_given(index, src, ref, "failed", d.consensus, f"{fail}{d.why}{suggestion}"), None)
     found = d.estimate
     assert found is not None
